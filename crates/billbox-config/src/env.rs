@@ -1,0 +1,172 @@
+//! Environment overrides: `BILLBOX__SECTION__KEY=value`.
+//!
+//! The variables are handed to the `config` crate's `Environment` source,
+//! after a first pass here that mirrors its key mapping (case-insensitive
+//! `BILLBOX__` prefix, `__` between levels, keys lowercased) to reject
+//! what it would silently misread: malformed names, `[[ports]]` overrides
+//! (arrays cannot be addressed), and two variables that differ only in
+//! case. Values are kept as strings (`try_parsing` is off) so a gateway
+//! name like `007` stays `007`; integer keys parse digits themselves.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::error::Problem;
+
+/// The prefix, with its separator, in the lower case that keys are compared in.
+const PREFIX: &str = "billbox__";
+
+/// The overrides found in an environment.
+#[derive(Debug, Default)]
+pub(crate) struct Overrides {
+    /// The variables to hand to `config::Environment::source`.
+    pub vars: HashMap<String, String>,
+    /// Configuration key (`gateway.name`) to the variable that sets it.
+    pub keys: BTreeMap<String, String>,
+    /// Variables with the prefix that cannot be used.
+    pub problems: Vec<Problem>,
+}
+
+impl Overrides {
+    /// The note added to a problem at `key` when variables set it (or, for
+    /// a section, keys inside it).
+    pub fn note(&self, key: &str) -> Option<String> {
+        let inside = format!("{key}.");
+        let vars: Vec<&str> = self
+            .keys
+            .iter()
+            .filter(|(k, _)| *k == key || k.starts_with(&inside))
+            .map(|(_, var)| var.as_str())
+            .collect();
+        match vars.as_slice() {
+            [] => None,
+            [var] => Some(format!(" (set by environment variable {var})")),
+            _ => Some(format!(
+                " (set by environment variables {})",
+                vars.join(", ")
+            )),
+        }
+    }
+}
+
+/// Sorts an environment's variables into usable overrides and problems.
+/// Variables without the `BILLBOX__` prefix (any case) are ignored.
+pub(crate) fn scan(env: HashMap<String, String>) -> Overrides {
+    let mut out = Overrides::default();
+    // Sorted so problems come out in a stable order.
+    let env: BTreeMap<String, String> = env.into_iter().collect();
+    for (var, value) in env {
+        let lower = var.to_lowercase();
+        let Some(rest) = lower.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let path: Vec<&str> = rest.split("__").collect();
+        if path[0] == "ports" {
+            out.problems.push(Problem::new(
+                "ports",
+                format!(
+                    "ports cannot be set from the environment ({var}); \
+                     configure [[ports]] in the file"
+                ),
+            ));
+            continue;
+        }
+        let well_formed = path.iter().all(|segment| {
+            !segment.is_empty()
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        });
+        if !well_formed || path.len() != 2 {
+            out.problems.push(Problem::new(
+                var,
+                "not a configuration key; override variables are named \
+                 BILLBOX__SECTION__KEY, e.g. BILLBOX__GATEWAY__NAME",
+            ));
+            continue;
+        }
+        let key = path.join(".");
+        if let Some(first) = out.keys.get(&key) {
+            out.problems.push(Problem::new(
+                key,
+                format!("set by both environment variables {first} and {var}; keep one"),
+            ));
+            continue;
+        }
+        out.keys.insert(key, var.clone());
+        out.vars.insert(var, value);
+    }
+    out
+}
+
+/// The process environment, for [`scan`]. Variables whose name is not
+/// Unicode are skipped (no such name can carry the prefix in a usable
+/// form); a prefixed variable whose value is not Unicode is a problem.
+pub(crate) fn process_env() -> (HashMap<String, String>, Vec<Problem>) {
+    let mut vars = HashMap::new();
+    let mut problems = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Ok(name) = name.into_string() else {
+            continue;
+        };
+        match value.into_string() {
+            Ok(value) => {
+                vars.insert(name, value);
+            }
+            Err(_) if name.to_lowercase().starts_with(PREFIX) => {
+                problems.push(Problem::new(name, "the value is not valid UTF-8"));
+            }
+            Err(_) => {}
+        }
+    }
+    (vars, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn maps_keys_and_ignores_other_variables() {
+        let o = scan(env(&[
+            ("BILLBOX__GATEWAY__NAME", "gw2"),
+            ("billbox__store__cache_mb", "64"),
+            ("BILLBOX_OTHER", "x"),
+            ("BILLBOX", "x"),
+            ("PATH", "/bin"),
+        ]));
+        assert!(o.problems.is_empty(), "{:?}", o.problems);
+        assert_eq!(o.keys["gateway.name"], "BILLBOX__GATEWAY__NAME");
+        assert_eq!(o.keys["store.cache_mb"], "billbox__store__cache_mb");
+        assert_eq!(o.vars.len(), 2);
+    }
+
+    #[test]
+    fn rejects_malformed_names_ports_and_duplicates() {
+        let o = scan(env(&[
+            ("BILLBOX__GATEWAY", "x"),
+            ("BILLBOX__GATEWAY__NAME__X", "x"),
+            ("BILLBOX__GATEWAY__", "x"),
+            ("BILLBOX__GATEWAY.NAME", "x"),
+            ("BILLBOX__PORTS__0__NAME", "x"),
+            ("BILLBOX__STORE__CACHE_MB", "1"),
+            ("Billbox__Store__Cache_Mb", "2"),
+        ]));
+        assert!(o.vars.len() == 1);
+        let text: Vec<String> = o.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 6, "{text:#?}");
+        assert!(text.iter().any(|p| p.starts_with("ports: ")));
+        assert!(text
+            .iter()
+            .any(|p| p.starts_with("store.cache_mb: set by both")));
+        assert!(text
+            .iter()
+            .any(|p| p.starts_with("BILLBOX__GATEWAY.NAME: not a configuration key")));
+    }
+}

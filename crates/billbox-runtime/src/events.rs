@@ -1,0 +1,262 @@
+//! Notable events: each struct logs one structured line and counts itself.
+//!
+//! Log levels: ERROR only when data is at risk, WARN for a link or input
+//! problem billbox works around, INFO for state changes, DEBUG per batch.
+
+use metrics::counter;
+use tracing::{debug, error, info, warn};
+
+/// A port's link came up: device opened, PBX connected in, or connected out.
+pub struct PortLinkUp<'a> {
+    pub port: &'a str,
+    pub peer: &'a str,
+}
+
+impl PortLinkUp<'_> {
+    pub fn emit(self) {
+        info!(
+            port = self.port,
+            peer = self.peer,
+            "Port link is up; reading records."
+        );
+        counter!("billbox_port_link_up_total", "port" => self.port.to_owned()).increment(1);
+    }
+}
+
+/// A port's link went down; the reader reopens it with backoff.
+pub struct PortLinkDown<'a> {
+    pub port: &'a str,
+    pub reason: &'a str,
+}
+
+impl PortLinkDown<'_> {
+    pub fn emit(self) {
+        warn!(
+            port = self.port,
+            reason = self.reason,
+            "Port link went down; reopening with backoff."
+        );
+        counter!("billbox_port_link_down_total", "port" => self.port.to_owned()).increment(1);
+    }
+}
+
+/// A port could not be opened. Logged once per state change, counted per try.
+pub struct PortOpenFailed<'a> {
+    pub port: &'a str,
+    pub error: &'a str,
+    pub first: bool,
+}
+
+impl PortOpenFailed<'_> {
+    pub fn emit(self) {
+        if self.first {
+            warn!(
+                port = self.port,
+                error = self.error,
+                "Port cannot be opened; retrying with backoff."
+            );
+        }
+        counter!("billbox_port_open_failures_total", "port" => self.port.to_owned()).increment(1);
+    }
+}
+
+/// A TCP port is listening for its PBX.
+pub struct PortListening<'a> {
+    pub port: &'a str,
+    pub addr: std::net::SocketAddr,
+}
+
+impl PortListening<'_> {
+    pub fn emit(self) {
+        info!(port = self.port, local_addr = %self.addr, "Port is listening for its PBX.");
+    }
+}
+
+/// A new PBX connection replaced the previous one on a listening port.
+pub struct PortConnectionReplaced<'a> {
+    pub port: &'a str,
+    pub peer: &'a str,
+}
+
+impl PortConnectionReplaced<'_> {
+    pub fn emit(self) {
+        warn!(
+            port = self.port,
+            peer = self.peer,
+            "A new PBX connection replaced the current one."
+        );
+        counter!("billbox_port_connections_replaced_total", "port" => self.port.to_owned())
+            .increment(1);
+    }
+}
+
+/// Records of one port were flushed to the store: they are received.
+pub struct RecordsReceived<'a> {
+    pub port: &'a str,
+    pub count: u64,
+    pub bytes: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+impl RecordsReceived<'_> {
+    pub fn emit(self) {
+        debug!(
+            port = self.port,
+            records = self.count,
+            bytes = self.bytes,
+            record_seq = self.first_seq,
+            last_seq = self.last_seq,
+            "Records are committed to the store."
+        );
+        counter!("billbox_records_received_total", "port" => self.port.to_owned())
+            .increment(self.count);
+        counter!("billbox_bytes_received_total", "port" => self.port.to_owned())
+            .increment(self.bytes);
+    }
+}
+
+/// Input reached `max_record_bytes` without a terminator and was cut.
+/// Logged once per run of truncated records, counted per record.
+pub struct RecordsTruncated<'a> {
+    pub port: &'a str,
+    pub count: u64,
+    pub max_record_bytes: usize,
+    pub first_of_run: bool,
+}
+
+impl RecordsTruncated<'_> {
+    pub fn emit(self) {
+        if self.first_of_run {
+            warn!(
+                port = self.port,
+                max_record_bytes = self.max_record_bytes,
+                "Input without an end-of-record string reached max_record_bytes; keeping it as truncated records."
+            );
+        }
+        counter!("billbox_records_truncated_total", "port" => self.port.to_owned())
+            .increment(self.count);
+    }
+}
+
+/// A run of truncated records ended with a normal record.
+pub struct TruncationEnded<'a> {
+    pub port: &'a str,
+    pub records: u64,
+}
+
+impl TruncationEnded<'_> {
+    pub fn emit(self) {
+        info!(
+            port = self.port,
+            records = self.records,
+            "Records end with their terminator again."
+        );
+    }
+}
+
+/// The link went away in the middle of a record; its bytes are kept.
+pub struct RecordUnterminated<'a> {
+    pub port: &'a str,
+    pub bytes: usize,
+}
+
+impl RecordUnterminated<'_> {
+    pub fn emit(self) {
+        warn!(
+            port = self.port,
+            bytes = self.bytes,
+            "The link ended inside a record; keeping it flagged unterminated."
+        );
+        counter!("billbox_records_unterminated_total", "port" => self.port.to_owned()).increment(1);
+    }
+}
+
+/// A record could not be committed; the reader holds it and retries.
+pub struct CommitFailed<'a> {
+    pub port: &'a str,
+    pub records: usize,
+    pub error: &'a str,
+}
+
+impl CommitFailed<'_> {
+    pub fn emit(self) {
+        error!(
+            port = self.port,
+            records = self.records,
+            error = self.error,
+            "Records could not be committed to the store; holding them and not reading the port until they are."
+        );
+        counter!("billbox_commit_failures_total", "port" => self.port.to_owned()).increment(1);
+    }
+}
+
+/// The store's flush failed.
+pub struct StoreFlushFailed<'a> {
+    pub error: &'a str,
+}
+
+impl StoreFlushFailed<'_> {
+    pub fn emit(self) {
+        error!(
+            error = self.error,
+            "The store could not flush; records of this commit are not acknowledged."
+        );
+        counter!("billbox_store_flush_failures_total").increment(1);
+    }
+}
+
+/// An ACS file was closed and renamed to `.txt`.
+pub struct FileClosed<'a> {
+    pub port: &'a str,
+    pub path: &'a std::path::Path,
+    pub records: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+impl FileClosed<'_> {
+    pub fn emit(self) {
+        info!(
+            port = self.port,
+            path = %self.path.display(),
+            records = self.records,
+            record_seq = self.first_seq,
+            last_seq = self.last_seq,
+            "Billing file is closed."
+        );
+        counter!("billbox_files_closed_total", "port" => self.port.to_owned()).increment(1);
+    }
+}
+
+/// Records could not be written to files. They are safe in the store; the
+/// files fall behind until the rotator succeeds again.
+pub struct SpoolFailed<'a> {
+    pub port: &'a str,
+    pub error: &'a str,
+    pub first: bool,
+}
+
+impl SpoolFailed<'_> {
+    pub fn emit(self) {
+        if self.first {
+            error!(
+                port = self.port,
+                error = self.error,
+                "Records cannot be written to billing files; they stay in the store and the rotator retries."
+            );
+        }
+        counter!("billbox_spool_failures_total", "port" => self.port.to_owned()).increment(1);
+    }
+}
+
+/// The rotator writes files again after failures.
+pub struct SpoolRecovered<'a> {
+    pub port: &'a str,
+}
+
+impl SpoolRecovered<'_> {
+    pub fn emit(self) {
+        info!(port = self.port, "Billing files are written again.");
+    }
+}

@@ -1,0 +1,47 @@
+//! The actors of billbox and how they are wired together.
+//!
+//! Layout:
+//! - [`messages`]: the typed messages the actors exchange.
+//! - [`store_actor`]: [`StoreActor`], the one writer of the sled store. It
+//!   gathers the appends that arrive while a flush is running into the next
+//!   group commit, replies to each port reader only after its records are
+//!   flushed, then hands the flushed records to the port's file rotator.
+//! - [`reader`]: [`PortReader`], one per port: opens the serial device, listens
+//!   for or connects to the PBX over TCP, frames the bytes into records and
+//!   appends them to the store, reopening with backoff when the link goes away.
+//! - [`rotator_actor`]: [`RotatorActor`], one per port, on its own arbiter (it
+//!   does blocking file I/O): a thin wrapper over [`billbox_spool::Rotator`].
+//! - [`backoff`]: the reopen/reconnect delay policy.
+//! - [`events`]: one struct per notable event; each logs and counts together.
+//! - [`stats`]: in-process figures (record-to-flush latency) for benchmarks.
+//! - [`service`]: [`start`] builds the whole pipeline from a config under
+//!   supervisors and returns a [`Running`] handle that shuts it down.
+//!
+//! Supervision: every actor runs under an actix `Supervisor`, which restarts
+//! it when it stops while its address is alive (a reader whose task ended, a
+//! rotator that gave up). Streams and timers are attached in `started()`, so a
+//! restart brings them back. A panic is not something actix restarts: the
+//! binary installs a panic hook that logs it and exits non-zero, so the
+//! container restarts the process and the store's recovery takes over.
+#![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod events;
+pub mod messages;
+pub mod reader;
+pub mod rotator_actor;
+pub mod service;
+pub mod stats;
+pub mod store_actor;
+
+pub use reader::PortReader;
+pub use rotator_actor::RotatorActor;
+pub use service::{start, Running, StartError};
+pub use store_actor::StoreActor;
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}

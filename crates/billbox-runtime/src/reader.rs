@@ -1,0 +1,522 @@
+//! Port readers: serial devices, TCP listen, TCP connect.
+//!
+//! A reader opens its link, reads, frames the bytes into records with the
+//! port's [`Framer`], and appends them to the store, waiting for the flush
+//! before it reads on (so a slow disk slows the port, it never loses a
+//! record). When the link goes away (pty closed, USB unplugged, PBX
+//! disconnected) it keeps what was left of a record, flagged unterminated,
+//! and reopens with backoff, logging once per change of state.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use billbox_config::{Flow, Parity, PortConfig, PortSource, SerialSettings};
+use billbox_record::{Frame, Framer};
+use billbox_store::NewRecord;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::backoff::Backoff;
+use crate::events::{
+    CommitFailed, PortConnectionReplaced, PortLinkDown, PortLinkUp, PortListening, PortOpenFailed,
+    RecordUnterminated, RecordsTruncated, TruncationEnded,
+};
+use crate::messages::Append;
+use crate::store_actor::StoreActor;
+
+/// The first reopen delay; it doubles up to the port's `reconnect_max`.
+pub const REOPEN_FLOOR: Duration = Duration::from_millis(100);
+/// Bytes asked for per read.
+pub const READ_BUFFER: usize = 64 * 1024;
+/// How long an outgoing TCP connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where listening ports are bound, by port name (for the demo, tests and logs).
+pub type ListenAddrs = Arc<Mutex<HashMap<String, SocketAddr>>>;
+
+/// The reader actor of one port.
+pub struct PortReader {
+    port: Arc<PortConfig>,
+    store: Addr<StoreActor>,
+    listen_addrs: ListenAddrs,
+    stop: StopSignal,
+}
+
+/// Tells readers to stop reading; each holds a clone of the `alive` sender
+/// until it has stopped, so the sender side learns when all are done.
+#[derive(Clone, Debug)]
+pub struct StopSignal {
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    pub alive: Option<tokio::sync::mpsc::Sender<()>>,
+}
+
+impl StopSignal {
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Runs `fut` unless a stop comes first.
+    async fn or_stop<F: std::future::Future>(&mut self, fut: F) -> Option<F::Output> {
+        if self.stopping() {
+            return None;
+        }
+        tokio::select! {
+            out = fut => Some(out),
+            _ = self.stop.wait_for(|s| *s) => None,
+        }
+    }
+}
+
+impl PortReader {
+    pub fn new(
+        port: Arc<PortConfig>,
+        store: Addr<StoreActor>,
+        listen_addrs: ListenAddrs,
+        stop: StopSignal,
+    ) -> Self {
+        PortReader {
+            port,
+            store,
+            listen_addrs,
+            stop,
+        }
+    }
+}
+
+impl Actor for PortReader {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.stop.stopping() {
+            // Restarted after its link stopped for good: let shutdown know.
+            self.stop.alive = None;
+            return;
+        }
+        let link = Link::new(self.port.clone(), self.store.clone(), self.stop.clone());
+        let listen_addrs = self.listen_addrs.clone();
+        async move { link.run(listen_addrs).await }
+            .into_actor(self)
+            .map(|(), _act, ctx| ctx.stop())
+            .spawn(ctx);
+    }
+}
+
+impl Supervised for PortReader {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        if !self.stop.stopping() {
+            tracing::warn!(port = %self.port.name, "Port reader is restarting.");
+        }
+    }
+}
+
+/// The state of one port's link; logs only when it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    Starting,
+    Up,
+    Down,
+}
+
+/// The reading loop of one port.
+struct Link {
+    port: Arc<PortConfig>,
+    name: Arc<str>,
+    store: Addr<StoreActor>,
+    framer: Framer,
+    state: LinkState,
+    /// Truncated records in the current run (0 when the last record was whole).
+    truncated_run: u64,
+    mask: u8,
+    stop: StopSignal,
+}
+
+impl Link {
+    fn new(port: Arc<PortConfig>, store: Addr<StoreActor>, stop: StopSignal) -> Link {
+        let framer = Framer::try_new(&port.billing_eor, port.max_record_bytes)
+            .expect("the config validated billing_eor and max_record_bytes");
+        let mask = match &port.source {
+            PortSource::Serial { .. } => serial_line(&port.serial).mask,
+            _ => 0xff,
+        };
+        Link {
+            name: Arc::from(port.name.as_str()),
+            port,
+            store,
+            framer,
+            state: LinkState::Starting,
+            truncated_run: 0,
+            mask,
+            stop,
+        }
+    }
+
+    async fn run(mut self, listen_addrs: ListenAddrs) {
+        let mut backoff = Backoff::new(REOPEN_FLOOR, self.port.reconnect_max);
+        match self.port.source.clone() {
+            PortSource::Serial { device } => loop {
+                if self.stop.stopping() {
+                    return;
+                }
+                match open_serial(&device.to_string_lossy(), &self.port.serial) {
+                    Ok(mut stream) => {
+                        backoff.reset();
+                        self.link_up(&device.display().to_string());
+                        let reason = self.pump(&mut stream).await;
+                        drop(stream);
+                        self.link_down(&reason).await;
+                    }
+                    Err(e) => self.open_failed(&e.to_string()),
+                }
+                if self.pause(backoff.next_delay()).await.is_none() {
+                    return;
+                }
+            },
+            PortSource::Connect { addr } => loop {
+                let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr));
+                let Some(connected) = self.stop.or_stop(connect).await else {
+                    return;
+                };
+                match connected {
+                    Ok(Ok(mut stream)) => {
+                        backoff.reset();
+                        let _ = stream.set_nodelay(true);
+                        self.link_up(&addr);
+                        let reason = self.pump(&mut stream).await;
+                        drop(stream);
+                        self.link_down(&reason).await;
+                    }
+                    Ok(Err(e)) => self.open_failed(&format!("connecting to {addr}: {e}")),
+                    Err(_) => self.open_failed(&format!("connecting to {addr} timed out")),
+                }
+                if self.pause(backoff.next_delay()).await.is_none() {
+                    return;
+                }
+            },
+            PortSource::Listen { addr } => loop {
+                if self.stop.stopping() {
+                    return;
+                }
+                match TcpListener::bind(&addr).await {
+                    Ok(listener) => {
+                        backoff.reset();
+                        if let Ok(local) = listener.local_addr() {
+                            PortListening {
+                                port: &self.name,
+                                addr: local,
+                            }
+                            .emit();
+                            listen_addrs
+                                .lock()
+                                .expect("listen address table poisoned")
+                                .insert(self.port.name.clone(), local);
+                        }
+                        self.serve(listener).await;
+                    }
+                    Err(e) => self.open_failed(&format!("listening on {addr}: {e}")),
+                }
+                if self.pause(backoff.next_delay()).await.is_none() {
+                    return;
+                }
+            },
+        }
+    }
+
+    /// Accepts PBX connections one at a time; a new one replaces the current.
+    async fn serve(&mut self, listener: TcpListener) {
+        let mut current: Option<(TcpStream, String)> = None;
+        let mut buf = vec![0u8; READ_BUFFER];
+        loop {
+            let read = async {
+                match current.as_mut() {
+                    Some((s, _)) => s.read(&mut buf).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let mut stop = self.stop.stop.clone();
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let peer = peer.to_string();
+                        if current.is_some() {
+                            PortConnectionReplaced { port: &self.name, peer: &peer }.emit();
+                            self.finish_partial().await;
+                        }
+                        self.link_up(&peer);
+                        current = Some((stream, peer));
+                    }
+                    Err(e) => {
+                        tracing::warn!(port = %self.name, error = %e, "Accepting a PBX connection failed.");
+                        tokio::time::sleep(REOPEN_FLOOR).await;
+                    }
+                },
+                n = read => {
+                    let reason = match n {
+                        Ok(0) => Some("the PBX closed the connection".to_string()),
+                        Ok(n) => {
+                            let data = buf[..n].to_vec();
+                            self.ingest(&data).await;
+                            None
+                        }
+                        Err(e) => Some(format!("reading failed: {e}")),
+                    };
+                    if let Some(reason) = reason {
+                        current = None;
+                        self.link_down(&reason).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads until the link ends; returns why it ended.
+    async fn pump<S: AsyncRead + Unpin>(&mut self, io: &mut S) -> String {
+        let mut buf = vec![0u8; READ_BUFFER];
+        loop {
+            let Some(read) = self.stop.or_stop(io.read(&mut buf)).await else {
+                return "billbox is stopping".into();
+            };
+            match read {
+                Ok(0) => return "end of stream (device closed or peer gone)".into(),
+                Ok(n) => {
+                    tracing::trace!(port = %self.name, bytes = n, "Read from the port.");
+                    if self.mask != 0xff {
+                        buf[..n].iter_mut().for_each(|b| *b &= self.mask);
+                    }
+                    let data = buf[..n].to_vec();
+                    self.ingest(&data).await;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return format!("reading failed: {e}"),
+            }
+        }
+    }
+
+    async fn ingest(&mut self, data: &[u8]) {
+        let now = crate::now_us();
+        let mut frames = Vec::new();
+        self.framer.push(data, &mut frames);
+        if !frames.is_empty() {
+            self.submit(frames, now).await;
+        }
+    }
+
+    /// Keeps what is left of a record when the link ends.
+    async fn finish_partial(&mut self) {
+        if let Some(frame) = self.framer.finish() {
+            RecordUnterminated {
+                port: &self.name,
+                bytes: frame.bytes.len(),
+            }
+            .emit();
+            self.submit(vec![frame], crate::now_us()).await;
+        }
+    }
+
+    /// Appends records to the store and waits until they are flushed,
+    /// retrying (and holding the port) while the store cannot take them.
+    async fn submit(&mut self, frames: Vec<Frame>, received_us: i64) {
+        let mut records = Vec::with_capacity(frames.len());
+        for f in frames {
+            if f.flags.is_truncated() {
+                RecordsTruncated {
+                    port: &self.name,
+                    count: 1,
+                    max_record_bytes: self.port.max_record_bytes,
+                    first_of_run: self.truncated_run == 0,
+                }
+                .emit();
+                self.truncated_run += 1;
+            } else if self.truncated_run > 0 && !f.flags.is_unterminated() {
+                TruncationEnded {
+                    port: &self.name,
+                    records: self.truncated_run,
+                }
+                .emit();
+                self.truncated_run = 0;
+            }
+            records.push(NewRecord {
+                received_us,
+                flags: f.flags,
+                bytes: f.bytes,
+            });
+        }
+        let records = Arc::new(records);
+        let mut backoff = Backoff::new(REOPEN_FLOOR, Duration::from_secs(5));
+        loop {
+            let msg = Append {
+                port: self.name.clone(),
+                records: records.clone(),
+            };
+            let error = match self.store.send(msg).await {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => format!("the store actor is unreachable: {e}"),
+            };
+            CommitFailed {
+                port: &self.name,
+                records: records.len(),
+                error: &error,
+            }
+            .emit();
+            // Not interruptible by a stop: these records were read and must be kept.
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    /// Sleeps unless a stop comes first.
+    async fn pause(&mut self, d: Duration) -> Option<()> {
+        self.stop.or_stop(tokio::time::sleep(d)).await
+    }
+
+    fn link_up(&mut self, peer: &str) {
+        if self.state != LinkState::Up {
+            PortLinkUp {
+                port: &self.name,
+                peer,
+            }
+            .emit();
+        }
+        self.state = LinkState::Up;
+    }
+
+    async fn link_down(&mut self, reason: &str) {
+        self.finish_partial().await;
+        if self.stop.stopping() {
+            tracing::info!(port = %self.name, "Port reader stopped.");
+        } else if self.state != LinkState::Down {
+            PortLinkDown {
+                port: &self.name,
+                reason,
+            }
+            .emit();
+        }
+        self.state = LinkState::Down;
+    }
+
+    fn open_failed(&mut self, error: &str) {
+        PortOpenFailed {
+            port: &self.name,
+            error,
+            first: self.state != LinkState::Down,
+        }
+        .emit();
+        self.state = LinkState::Down;
+    }
+}
+
+/// How a port's serial settings map onto the driver's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SerialLine {
+    pub data_bits: tokio_serial::DataBits,
+    pub parity: tokio_serial::Parity,
+    pub stop_bits: tokio_serial::StopBits,
+    pub flow: tokio_serial::FlowControl,
+    /// Applied to every byte read.
+    pub mask: u8,
+}
+
+/// Maps serial settings onto the driver, which knows no mark or space parity:
+/// those are read as one more data bit with the parity bit masked off (for 8
+/// data bits, as 8N1: mark parity then looks like a stop bit).
+pub fn serial_line(s: &SerialSettings) -> SerialLine {
+    use tokio_serial::{DataBits, FlowControl, StopBits};
+    let bits = |n: u8| match n {
+        5 => DataBits::Five,
+        6 => DataBits::Six,
+        7 => DataBits::Seven,
+        _ => DataBits::Eight,
+    };
+    let (data_bits, parity, mask) = match s.parity {
+        Parity::None => (bits(s.data_bits), tokio_serial::Parity::None, 0xff),
+        Parity::Odd => (bits(s.data_bits), tokio_serial::Parity::Odd, 0xff),
+        Parity::Even => (bits(s.data_bits), tokio_serial::Parity::Even, 0xff),
+        Parity::Mark | Parity::Space if s.data_bits < 8 => (
+            bits(s.data_bits + 1),
+            tokio_serial::Parity::None,
+            ((1u16 << s.data_bits) - 1) as u8,
+        ),
+        Parity::Mark | Parity::Space => (DataBits::Eight, tokio_serial::Parity::None, 0xff),
+    };
+    SerialLine {
+        data_bits,
+        parity,
+        stop_bits: if s.stop_bits == 2 {
+            StopBits::Two
+        } else {
+            StopBits::One
+        },
+        flow: match s.flow {
+            Flow::None => FlowControl::None,
+            Flow::Hardware => FlowControl::Hardware,
+            Flow::Software => FlowControl::Software,
+        },
+        mask,
+    }
+}
+
+fn open_serial(device: &str, s: &SerialSettings) -> Result<tokio_serial::SerialStream, String> {
+    use tokio_serial::SerialPortBuilderExt;
+    let line = serial_line(s);
+    tokio_serial::new(device, s.speed)
+        .data_bits(line.data_bits)
+        .parity(line.parity)
+        .stop_bits(line.stop_bits)
+        .flow_control(line.flow)
+        .open_native_async()
+        .map_err(|e| format!("opening {device}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_serial::{DataBits, Parity as P};
+
+    fn settings(data_bits: u8, parity: Parity) -> SerialSettings {
+        SerialSettings {
+            speed: 9600,
+            data_bits,
+            parity,
+            stop_bits: 1,
+            flow: Flow::None,
+        }
+    }
+
+    #[test]
+    fn mark_and_space_parity_read_as_an_extra_masked_bit() {
+        let l = serial_line(&settings(7, Parity::Mark));
+        assert_eq!(
+            (l.data_bits, l.parity, l.mask),
+            (DataBits::Eight, P::None, 0x7f)
+        );
+        let l = serial_line(&settings(7, Parity::Space));
+        assert_eq!(l.mask, 0x7f);
+        let l = serial_line(&settings(5, Parity::Mark));
+        assert_eq!((l.data_bits, l.mask), (DataBits::Six, 0x1f));
+        let l = serial_line(&settings(8, Parity::Mark));
+        assert_eq!(
+            (l.data_bits, l.parity, l.mask),
+            (DataBits::Eight, P::None, 0xff)
+        );
+    }
+
+    #[test]
+    fn plain_settings_pass_through() {
+        let l = serial_line(&settings(7, Parity::Even));
+        assert_eq!(
+            (l.data_bits, l.parity, l.mask),
+            (DataBits::Seven, P::Even, 0xff)
+        );
+        let mut s = settings(8, Parity::None);
+        s.stop_bits = 2;
+        s.flow = Flow::Hardware;
+        let l = serial_line(&s);
+        assert_eq!(l.stop_bits, tokio_serial::StopBits::Two);
+        assert_eq!(l.flow, tokio_serial::FlowControl::Hardware);
+    }
+}

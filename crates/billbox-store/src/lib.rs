@@ -1,0 +1,293 @@
+//! The durable journal of billing records, over sled.
+//!
+//! Layout:
+//! - [`Store`]: the one handle to the sled database of a process (cheap to
+//!   clone). It appends records with per-port sequence numbers, flushes them
+//!   durably, reads them back in order, and keeps small per-port metadata (the
+//!   file rotator's state, and later the delivery cursors).
+//! - [`keys`]: how records and metadata are laid out in the single `journal`
+//!   tree, so one sled batch updates records and sequence counters atomically.
+//!
+//! The rules the rest of billbox relies on:
+//! - a record is *received* only once [`Store::flush`] has returned after its
+//!   [`Store::append`]; nothing may act on it before (the store actor replies
+//!   to port readers and notifies rotators only after the flush);
+//! - sequences start at 1 per port and grow by one per record. The counter is
+//!   written in the same atomic batch as the records, so a recovered store
+//!   holds every port's records up to its counter with no gap. A sequence that
+//!   was handed out but not flushed before a crash may be handed out again:
+//!   nobody saw it, since nothing acts on unflushed records;
+//! - [`Store::durable_seq`] is the highest flushed sequence of a port; readers
+//!   of the journal (the file rotator) never go past it.
+#![forbid(unsafe_code)]
+
+pub mod keys;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use billbox_record::record::encode_value;
+use billbox_record::{DecodeError, Record, RecordFlags};
+
+/// A record handed to the store, before it has a sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    pub received_us: i64,
+    pub flags: RecordFlags,
+    pub bytes: Vec<u8>,
+}
+
+/// The sequence numbers one append gave to one port's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assigned {
+    /// The first sequence given out (the records got `first..first + count`).
+    pub first: u64,
+    pub count: u64,
+}
+
+impl Assigned {
+    /// The last sequence given out, or `first - 1` when there were no records.
+    pub fn last(&self) -> u64 {
+        self.first + self.count - 1
+    }
+}
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store at {path} could not be opened: {source}")]
+    Open { path: String, source: sled::Error },
+    #[error("the store failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("record {port}/{seq} in the store is unreadable: {source}")]
+    Corrupt {
+        port: String,
+        seq: u64,
+        source: DecodeError,
+    },
+    #[error("the store holds a malformed key or counter for port {0}")]
+    BadMeta(String),
+}
+
+#[derive(Debug, Default)]
+struct PortSeqs {
+    /// The last sequence handed out (flushed or not).
+    assigned: u64,
+    /// The last sequence known to be flushed.
+    durable: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    ports: Mutex<HashMap<Arc<str>, PortSeqs>>,
+}
+
+/// The handle to a process's store. Open it once; clone the handle.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: sled::Db,
+    journal: sled::Tree,
+    inner: Arc<Inner>,
+}
+
+/// Counts of one port's records in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PortStats {
+    /// Records held.
+    pub records: u64,
+    /// The oldest held sequence, if any.
+    pub first_seq: Option<u64>,
+    /// The last sequence ever handed out (held or removed).
+    pub last_seq: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` with a page cache of `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(Some(1000))
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        let journal = db.open_tree("journal")?;
+        let mut ports = HashMap::new();
+        for item in journal.scan_prefix([keys::SEQ]) {
+            let (k, v) = item?;
+            let port = keys::port_of_seq_key(&k)
+                .ok_or_else(|| StoreError::BadMeta(String::from_utf8_lossy(&k).into_owned()))?;
+            let last = keys::decode_u64(&v).ok_or_else(|| StoreError::BadMeta(port.clone()))?;
+            ports.insert(
+                Arc::<str>::from(port),
+                PortSeqs {
+                    assigned: last,
+                    durable: Arc::new(AtomicU64::new(last)),
+                },
+            );
+        }
+        Ok(Store {
+            db,
+            journal,
+            inner: Arc::new(Inner {
+                ports: Mutex::new(ports),
+            }),
+        })
+    }
+
+    /// Appends records for several ports in one atomic batch and returns the
+    /// sequences given to each port's records, in the order of `batch`.
+    ///
+    /// The records are not durable until [`Store::flush`] returns.
+    pub fn append(&self, batch: &[(Arc<str>, &[NewRecord])]) -> Result<Vec<Assigned>, StoreError> {
+        let mut ports = self.inner.ports.lock().expect("store port table poisoned");
+        let mut sled_batch = sled::Batch::default();
+        let mut out = Vec::with_capacity(batch.len());
+        let mut next: HashMap<&str, u64> = HashMap::new();
+        for (port, records) in batch {
+            let start = *next
+                .entry(port.as_ref())
+                .or_insert_with(|| ports.get(port.as_ref()).map_or(0, |p| p.assigned));
+            for (i, r) in records.iter().enumerate() {
+                let seq = start + 1 + i as u64;
+                sled_batch.insert(
+                    keys::record_key(port, seq),
+                    encode_value(r.received_us, r.flags, &r.bytes),
+                );
+            }
+            let last = start + records.len() as u64;
+            next.insert(port.as_ref(), last);
+            sled_batch.insert(keys::seq_key(port), &last.to_be_bytes());
+            out.push(Assigned {
+                first: start + 1,
+                count: records.len() as u64,
+            });
+        }
+        self.journal.apply_batch(sled_batch)?;
+        for (port, last) in next {
+            ports.entry(Arc::from(port)).or_default().assigned = last;
+        }
+        Ok(out)
+    }
+
+    /// Makes everything appended so far durable (sled's flush: written and
+    /// fsync'd). Returns once it is on disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// The blocking form of [`Store::flush`], for threads that may block.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Records that the port's records up to `seq` have been flushed.
+    pub fn mark_durable(&self, port: &str, seq: u64) {
+        let ports = self.inner.ports.lock().expect("store port table poisoned");
+        if let Some(p) = ports.get(port) {
+            p.durable.fetch_max(seq, Ordering::AcqRel);
+        }
+    }
+
+    /// The highest flushed sequence of a port (0 when it has none).
+    pub fn durable_seq(&self, port: &str) -> u64 {
+        let ports = self.inner.ports.lock().expect("store port table poisoned");
+        ports
+            .get(port)
+            .map_or(0, |p| p.durable.load(Ordering::Acquire))
+    }
+
+    /// Reads the port's records with sequences in `from..=to`, in order.
+    pub fn records(
+        &self,
+        port: &str,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = Result<Record, StoreError>> + '_ {
+        let port_arc: Arc<str> = Arc::from(port);
+        let range = keys::record_key(port, from)..=keys::record_key(port, to.max(from));
+        let empty = to < from;
+        self.journal
+            .range(range)
+            .take_while(move |_| !empty)
+            .map(move |item| {
+                let (k, v) = item?;
+                let seq = keys::seq_of_record_key(&k)
+                    .ok_or_else(|| StoreError::BadMeta(port_arc.to_string()))?;
+                Record::decode_value(port_arc.clone(), seq, &v).map_err(|source| {
+                    StoreError::Corrupt {
+                        port: port_arc.to_string(),
+                        seq,
+                        source,
+                    }
+                })
+            })
+    }
+
+    /// Counts a port's records (walks them: O(records)).
+    pub fn port_stats(&self, port: &str) -> Result<PortStats, StoreError> {
+        let mut stats = PortStats {
+            last_seq: self.last_seq(port)?,
+            ..PortStats::default()
+        };
+        for item in self.journal.scan_prefix(keys::record_prefix(port)) {
+            let (k, _) = item?;
+            let seq =
+                keys::seq_of_record_key(&k).ok_or_else(|| StoreError::BadMeta(port.to_string()))?;
+            stats.first_seq.get_or_insert(seq);
+            stats.records += 1;
+        }
+        Ok(stats)
+    }
+
+    /// The last sequence handed out to a port, as stored on disk.
+    pub fn last_seq(&self, port: &str) -> Result<u64, StoreError> {
+        match self.journal.get(keys::seq_key(port))? {
+            Some(v) => keys::decode_u64(&v).ok_or_else(|| StoreError::BadMeta(port.to_string())),
+            None => Ok(0),
+        }
+    }
+
+    /// The names of all ports that have ever had a record in this store.
+    pub fn ports(&self) -> Vec<Arc<str>> {
+        let ports = self.inner.ports.lock().expect("store port table poisoned");
+        let mut names: Vec<Arc<str>> = ports.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Reads a port's metadata entry.
+    pub fn get_meta(&self, port: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .journal
+            .get(keys::meta_key(port, name))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Writes a port's metadata entry (durable after the next flush).
+    pub fn put_meta(&self, port: &str, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.journal.insert(keys::meta_key(port, name), value)?;
+        Ok(())
+    }
+
+    /// Removes a port's metadata entry (durable after the next flush).
+    pub fn remove_meta(&self, port: &str, name: &str) -> Result<(), StoreError> {
+        self.journal.remove(keys::meta_key(port, name))?;
+        Ok(())
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

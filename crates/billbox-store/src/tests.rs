@@ -1,0 +1,125 @@
+use super::*;
+
+fn rec(s: &str) -> NewRecord {
+    NewRecord {
+        received_us: 1_700_000_000_000_000,
+        flags: RecordFlags::NONE,
+        bytes: s.as_bytes().to_vec(),
+    }
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(dir, 8 << 20).unwrap()
+}
+
+#[tokio::test]
+async fn sequences_are_per_port_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let a: Arc<str> = Arc::from("a");
+    let b: Arc<str> = Arc::from("b");
+    {
+        let store = open(dir.path());
+        let got = store
+            .append(&[
+                (a.clone(), &[rec("a1\n"), rec("a2\n")][..]),
+                (b.clone(), &[rec("b1\n")][..]),
+                (a.clone(), &[rec("a3\n")][..]),
+            ])
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Assigned { first: 1, count: 2 },
+                Assigned { first: 1, count: 1 },
+                Assigned { first: 3, count: 1 },
+            ]
+        );
+        assert_eq!(store.durable_seq("a"), 0);
+        store.flush().await.unwrap();
+        store.mark_durable("a", 3);
+        assert_eq!(store.durable_seq("a"), 3);
+    }
+    let store = open(dir.path());
+    assert_eq!(store.durable_seq("a"), 3);
+    assert_eq!(store.durable_seq("b"), 1);
+    let got = store.append(&[(a.clone(), &[rec("a4\n")][..])]).unwrap();
+    assert_eq!(got, vec![Assigned { first: 4, count: 1 }]);
+    let bodies: Vec<Vec<u8>> = store
+        .records("a", 1, 10)
+        .map(|r| r.unwrap().bytes)
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![
+            b"a1\n".to_vec(),
+            b"a2\n".to_vec(),
+            b"a3\n".to_vec(),
+            b"a4\n".to_vec()
+        ]
+    );
+    let seqs: Vec<u64> = store.records("a", 2, 3).map(|r| r.unwrap().seq).collect();
+    assert_eq!(seqs, vec![2, 3]);
+    assert_eq!(store.records("a", 5, 4).count(), 0);
+    assert_eq!(store.records("b", 1, 10).count(), 1);
+    assert_eq!(
+        store.port_stats("a").unwrap(),
+        PortStats {
+            records: 4,
+            first_seq: Some(1),
+            last_seq: 4
+        }
+    );
+    assert_eq!(store.ports(), vec![a, b]);
+}
+
+#[test]
+fn ports_with_prefix_names_do_not_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .append(&[
+            (Arc::from("p"), &[rec("1")][..]),
+            (Arc::from("p1"), &[rec("2"), rec("3")][..]),
+        ])
+        .unwrap();
+    assert_eq!(store.records("p", 0, u64::MAX).count(), 1);
+    assert_eq!(store.records("p1", 0, u64::MAX).count(), 2);
+    assert_eq!(store.port_stats("p").unwrap().records, 1);
+}
+
+#[test]
+fn metadata_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        assert_eq!(store.get_meta("p", "rotator").unwrap(), None);
+        store.put_meta("p", "rotator", b"state").unwrap();
+        store.put_meta("p", "other", b"x").unwrap();
+        store.remove_meta("p", "other").unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(
+        store.get_meta("p", "rotator").unwrap(),
+        Some(b"state".to_vec())
+    );
+    assert_eq!(store.get_meta("p", "other").unwrap(), None);
+}
+
+#[test]
+fn records_keep_any_bytes_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let raw = NewRecord {
+        received_us: -5,
+        flags: RecordFlags::truncated(),
+        bytes: vec![0, 0xff, 0xfe, b'\r', b'\n', 0],
+    };
+    store
+        .append(&[(Arc::from("p"), std::slice::from_ref(&raw))])
+        .unwrap();
+    let back = store.records("p", 1, 1).next().unwrap().unwrap();
+    assert_eq!(back.bytes, raw.bytes);
+    assert_eq!(back.flags, raw.flags);
+    assert_eq!(back.received_us, -5);
+}

@@ -1,0 +1,58 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// billbox: collects billing records from PBX serial and TCP ports, keeps each
+/// one durably, and writes ACS-style rotated files per port.
+#[derive(Debug, Parser)]
+#[command(name = "billbox", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format; JSON (one object per line) by default when stderr is not a terminal.
+    #[arg(long, value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `billbox_runtime=debug`.
+    #[arg(long, global = true, default_value = "info", env = "BILLBOX_LOG")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the collector until SIGTERM or SIGINT.
+    Run {
+        /// The TOML config file (environment: BILLBOX__SECTION__KEY overrides).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file: exit 0 when valid, 1 with one line per problem.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print what the store holds per port (JSON lines). Stop billbox first.
+    Inspect {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show billbox at work with simulated PBXes: no hardware, no config.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Where to keep the demo's store and files (default: a new temporary directory, kept).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Records each simulated PBX sends.
+    #[arg(long, default_value_t = 120)]
+    pub records: u64,
+}

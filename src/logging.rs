@@ -1,0 +1,55 @@
+//! Logs through `tracing`: JSON lines for containers, text for people.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+/// Installs the global subscriber, writing to stderr.
+pub fn init(format: Option<LogFormat>, filter: &str) {
+    let format = format.unwrap_or(if std::io::stderr().is_terminal() {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    });
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => builder.with_target(false).init(),
+    }
+}
+
+/// A panic anywhere ends the process with status 70 after logging it at
+/// ERROR: actix does not restart an actor whose handler panicked, and a
+/// half-dead collector is worse than a restart. Every record acknowledged so
+/// far is in the store; the container (or systemd) restarts billbox and
+/// recovery picks up from there.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        tracing::error!(
+            panic = %payload,
+            location = %location,
+            "billbox hit a bug and exits so it can be restarted; committed records are safe in the store."
+        );
+        std::process::exit(70);
+    }));
+}

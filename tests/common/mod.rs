@@ -1,0 +1,280 @@
+//! Test support: runs the real `billbox` binary and reads what it left.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_billbox");
+
+/// A running `billbox run` process with its JSON log lines collected.
+pub struct Billbox {
+    pub child: Child,
+    pub logs: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Billbox {
+    pub fn start(config: &Path) -> Billbox {
+        let mut child = Command::new(BIN)
+            .args([
+                "--log-format",
+                "json",
+                "--log-level",
+                "info",
+                "run",
+                "--config",
+            ])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("billbox starts");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let v = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "raw": line }));
+                sink.lock().unwrap().push(v);
+            }
+        });
+        Billbox { child, logs }
+    }
+
+    /// Waits for a log line whose message contains `text` (and, if given,
+    /// whose `port` field is `port`); returns it.
+    pub fn wait_log(&self, text: &str, port: Option<&str>, limit: Duration) -> Option<Value> {
+        wait_until(limit, || {
+            self.logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|v| log_matches(v, text, port))
+                .cloned()
+        })
+    }
+
+    /// How many log lines contain `text` (for `port`, if given).
+    pub fn count_logs(&self, text: &str, port: Option<&str>) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| log_matches(v, text, port))
+            .count()
+    }
+
+    /// The address a listening port bound, from its log line.
+    pub fn listen_addr(&self, port: &str) -> std::net::SocketAddr {
+        let v = self
+            .wait_log("listening for its PBX", Some(port), Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("port {port} never listened; logs: {:?}", self.dump()));
+        v["local_addr"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub fn dump(&self) -> Vec<Value> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits; returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                self.child.kill().unwrap();
+                panic!("billbox did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Billbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log_matches(v: &Value, text: &str, port: Option<&str>) -> bool {
+    v["message"].as_str().is_some_and(|m| m.contains(text))
+        && port.is_none_or(|p| v["port"].as_str() == Some(p))
+}
+
+/// Polls `f` every 20 ms until it returns something or `limit` passes.
+pub fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A temporary directory with `data/` and `spool/` and a config file.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        Site {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    /// Writes a config: the `[gateway]` section pointing at this site, then `ports`.
+    pub fn config(&self, ports: &str) -> PathBuf {
+        let path = self.dir.path().join("billbox.toml");
+        let toml = format!(
+            "[gateway]\nname = \"gw-test\"\ndata_dir = \"{}\"\nspool_dir = \"{}\"\n\n{ports}",
+            self.data().display(),
+            self.spool().display()
+        );
+        std::fs::write(&path, toml).unwrap();
+        path
+    }
+
+    /// `.txt` files whose name starts with `cyc{alias}-`, sorted by name.
+    pub fn txt_files(&self, alias: &str) -> Vec<PathBuf> {
+        files(&self.spool(), alias, "txt")
+    }
+
+    pub fn tmp_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.spool())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "tmp"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every record in the port's closed files, in file order, split on `eor`.
+    pub fn records_in_files(&self, alias: &str, eor: &[u8]) -> Vec<Vec<u8>> {
+        self.txt_files(alias)
+            .iter()
+            .flat_map(|f| split_records(&std::fs::read(f).unwrap(), eor))
+            .collect()
+    }
+
+    /// Runs `billbox inspect` (billbox must be stopped): port name -> stats.
+    pub fn inspect(&self) -> HashMap<String, Value> {
+        let out = Command::new(BIN)
+            .args(["inspect", "--config"])
+            .arg(self.dir.path().join("billbox.toml"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "inspect failed: {out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                (v["port"].as_str().unwrap().to_string(), v)
+            })
+            .collect()
+    }
+}
+
+pub fn files(dir: &Path, alias: &str, ext: &str) -> Vec<PathBuf> {
+    let prefix = format!("cyc{alias}-");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == ext))
+                .filter(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(&prefix)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Splits file contents back into records: each ends after `eor`; a tail
+/// without one is a record of its own.
+pub fn split_records(body: &[u8], eor: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i + eor.len() <= body.len() {
+        if &body[i..i + eor.len()] == eor {
+            out.push(body[start..i + eor.len()].to_vec());
+            i += eor.len();
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    if start < body.len() {
+        out.push(body[start..].to_vec());
+    }
+    out
+}
+
+/// Asserts `found` holds every record of `sent` exactly once and nothing else.
+pub fn assert_exactly_once(sent: &[Vec<u8>], found: &[Vec<u8>], what: &str) {
+    let mut counts: HashMap<&[u8], i64> = HashMap::new();
+    for r in found {
+        *counts.entry(r.as_slice()).or_default() += 1;
+    }
+    let missing: Vec<String> = sent
+        .iter()
+        .filter(|r| !counts.contains_key(r.as_slice()))
+        .take(3)
+        .map(|r| String::from_utf8_lossy(r).into_owned())
+        .collect();
+    let dupes = counts.values().filter(|c| **c > 1).count();
+    assert!(
+        missing.is_empty(),
+        "{what}: {} of {} records missing, e.g. {missing:?}",
+        sent.iter()
+            .filter(|r| !counts.contains_key(r.as_slice()))
+            .count(),
+        sent.len()
+    );
+    assert_eq!(dupes, 0, "{what}: {dupes} records duplicated");
+    assert_eq!(
+        found.len(),
+        sent.len(),
+        "{what}: records that were never sent"
+    );
+}
