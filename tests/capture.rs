@@ -342,8 +342,13 @@ max_record_bytes = 4096
     .expect("all input reached the files");
     assert!(found == input, "the files hold the input byte for byte");
     assert!(bb.alive());
-    // 10 MB cut at 4096 bytes: one warning for the run, not one per record.
-    assert_eq!(bb.count_logs("reached max_record_bytes", Some("noise")), 1);
+    // Over 2,500 records were cut at 4096 bytes (the garbage, the 10 MB
+    // line): one warning per run of truncated records, not one per record.
+    let warnings = bb.count_logs("reached max_record_bytes", Some("noise"));
+    assert!(
+        (1..=3).contains(&warnings),
+        "{warnings} truncation warnings"
+    );
     assert!(bb.count_logs("terminator again", Some("noise")) >= 1);
     drop(conn);
     assert_eq!(bb.terminate(), Some(0));
@@ -403,7 +408,13 @@ billing_timeout = "1s"
     bb.wait_log("Port link is up", Some("serial"), WAIT)
         .unwrap();
     pty.send(&sent[serial_written..].concat()).unwrap();
-    let found = wait_records(&site, "SER", b"\r\n", sent.len());
+    // Wait for the last record sent: the stream after the last restart is whole.
+    let last = sent.last().unwrap().clone();
+    let found = wait_until(WAIT, || {
+        let got = site.records_in_files("SER", b"\r\n");
+        (got.last() == Some(&last)).then_some(got)
+    })
+    .expect("the serial stream reached the files");
     // Serial bytes wait in the terminal while billbox is down, so every
     // record arrives; the TCP stream loses what was in flight at each kill
     // (never flushed, so never received), but nothing flushed.
@@ -422,17 +433,30 @@ billing_timeout = "1s"
             last,
             "{port}: no gap in sequences"
         );
-        let mut unique = found.clone();
+        // Whole records are unique (fragments below may repeat: two kills
+        // can each leave a tail as short as the terminator).
+        let mut unique: Vec<&Vec<u8>> = found.iter().filter(|r| pool.contains(r)).collect();
+        let whole = unique.len();
         unique.sort();
         unique.dedup();
-        assert_eq!(
-            unique.len(),
-            found.len(),
-            "{port}: a record is in two files"
-        );
+        assert_eq!(unique.len(), whole, "{port}: a record is in two files");
+        // A record whose first bytes billbox had read but not flushed when it
+        // was killed comes back as its tail alone (the head was never
+        // received): at most one such fragment per kill.
+        let fragments = found
+            .iter()
+            .filter(|r| !pool.contains(r))
+            .inspect(|r| {
+                assert!(
+                    pool.iter().any(|p| p.ends_with(r)),
+                    "{port}: a record that was never sent: {:?}",
+                    String::from_utf8_lossy(r)
+                )
+            })
+            .count();
         assert!(
-            found.iter().all(|r| pool.contains(r)),
-            "{port}: a record was never sent"
+            fragments <= 3,
+            "{port}: {fragments} fragments after 3 kills"
         );
     }
     // The serial port lost nothing at all: the terminal kept unread bytes.

@@ -119,6 +119,7 @@ enum LinkState {
     Starting,
     Up,
     Down,
+    Unopenable,
 }
 
 /// The reading loop of one port.
@@ -403,10 +404,10 @@ impl Link {
         PortOpenFailed {
             port: &self.name,
             error,
-            first: self.state != LinkState::Down,
+            first: self.state != LinkState::Unopenable,
         }
         .emit();
-        self.state = LinkState::Down;
+        self.state = LinkState::Unopenable;
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
@@ -12,13 +12,13 @@ use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 /// A pseudo-terminal pair: billbox opens [`PtyPbx::path`] like a serial port;
 /// the simulator writes records into the master side.
 ///
-/// The slave side is kept open (in raw mode) so that bytes written before
-/// billbox opens the device, or while it reopens it, wait in the terminal's
-/// buffer instead of being echoed or lost. Dropping the `PtyPbx` makes the
-/// device disappear, as an unplugged USB adapter does.
+/// The slave side is put in raw mode and closed again: bytes written while
+/// billbox has not opened the device (or is restarting) wait in the
+/// terminal's buffer, and when billbox dies the device is fully closed, as a
+/// real serial port is (so its exclusive-open flag is cleared). Dropping the
+/// `PtyPbx` makes the device disappear, as an unplugged USB adapter does.
 pub struct PtyPbx {
     master: File,
-    _slave: OwnedFd,
     path: PathBuf,
 }
 
@@ -36,9 +36,9 @@ impl PtyPbx {
         cfmakeraw(&mut t);
         tcsetattr(&pair.slave, SetArg::TCSANOW, &t).map_err(io::Error::from)?;
         let path = nix::unistd::ttyname(&pair.slave).map_err(io::Error::from)?;
+        drop(pair.slave);
         Ok(PtyPbx {
             master: File::from(pair.master),
-            _slave: pair.slave,
             path,
         })
     }
