@@ -97,7 +97,7 @@ billing_timeout = "2s"
     );
     let config = billbox_config::from_toml_str(&toml)?;
     std::fs::write(dir.join("billbox.toml"), &toml)?;
-    let mut ports = vec![
+    let mut ports = [
         DemoPort {
             name: "panasonic",
             alias: "PANA-trunk1",

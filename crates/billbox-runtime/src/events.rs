@@ -260,3 +260,22 @@ impl SpoolRecovered<'_> {
         info!(port = self.port, "Billing files are written again.");
     }
 }
+
+/// A rotator finished its start-up recovery: every record flushed before it
+/// started is in a file (the last one possibly still open).
+pub struct FilesRecovered<'a> {
+    pub port: &'a str,
+    pub next_seq: u64,
+    pub open_file: bool,
+}
+
+impl FilesRecovered<'_> {
+    pub fn emit(self) {
+        info!(
+            port = self.port,
+            next_seq = self.next_seq,
+            open_file = self.open_file,
+            "Billing files hold every record the store had for this port at start."
+        );
+    }
+}

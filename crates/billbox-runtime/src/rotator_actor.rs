@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use billbox_spool::{Rotator, SpoolError};
 
-use crate::events::{FileClosed, SpoolFailed, SpoolRecovered};
+use crate::events::{FileClosed, FilesRecovered, SpoolFailed, SpoolRecovered};
 use crate::messages::Committed;
 use crate::now_us;
 
@@ -91,6 +91,14 @@ impl Actor for RotatorActor {
         ctx.set_mailbox_capacity(1024);
         self.deadline = None;
         let r = self.rotator.recover(now_us());
+        if r.is_ok() {
+            FilesRecovered {
+                port: &self.rotator.settings().port,
+                next_seq: self.rotator.next_seq(),
+                open_file: self.rotator.is_writing(),
+            }
+            .emit();
+        }
         self.after(r, ctx);
         ctx.run_interval(CATCH_UP_EVERY, |act, ctx| {
             let r = act.rotator.catch_up(now_us());

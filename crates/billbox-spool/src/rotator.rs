@@ -105,6 +105,11 @@ impl Rotator {
         self.next_seq
     }
 
+    /// Whether a `.tmp` file is open.
+    pub fn is_writing(&self) -> bool {
+        self.writing.is_some()
+    }
+
     /// The last sequence written into a closed file.
     pub fn cursor(&self) -> u64 {
         self.state.cursor

@@ -1,0 +1,140 @@
+//! The command line: validate, version, help, and environment overrides.
+
+mod common;
+
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn validate(site: &Site, ports: &str) -> std::process::Output {
+    let config = site.config(ports);
+    Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn validate_accepts_a_good_file_and_names_every_bad_key() {
+    let site = Site::new();
+    let ok = validate(
+        &site,
+        "[[ports]]\nname = \"pbx1\"\ndevice = \"/dev/ttyUSB0\"\nbilling_timeout = 60\n",
+    );
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("valid"));
+
+    let bad = validate(
+        &site,
+        r#"
+[[ports]]
+name = "pbx1"
+device = "/dev/ttyUSB0"
+data_bits = 9
+parity = "sometimes"
+billing_timeout = "soon"
+
+[[ports]]
+name = "pbx1"
+listen = "not an address"
+sped = 9600
+"#,
+    );
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    for key in [
+        "ports[0].data_bits",
+        "ports[0].parity",
+        "ports[0].billing_timeout",
+        "ports[1].listen",
+        "ports[1].sped",
+    ] {
+        assert!(err.contains(key), "{key} not named in:\n{err}");
+    }
+    assert!(err.contains("pbx1"), "the duplicate name is named:\n{err}");
+
+    let missing = Command::new(BIN)
+        .args(["validate", "--config", "/nonexistent/billbox.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/billbox.toml"));
+}
+
+#[test]
+fn run_refuses_an_invalid_config() {
+    let site = Site::new();
+    let config = site.config("[[ports]]\nname = \"p\"\n");
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ports[0]"));
+}
+
+#[test]
+fn version_and_help() {
+    let v = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(v.status.success());
+    assert!(String::from_utf8_lossy(&v.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let h = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&h.stdout);
+    for cmd in ["run", "validate", "inspect", "demo", "--log-format"] {
+        assert!(help.contains(cmd), "{cmd} missing from --help");
+    }
+}
+
+#[test]
+fn environment_overrides_the_gateway_name_used_for_files() {
+    let site = Site::new();
+    let config = site.config(
+        "[[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nbilling_records = 1\nbilling_eor = \"\\n\"\n",
+    );
+    let mut child = Command::new(BIN)
+        .env("BILLBOX__GATEWAY__NAME", "gw-from-env")
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let bb = Billbox {
+        child,
+        logs: Default::default(),
+    };
+    let sink = bb.logs.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str(&line) {
+                sink.lock().unwrap().push(v);
+            }
+        }
+    });
+    let addr = bb.listen_addr("p");
+    std::net::TcpStream::connect(addr)
+        .unwrap()
+        .write_all(b"one record\n")
+        .unwrap();
+    let files = wait_until(Duration::from_secs(30), || {
+        let f = files(&site.spool(), "gw-from-env", "txt");
+        (!f.is_empty()).then_some(f)
+    })
+    .expect("a file named after the gateway from the environment");
+    assert_eq!(std::fs::read(&files[0]).unwrap(), b"one record\n");
+    // Logs are JSON lines with structured fields.
+    let closed = bb
+        .wait_log("Billing file is closed", Some("p"), Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(closed["records"], 1);
+    assert_eq!(closed["level"], "INFO");
+    assert_eq!(bb.terminate(), Some(0));
+}
