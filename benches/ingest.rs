@@ -78,7 +78,15 @@ fn main() {
                 })
             })
             .collect();
-        let conns: Vec<_> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+        // Join off the event loop, which must keep reading.
+        let conns = tokio::task::spawn_blocking(move || {
+            senders
+                .into_iter()
+                .map(|s| s.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             let done = (0..ports).all(|p| running.store().durable_seq(&format!("p{p}")) >= records);

@@ -18,11 +18,15 @@ use crate::duration::{parse_duration, show, BareUnit};
 use crate::error::Problem;
 use crate::escape::decode_escapes;
 use crate::model::{
-    Config, Flow, GatewayConfig, Parity, PortConfig, PortSource, SerialSettings, StoreConfig,
-    MAX_PORTS,
+    CarbonCopyConfig, Config, DeliveryConfig, Flow, GatewayConfig, Method, Parity, PortConfig,
+    PortSource, SerialSettings, StoreConfig, WhenFull, MAX_PORTS,
 };
-use crate::raw::{self, Int, RawGateway, RawPort, RawRoot, RawStore, Text};
+use crate::raw::{
+    self, Bool, DurationValue, Int, RawCarbonCopy, RawDelivery, RawGateway, RawPort, RawRoot,
+    RawStore, Text,
+};
 use crate::section::{expect_array, expect_table, join, read_table, Broken};
+use crate::server_url::ServerUrl;
 
 /// The longest gateway name, alias or port name, in characters.
 const MAX_NAME_CHARS: usize = 64;
@@ -36,6 +40,22 @@ const _: () = assert!(
 const MAX_RECORD_BYTES: i64 = 16 * 1024 * 1024;
 /// The largest `reconnect_max`.
 const MAX_RECONNECT: Duration = Duration::from_secs(60 * 60);
+/// The largest `store.max_records`.
+const MAX_RECORDS: i64 = 1_000_000_000;
+/// The largest `delivery.attempts`.
+const MAX_ATTEMPTS: i64 = 100;
+/// The largest `delivery.retry_delay`.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60 * 60);
+/// The largest `delivery.request_timeout`.
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The largest `delivery.batch_max`.
+const MAX_BATCH: i64 = 10_000;
+/// The largest `delivery.failback_after` (other than 0, never).
+const MAX_FAILBACK: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// The largest `delivery.max_in_flight`.
+const MAX_IN_FLIGHT: i64 = 64;
+/// An example server URL for messages.
+const URL_EXAMPLE: &str = "\"http://billing-a:8080/billing\"";
 
 /// Problems collected while checking.
 pub(crate) type Problems = Vec<Problem>;
@@ -63,11 +83,21 @@ pub(crate) fn check(root: Map<String, Value>, problems: &mut Problems) -> Option
 
     let ports = check_ports(root.ports, problems);
 
+    let delivery = root.delivery.and_then(|v| {
+        let table = expect_table("delivery", v, "a [delivery] table", problems)?;
+        let (raw, broken) = read_table::<RawDelivery>("delivery", table, problems);
+        DeliveryConfig::check(raw, &broken, problems)
+    });
+
+    let carbon_copies = check_carbon_copies(root.carbon_copy, problems);
+
     if problems.is_empty() {
         Some(Config {
             gateway,
             store,
             ports,
+            delivery,
+            carbon_copies,
         })
     } else {
         None
@@ -204,7 +234,373 @@ impl StoreConfig {
             }
             None => raw::default_cache_mb(),
         };
-        StoreConfig { cache_mb }
+        let max_records = check_int(
+            "store.max_records",
+            raw.max_records,
+            1..=MAX_RECORDS,
+            "records",
+            problems,
+        )
+        .map_or_else(raw::default_max_records, |n| n as u64);
+        let when_full = check_name::<WhenFull>("store.when_full", raw.when_full, problems)
+            .unwrap_or_else(raw::default_when_full);
+        StoreConfig {
+            cache_mb,
+            max_records,
+            when_full,
+        }
+    }
+}
+
+/// A whole number in `range`, or `None` (with a problem at `key` when it
+/// was given but is out of range). `unit` follows the range in the message.
+fn check_int(
+    key: &str,
+    value: Option<Int>,
+    range: std::ops::RangeInclusive<i64>,
+    unit: &str,
+    problems: &mut Problems,
+) -> Option<i64> {
+    let Int(n) = value?;
+    if range.contains(&n) {
+        Some(n)
+    } else {
+        problems.push(Problem::new(
+            key,
+            format!(
+                "{n} is out of range; use {} to {} ({unit})",
+                range.start(),
+                range.end()
+            ),
+        ));
+        None
+    }
+}
+
+/// One of an enum's names, or `None` (with a problem at `key` when a word
+/// was given that is not one of them).
+fn check_name<T>(key: &str, value: Option<Text>, problems: &mut Problems) -> Option<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let Text(text) = value?;
+    text.parse::<T>()
+        .map_err(|e| problems.push(Problem::new(key, e.to_string())))
+        .ok()
+}
+
+/// How a duration key treats 0.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Zero {
+    /// 0 is a valid value.
+    Allowed,
+    /// 0 is refused: "must be greater than 0".
+    Refused,
+}
+
+/// A duration of at most `max` (bare numbers in seconds), or `None` (with
+/// a problem at `key` when it was given but is not valid).
+fn check_seconds(
+    key: &str,
+    value: Option<&DurationValue>,
+    zero: Zero,
+    max: Duration,
+    problems: &mut Problems,
+) -> Option<Duration> {
+    match parse_duration(value?, BareUnit::Seconds) {
+        Ok(d) if d.is_zero() && zero == Zero::Refused => {
+            problems.push(Problem::new(key, "must be greater than 0"));
+            None
+        }
+        Ok(d) if d > max => {
+            problems.push(Problem::new(
+                key,
+                format!("{} is too long; at most {}", show(d), show(max)),
+            ));
+            None
+        }
+        Ok(d) => Some(d),
+        Err(why) => {
+            problems.push(Problem::new(key, why));
+            None
+        }
+    }
+}
+
+/// A server URL, or `None` (with a problem at `key` when it was given but
+/// is not valid).
+fn check_url(key: &str, value: Option<Text>, problems: &mut Problems) -> Option<ServerUrl> {
+    let Text(text) = value?;
+    text.parse::<ServerUrl>()
+        .map_err(|e| problems.push(Problem::new(key, e.to_string())))
+        .ok()
+}
+
+impl DeliveryConfig {
+    /// Checks `[delivery]`; `None` when a value was rejected (the problem
+    /// is recorded).
+    fn check(raw: RawDelivery, broken: &Broken, problems: &mut Problems) -> Option<DeliveryConfig> {
+        let before = problems.len();
+
+        let method = check_name::<Method>("delivery.method", raw.method, problems)
+            .unwrap_or_else(raw::default_method);
+
+        let primary = match raw.primary {
+            Some(text) => check_url("delivery.primary", Some(text), problems),
+            None => {
+                if !broken.contains("primary") {
+                    problems.push(Problem::new(
+                        "delivery.primary",
+                        format!(
+                            "missing; [delivery] needs a primary server, e.g. primary = {URL_EXAMPLE}"
+                        ),
+                    ));
+                }
+                None
+            }
+        };
+        let secondary = check_url("delivery.secondary", raw.secondary, problems);
+        if let (Some(primary), Some(secondary)) = (&primary, &secondary) {
+            if primary.same_target(secondary) {
+                problems.push(Problem::new(
+                    "delivery.secondary",
+                    format!(
+                        "{:?} is the same server as primary; give another server or leave secondary out",
+                        secondary.as_str()
+                    ),
+                ));
+            }
+        }
+
+        // With round_robin the failover-only keys would be silently unused.
+        // (A value of the wrong type is already reported.)
+        let failover_only = |k: &str, present: bool, problems: &mut Problems| {
+            let refused = method == Method::RoundRobin && present;
+            if refused {
+                problems.push(Problem::new(
+                    join("delivery", k),
+                    format!(
+                        "only method = \"failover\" takes {k}; round_robin moves to the \
+                         other server after every failed attempt"
+                    ),
+                ));
+            }
+            !refused
+        };
+        let attempts = if failover_only("attempts", raw.attempts.is_some(), problems) {
+            check_int(
+                "delivery.attempts",
+                raw.attempts,
+                1..=MAX_ATTEMPTS,
+                "attempts on one server",
+                problems,
+            )
+        } else {
+            None
+        };
+        let retry_delay = check_seconds(
+            "delivery.retry_delay",
+            raw.retry_delay.as_ref(),
+            Zero::Allowed,
+            MAX_RETRY_DELAY,
+            problems,
+        );
+        let request_timeout = check_seconds(
+            "delivery.request_timeout",
+            raw.request_timeout.as_ref(),
+            Zero::Refused,
+            MAX_REQUEST_TIMEOUT,
+            problems,
+        );
+        let batch_max = check_int(
+            "delivery.batch_max",
+            raw.batch_max,
+            1..=MAX_BATCH,
+            "records per POST",
+            problems,
+        );
+        let failback_after =
+            if failover_only("failback_after", raw.failback_after.is_some(), problems) {
+                check_seconds(
+                    "delivery.failback_after",
+                    raw.failback_after.as_ref(),
+                    Zero::Allowed,
+                    MAX_FAILBACK,
+                    problems,
+                )
+                .map(|d| Some(d).filter(|d| !d.is_zero()))
+            } else {
+                None
+            };
+        let max_in_flight = check_int(
+            "delivery.max_in_flight",
+            raw.max_in_flight,
+            1..=MAX_IN_FLIGHT,
+            "POSTs awaiting an answer",
+            problems,
+        );
+
+        if problems.len() != before || !broken.is_empty() {
+            return None;
+        }
+        Some(DeliveryConfig {
+            method,
+            primary: primary?,
+            secondary,
+            attempts: attempts.map_or_else(raw::default_attempts, |n| n as u32),
+            retry_delay: retry_delay.unwrap_or_else(raw::default_retry_delay),
+            request_timeout: request_timeout.unwrap_or_else(raw::default_request_timeout),
+            batch_max: batch_max.map_or_else(raw::default_batch_max, |n| n as usize),
+            failback_after: failback_after.unwrap_or_else(raw::default_failback_after),
+            max_in_flight: max_in_flight.map_or_else(raw::default_max_in_flight, |n| n as usize),
+        })
+    }
+}
+
+/// What the checks between carbon copies compare.
+struct CopyIdentity {
+    /// The name, given or default, when it follows the rules.
+    name: Option<String>,
+    /// Whether `name` is the default (`cc1`, ...), for messages.
+    default_name: bool,
+    url: Option<ServerUrl>,
+}
+
+fn check_carbon_copies(copies: Option<Value>, problems: &mut Problems) -> Vec<CarbonCopyConfig> {
+    let Some(copies) = copies else {
+        return Vec::new();
+    };
+    let Some(copies) = expect_array("carbon_copy", copies, "[[carbon_copy]] tables", problems)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(copies.len());
+    let mut identities = Vec::with_capacity(copies.len());
+    for (index, value) in copies.into_iter().enumerate() {
+        let key = format!("carbon_copy[{index}]");
+        let Some(table) = expect_table(&key, value, "a [[carbon_copy]] table", problems) else {
+            identities.push(CopyIdentity {
+                name: None,
+                default_name: false,
+                url: None,
+            });
+            continue;
+        };
+        let (raw, broken) = read_table::<RawCarbonCopy>(&key, table, problems);
+        let (copy, identity) = CarbonCopyConfig::check(&key, index, raw, &broken, problems);
+        out.extend(copy);
+        identities.push(identity);
+    }
+    check_unique_copies(&identities, problems);
+    out
+}
+
+impl CarbonCopyConfig {
+    /// Checks the carbon copy at `key` (`carbon_copy[2]`), the `index`th
+    /// `[[carbon_copy]]` table.
+    fn check(
+        key: &str,
+        index: usize,
+        raw: RawCarbonCopy,
+        broken: &Broken,
+        problems: &mut Problems,
+    ) -> (Option<CarbonCopyConfig>, CopyIdentity) {
+        let before = problems.len();
+        let at = |field: &str| join(key, field);
+        let mut identity = CopyIdentity {
+            name: None,
+            default_name: false,
+            url: None,
+        };
+
+        let name = match raw.name {
+            Some(Text(name)) => {
+                match check_port_name(&name) {
+                    Ok(()) => identity.name = Some(name.clone()),
+                    Err(why) => problems.push(Problem::new(at("name"), why)),
+                }
+                name
+            }
+            None if broken.contains("name") => String::new(),
+            None => {
+                let name = raw::default_carbon_copy_name(index);
+                identity.name = Some(name.clone());
+                identity.default_name = true;
+                name
+            }
+        };
+
+        let url = match raw.url {
+            Some(text) => check_url(&at("url"), Some(text), problems),
+            None => {
+                if !broken.contains("url") {
+                    problems.push(Problem::new(
+                        at("url"),
+                        format!("missing; every carbon copy needs a url, e.g. url = {URL_EXAMPLE}"),
+                    ));
+                }
+                None
+            }
+        };
+        identity.url = url.clone();
+
+        let reliable = raw.reliable.map_or_else(raw::default_reliable, |Bool(b)| b);
+
+        let copy = match url {
+            Some(url) if problems.len() == before && broken.is_empty() => Some(CarbonCopyConfig {
+                name,
+                url,
+                reliable,
+            }),
+            _ => None,
+        };
+        (copy, identity)
+    }
+}
+
+/// Carbon copy names (given or default) and URLs must not repeat.
+fn check_unique_copies(copies: &[CopyIdentity], problems: &mut Problems) {
+    for (index, copy) in copies.iter().enumerate() {
+        let earlier = &copies[..index];
+        if let Some(name) = &copy.name {
+            if let Some((first, other)) = earlier
+                .iter()
+                .enumerate()
+                .find(|(_, c)| c.name.as_ref() == Some(name))
+            {
+                let whose = |default: bool| if default { "default name" } else { "name" };
+                problems.push(Problem::new(
+                    format!("carbon_copy[{index}].name"),
+                    format!(
+                        "{name:?}{} is also the {} of carbon_copy[{first}]; \
+                         carbon copy names must be unique",
+                        if copy.default_name {
+                            " (this carbon copy's default name)"
+                        } else {
+                            ""
+                        },
+                        whose(other.default_name),
+                    ),
+                ));
+            }
+        }
+        if let Some(url) = &copy.url {
+            if let Some((first, _)) = earlier
+                .iter()
+                .enumerate()
+                .find(|(_, c)| c.url.as_ref().is_some_and(|other| other.same_target(url)))
+            {
+                problems.push(Problem::new(
+                    format!("carbon_copy[{index}].url"),
+                    format!(
+                        "{:?} is the same server as carbon_copy[{first}].url; \
+                         each carbon copy needs its own server",
+                        url.as_str()
+                    ),
+                ));
+            }
+        }
     }
 }
 

@@ -3,8 +3,9 @@
 //! The variables are handed to the `config` crate's `Environment` source,
 //! after a first pass here that mirrors its key mapping (case-insensitive
 //! `BILLBOX__` prefix, `__` between levels, keys lowercased) to reject
-//! what it would silently misread: malformed names, `[[ports]]` overrides
-//! (arrays cannot be addressed), and two variables that differ only in
+//! what it would silently misread: malformed names, `[[ports]]` and
+//! `[[carbon_copy]]` overrides (arrays cannot be addressed), and two
+//! variables that differ only in
 //! case. Values are kept as strings (`try_parsing` is off) so a gateway
 //! name like `007` stays `007`; integer keys parse digits themselves.
 
@@ -14,6 +15,9 @@ use crate::error::Problem;
 
 /// The prefix, with its separator, in the lower case that keys are compared in.
 const PREFIX: &str = "billbox__";
+
+/// The sections that are arrays of tables, which variables cannot address.
+const ARRAYS: [&str; 2] = ["ports", "carbon_copy"];
 
 /// The overrides found in an environment.
 #[derive(Debug, Default)]
@@ -30,13 +34,7 @@ impl Overrides {
     /// The note added to a problem at `key` when variables set it (or, for
     /// a section, keys inside it).
     pub fn note(&self, key: &str) -> Option<String> {
-        let inside = format!("{key}.");
-        let vars: Vec<&str> = self
-            .keys
-            .iter()
-            .filter(|(k, _)| *k == key || k.starts_with(&inside))
-            .map(|(_, var)| var.as_str())
-            .collect();
+        let vars = self.vars_under(key);
         match vars.as_slice() {
             [] => None,
             [var] => Some(format!(" (set by environment variable {var})")),
@@ -45,6 +43,34 @@ impl Overrides {
                 vars.join(", ")
             )),
         }
+    }
+
+    /// The note added to a problem about a missing key (`delivery.primary`)
+    /// when variables set other keys of its section: they may be what
+    /// created the section.
+    pub fn section_note(&self, key: &str) -> Option<String> {
+        let (section, _) = key.rsplit_once('.')?;
+        let vars = self.vars_under(section);
+        match vars.as_slice() {
+            [] => None,
+            [var] => Some(format!(
+                " ([{section}] has a key from environment variable {var})"
+            )),
+            _ => Some(format!(
+                " ([{section}] has keys from environment variables {})",
+                vars.join(", ")
+            )),
+        }
+    }
+
+    /// The variables that set `key` or keys inside it.
+    fn vars_under(&self, key: &str) -> Vec<&str> {
+        let inside = format!("{key}.");
+        self.keys
+            .iter()
+            .filter(|(k, _)| *k == key || k.starts_with(&inside))
+            .map(|(_, var)| var.as_str())
+            .collect()
     }
 }
 
@@ -60,12 +86,12 @@ pub(crate) fn scan(env: HashMap<String, String>) -> Overrides {
             continue;
         };
         let path: Vec<&str> = rest.split("__").collect();
-        if path[0] == "ports" {
+        if let Some(&array) = ARRAYS.iter().find(|a| **a == path[0]) {
             out.problems.push(Problem::new(
-                "ports",
+                array,
                 format!(
-                    "ports cannot be set from the environment ({var}); \
-                     configure [[ports]] in the file"
+                    "{array} cannot be set from the environment ({var}); \
+                     configure [[{array}]] in the file"
                 ),
             ));
             continue;
@@ -148,6 +174,29 @@ mod tests {
     }
 
     #[test]
+    fn notes() {
+        let o = scan(env(&[
+            ("BILLBOX__DELIVERY__ATTEMPTS", "3"),
+            ("BILLBOX__DELIVERY__METHOD", "failover"),
+            ("BILLBOX__STORE__CACHE_MB", "64"),
+        ]));
+        assert_eq!(
+            o.note("store.cache_mb").as_deref(),
+            Some(" (set by environment variable BILLBOX__STORE__CACHE_MB)")
+        );
+        assert_eq!(o.note("delivery.primary"), None);
+        assert_eq!(
+            o.section_note("delivery.primary").as_deref(),
+            Some(
+                " ([delivery] has keys from environment variables \
+                 BILLBOX__DELIVERY__ATTEMPTS, BILLBOX__DELIVERY__METHOD)"
+            )
+        );
+        assert_eq!(o.section_note("gateway.name"), None);
+        assert_eq!(o.section_note("ports"), None);
+    }
+
+    #[test]
     fn rejects_malformed_names_ports_and_duplicates() {
         let o = scan(env(&[
             ("BILLBOX__GATEWAY", "x"),
@@ -155,13 +204,21 @@ mod tests {
             ("BILLBOX__GATEWAY__", "x"),
             ("BILLBOX__GATEWAY.NAME", "x"),
             ("BILLBOX__PORTS__0__NAME", "x"),
+            ("BILLBOX__CARBON_COPY__0__URL", "x"),
+            ("BILLBOX__CARBON_COPY__URL", "x"),
             ("BILLBOX__STORE__CACHE_MB", "1"),
             ("Billbox__Store__Cache_Mb", "2"),
         ]));
         assert!(o.vars.len() == 1);
         let text: Vec<String> = o.problems.iter().map(ToString::to_string).collect();
-        assert_eq!(text.len(), 6, "{text:#?}");
+        assert_eq!(text.len(), 8, "{text:#?}");
         assert!(text.iter().any(|p| p.starts_with("ports: ")));
+        assert_eq!(
+            text.iter()
+                .filter(|p| p.starts_with("carbon_copy: carbon_copy cannot be set"))
+                .count(),
+            2
+        );
         assert!(text
             .iter()
             .any(|p| p.starts_with("store.cache_mb: set by both")));

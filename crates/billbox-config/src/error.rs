@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 ///
 /// `key` names where the problem is, in the file's terms: `gateway.name`,
 /// `store.cache_mb`, `ports[1].data_bits`, `ports[0]` (the whole port),
-/// `ports` (the list), the file's path (for a file that cannot be read or
-/// is not TOML) or the environment variable's name (for a malformed
-/// override). Displays as `key: message` on one line.
+/// `ports` (the list), `delivery.primary`, `carbon_copy[0].url`, the
+/// file's path (for a file that cannot be read or is not TOML) or the
+/// environment variable's name (for a malformed override). Displays as
+/// `key: message` on one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// Where the problem is, e.g. `ports[1].data_bits`.
@@ -136,7 +137,9 @@ impl ConfigError {
     }
 
     /// Every problem found, in file order: top-level keys, `[gateway]`,
-    /// `[store]`, then each port, then problems between ports. Never empty.
+    /// `[store]`, then each port, then problems between ports, then
+    /// `[delivery]`, then each carbon copy, then problems between carbon
+    /// copies. Problems with environment variables come first. Never empty.
     pub fn problems(&self) -> &[Problem] {
         &self.problems
     }

@@ -24,17 +24,22 @@
 //! # Layout
 //!
 //! - `model` (re-exported here): the public, validated types — [`Config`],
-//!   [`GatewayConfig`], [`StoreConfig`], [`PortConfig`], [`PortSource`],
-//!   [`SerialSettings`], [`Parity`], [`Flow`].
+//!   [`GatewayConfig`], [`StoreConfig`], [`WhenFull`], [`PortConfig`],
+//!   [`PortSource`], [`SerialSettings`], [`Parity`], [`Flow`],
+//!   [`DeliveryConfig`], [`Method`], [`CarbonCopyConfig`].
+//! - `server_url` (re-exported here): [`ServerUrl`], the checked `http://`
+//!   address of a billing server, and [`UrlError`].
 //! - `error`: [`ConfigError`], [`ConfigErrorKind`] and [`Problem`].
 //! - `raw`: the serde structs as written in TOML (`deny_unknown_fields`,
 //!   every field optional, doc comment per key, `default_*` functions) and
-//!   the strict leaf types (`Text`, `Int`, `DurationValue`) that stop the
-//!   `config` crate from turning `true` into 1 or `1234` into a name.
+//!   the strict leaf types (`Text`, `Int`, `Bool`, `DurationValue`) that
+//!   stop the `config` crate from turning `true` into 1 or `1234` into a
+//!   name.
 //! - `section`: reads one table into its raw struct, reporting every
 //!   unknown key and wrongly typed value (serde alone stops at the first).
 //! - `check`: turns raw tables into the public types, filling defaults and
-//!   collecting every rule broken, including those between ports.
+//!   collecting every rule broken, including those between ports and
+//!   between carbon copies.
 //! - `escape`: [`decode_escapes`] for `billing_eor`.
 //! - `duration`: durations as humantime strings or bare numbers.
 //! - `env`: the first pass over `BILLBOX__*` variables before they reach
@@ -51,6 +56,7 @@ mod escape;
 mod model;
 mod raw;
 mod section;
+mod server_url;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -58,9 +64,10 @@ use std::path::Path;
 pub use error::{ConfigError, ConfigErrorKind, Problem};
 pub use escape::{decode_escapes, EscapeError};
 pub use model::{
-    Config, Flow, GatewayConfig, Parity, PortConfig, PortSource, SerialSettings, StoreConfig,
-    UnknownName, MAX_PORTS,
+    CarbonCopyConfig, Config, DeliveryConfig, Flow, GatewayConfig, Method, Parity, PortConfig,
+    PortSource, SerialSettings, StoreConfig, UnknownName, WhenFull, MAX_PORTS,
 };
+pub use server_url::{ServerUrl, UrlError};
 
 /// Reads the TOML file at `path` and applies the overrides in the process
 /// environment (`BILLBOX__GATEWAY__NAME=gw2`, ...).
@@ -126,7 +133,15 @@ fn from_text(
     let config = check::check(root, &mut problems);
     if let Some(overrides) = overrides {
         for problem in &mut problems {
-            if let Some(note) = overrides.note(&problem.key) {
+            let note = overrides.note(&problem.key).or_else(|| {
+                // `delivery.primary: missing` when variables made [delivery].
+                problem
+                    .message
+                    .starts_with("missing")
+                    .then(|| overrides.section_note(&problem.key))
+                    .flatten()
+            });
+            if let Some(note) = note {
                 problem.message.push_str(&note);
             }
         }

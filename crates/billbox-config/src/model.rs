@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::raw;
+use crate::server_url::ServerUrl;
 
 /// A whole, valid billbox configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,12 +24,23 @@ pub struct Config {
     /// `[[ports]]`: the ports to read, in file order; at least one, at most
     /// [`MAX_PORTS`], names unique.
     pub ports: Vec<PortConfig>,
+    /// `[delivery]`: where records are forwarded. `None` when the section
+    /// is absent: records are captured and filed but not forwarded.
+    pub delivery: Option<DeliveryConfig>,
+    /// `[[carbon_copy]]`: the mirror servers, in file order; names and
+    /// URLs unique among them. Empty when there are none.
+    pub carbon_copies: Vec<CarbonCopyConfig>,
 }
 
 impl Config {
     /// The port called `name`.
     pub fn port(&self, name: &str) -> Option<&PortConfig> {
         self.ports.iter().find(|p| p.name == name)
+    }
+
+    /// The carbon copy called `name`.
+    pub fn carbon_copy(&self, name: &str) -> Option<&CarbonCopyConfig> {
+        self.carbon_copies.iter().find(|c| c.name == name)
     }
 }
 
@@ -53,14 +65,113 @@ pub struct GatewayConfig {
 pub struct StoreConfig {
     /// The store's page cache in MiB, 1 to 4096. Default 32.
     pub cache_mb: u64,
+    /// Capacity: the most records stored but not yet acknowledged by the
+    /// primary or secondary server, 1 to 1 000 000 000. Default 1 000 000.
+    pub max_records: u64,
+    /// What happens when `max_records` records await delivery. Default
+    /// [`WhenFull::Block`].
+    pub when_full: WhenFull,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             cache_mb: raw::default_cache_mb(),
+            max_records: raw::default_max_records(),
+            when_full: raw::default_when_full(),
         }
     }
+}
+
+/// `store.when_full`: what happens when the store holds `max_records`
+/// undelivered records. Written `block` or `drop_oldest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Stop reading the ports until space frees; nothing stored is
+    /// dropped. The PBX's own buffer (or the TCP window, or RTS/XOFF flow
+    /// control) holds the data meanwhile.
+    #[default]
+    Block,
+    /// Keep reading: the oldest undelivered record is given up for
+    /// delivery (it is still filed), counted and logged at ERROR.
+    DropOldest,
+}
+
+/// `[delivery]`: where and how records are forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// How the two servers are used. Default [`Method::Failover`].
+    pub method: Method,
+    /// The primary server. Required.
+    pub primary: ServerUrl,
+    /// The secondary server, different from the primary. Optional.
+    pub secondary: Option<ServerUrl>,
+    /// Failover: attempts on one server before moving to the other,
+    /// 1 to 100. Default 3. Unused with [`Method::RoundRobin`].
+    pub attempts: u32,
+    /// Pause after a failed attempt, 0 to 1 hour. Default 5 seconds.
+    pub retry_delay: Duration,
+    /// Time limit of one whole request (connect, send, answer), above 0
+    /// and at most 10 minutes. Default 10 seconds.
+    pub request_timeout: Duration,
+    /// Records per POST, 1 to 10000; 1 sends AG-compatible one-record
+    /// packets. Default 1.
+    pub batch_max: usize,
+    /// Failover: after delivering to the secondary this long, try the
+    /// primary again. `None` (configured as 0) means never go back by
+    /// itself. Default 5 minutes. Unused with [`Method::RoundRobin`].
+    pub failback_after: Option<Duration>,
+    /// POSTs awaiting an answer at once, 1 to 64. Default 1, which keeps
+    /// the attempt order strict.
+    pub max_in_flight: usize,
+}
+
+impl DeliveryConfig {
+    /// A delivery to `primary` only, every other key at its default.
+    pub fn new(primary: ServerUrl) -> Self {
+        DeliveryConfig {
+            method: raw::default_method(),
+            primary,
+            secondary: None,
+            attempts: raw::default_attempts(),
+            retry_delay: raw::default_retry_delay(),
+            request_timeout: raw::default_request_timeout(),
+            batch_max: raw::default_batch_max(),
+            failback_after: raw::default_failback_after(),
+            max_in_flight: raw::default_max_in_flight(),
+        }
+    }
+}
+
+/// `delivery.method`: how the primary (A) and secondary (B) servers are
+/// used. Written `failover` or `round_robin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// A-A-B-B: `attempts` tries on one server, then `attempts` on the
+    /// other, and so on; back to the primary after `failback_after` on
+    /// the secondary.
+    #[default]
+    Failover,
+    /// A-B-A-B: switch server after every failed attempt.
+    RoundRobin,
+}
+
+/// One `[[carbon_copy]]` entry: a server that gets a copy of every record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarbonCopyConfig {
+    /// The carbon copy's name, unique among carbon copies: 1-64 characters
+    /// of `A-Z a-z 0-9 _ . -`. Default `cc1`, `cc2`, ... by position
+    /// (counting from 1).
+    pub name: String,
+    /// The server.
+    pub url: ServerUrl,
+    /// `false`: each record is posted once when it arrives and never
+    /// retransmitted (as the AG does). `true`: the carbon copy has its own
+    /// durable cursor and each record is retried until acknowledged.
+    /// Default `false`.
+    pub reliable: bool,
 }
 
 /// One `[[ports]]` entry: a PBX output that billbox reads records from.
@@ -279,6 +390,72 @@ impl FromStr for Flow {
 }
 
 impl fmt::Display for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Method {
+    /// The name as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Failover => "failover",
+            Method::RoundRobin => "round_robin",
+        }
+    }
+}
+
+impl FromStr for Method {
+    type Err = UnknownName;
+
+    /// Exactly the lower-case names.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "failover" => Ok(Method::Failover),
+            "round_robin" => Ok(Method::RoundRobin),
+            _ => Err(UnknownName {
+                given: s.to_string(),
+                what: "delivery method",
+                choices: "failover or round_robin",
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl WhenFull {
+    /// The name as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenFull::Block => "block",
+            WhenFull::DropOldest => "drop_oldest",
+        }
+    }
+}
+
+impl FromStr for WhenFull {
+    type Err = UnknownName;
+
+    /// Exactly the lower-case names.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "block" => Ok(WhenFull::Block),
+            "drop_oldest" => Ok(WhenFull::DropOldest),
+            _ => Err(UnknownName {
+                given: s.to_string(),
+                what: "when_full policy",
+                choices: "block or drop_oldest",
+            }),
+        }
+    }
+}
+
+impl fmt::Display for WhenFull {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

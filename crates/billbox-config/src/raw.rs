@@ -15,7 +15,9 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-/// The top level of the file: three sections. Values stay untyped here so
+use crate::model::{Method, WhenFull};
+
+/// The top level of the file: five sections. Values stay untyped here so
 /// each section is checked on its own and its problems are all reported.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +28,12 @@ pub(crate) struct RawRoot {
     pub store: Option<config::Value>,
     /// `[[ports]]`: the PBX ports to read, at least one.
     pub ports: Option<config::Value>,
+    /// `[delivery]`: where records are forwarded. Absent: records are
+    /// captured and filed but not forwarded.
+    pub delivery: Option<config::Value>,
+    /// `[[carbon_copy]]`: servers that get a copy of every record; zero
+    /// or more.
+    pub carbon_copy: Option<config::Value>,
 }
 
 /// `[gateway]`: this machine's identity and directories.
@@ -48,6 +56,61 @@ pub(crate) struct RawGateway {
 pub(crate) struct RawStore {
     /// The store's page cache, in MiB. Default 32, 1 to 4096.
     pub cache_mb: Option<Int>,
+    /// Capacity: the most records stored but not yet acknowledged by the
+    /// primary or secondary server. Default 1000000, 1 to 1000000000.
+    pub max_records: Option<Int>,
+    /// What happens at capacity: `block` (stop reading the ports until
+    /// space frees; nothing stored is dropped) or `drop_oldest` (the
+    /// oldest undelivered record is given up for delivery, counted and
+    /// logged). Default `block`.
+    pub when_full: Option<Text>,
+}
+
+/// `[delivery]`: where and how records are forwarded.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDelivery {
+    /// `failover` (A-A-B-B) or `round_robin` (A-B-A-B). Default `failover`.
+    pub method: Option<Text>,
+    /// The primary server's `http://` URL. Required.
+    pub primary: Option<Text>,
+    /// The secondary server's `http://` URL, not the primary's. Optional.
+    pub secondary: Option<Text>,
+    /// Failover only: attempts on one server before moving to the other,
+    /// 1 to 100. Default 3.
+    pub attempts: Option<Int>,
+    /// Pause after a failed attempt: a duration string or a whole number
+    /// of seconds, 0 to 1 hour. Default 5 seconds.
+    pub retry_delay: Option<DurationValue>,
+    /// Time limit of one whole request (connect, send, answer): a
+    /// duration string or a whole number of seconds, above 0 and at most
+    /// 10 minutes. Default 10 seconds.
+    pub request_timeout: Option<DurationValue>,
+    /// Records per POST, 1 to 10000; 1 sends AG-compatible one-record
+    /// packets. Default 1.
+    pub batch_max: Option<Int>,
+    /// Failover only: after delivering to the secondary this long, try the
+    /// primary again; 0 for never. A duration string or a whole number of
+    /// seconds, at most 7 days. Default 5 minutes.
+    pub failback_after: Option<DurationValue>,
+    /// POSTs awaiting an answer at once, 1 to 64. Default 1 (strict
+    /// attempt order).
+    pub max_in_flight: Option<Int>,
+}
+
+/// One `[[carbon_copy]]` entry: a server that gets a copy of every record.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCarbonCopy {
+    /// The carbon copy's name, unique among carbon copies, with the rules
+    /// of a port name. Default `cc1`, `cc2`, ... by position.
+    pub name: Option<Text>,
+    /// The server's `http://` URL, not another carbon copy's. Required.
+    pub url: Option<Text>,
+    /// `false`: each record is posted once on arrival, never retransmitted.
+    /// `true`: retried until acknowledged, from a durable cursor of its
+    /// own. Default `false`.
+    pub reliable: Option<Bool>,
 }
 
 /// One `[[ports]]` entry: where billing records come from and how they are
@@ -111,6 +174,62 @@ pub(crate) fn default_cache_mb() -> u64 {
     32
 }
 
+/// Default of `store.max_records`.
+pub(crate) fn default_max_records() -> u64 {
+    1_000_000
+}
+
+/// Default of `store.when_full`.
+pub(crate) fn default_when_full() -> WhenFull {
+    WhenFull::Block
+}
+
+/// Default of `delivery.method`.
+pub(crate) fn default_method() -> Method {
+    Method::Failover
+}
+
+/// Default of `delivery.attempts`.
+pub(crate) fn default_attempts() -> u32 {
+    3
+}
+
+/// Default of `delivery.retry_delay`.
+pub(crate) fn default_retry_delay() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// Default of `delivery.request_timeout`.
+pub(crate) fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Default of `delivery.batch_max`: one record per POST, as the AG sends.
+pub(crate) fn default_batch_max() -> usize {
+    1
+}
+
+/// Default of `delivery.failback_after`.
+pub(crate) fn default_failback_after() -> Option<Duration> {
+    Some(Duration::from_secs(5 * 60))
+}
+
+/// Default of `delivery.max_in_flight`.
+pub(crate) fn default_max_in_flight() -> usize {
+    1
+}
+
+/// Default of a carbon copy's `name`: `cc1` for the first `[[carbon_copy]]`
+/// table (`index` 0), `cc2` for the second, ...
+pub(crate) fn default_carbon_copy_name(index: usize) -> String {
+    format!("cc{}", index + 1)
+}
+
+/// Default of a carbon copy's `reliable`.
+pub(crate) fn default_reliable() -> bool {
+    false
+}
+
 /// Default of `speed`.
 pub(crate) fn default_speed() -> u32 {
     9600
@@ -161,6 +280,11 @@ pub(crate) struct Text(pub String);
 /// fractions are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Int(pub i64);
+
+/// A boolean value, `true` or `false`. Unlike `bool` it refuses numbers
+/// and strings, which the `config` crate would otherwise turn into booleans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bool(pub bool);
 
 /// A duration as written: a bare integer or a string (a humantime
 /// duration or a whole number). See [`crate::duration`].
@@ -235,6 +359,7 @@ macro_rules! refuse {
 
 const TEXT: &str = "a string";
 const INT: &str = "a whole number";
+const BOOL: &str = "true or false";
 const DURATION: &str = "a duration such as \"90s\" or a whole number";
 
 impl<'de> Deserialize<'de> for Text {
@@ -280,6 +405,26 @@ impl<'de> Deserialize<'de> for Int {
                     .map_err(|_| wrong(INT, de::Unexpected::Str(v)))
             }
             refuse!(INT; bool float seq map unit);
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bool {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Bool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(BOOL)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Bool, E> {
+                Ok(Bool(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Bool, E> {
+                Err(wrong(BOOL, de::Unexpected::Str(v)))
+            }
+            refuse!(BOOL; float int seq map unit);
         }
         d.deserialize_any(V)
     }
@@ -355,12 +500,21 @@ mod tests {
 
     #[test]
     fn field_names_follow_the_structs() {
-        assert_eq!(field_names::<RawRoot>(), ["gateway", "store", "ports"]);
+        assert_eq!(
+            field_names::<RawRoot>(),
+            ["gateway", "store", "ports", "delivery", "carbon_copy"]
+        );
         assert_eq!(
             field_names::<RawGateway>(),
             ["name", "data_dir", "spool_dir"]
         );
-        assert_eq!(field_names::<RawStore>(), ["cache_mb"]);
+        assert_eq!(
+            field_names::<RawStore>(),
+            ["cache_mb", "max_records", "when_full"]
+        );
+        assert_eq!(field_names::<RawDelivery>().len(), 9);
+        assert_eq!(field_names::<RawDelivery>()[0], "method");
+        assert_eq!(field_names::<RawCarbonCopy>(), ["name", "url", "reliable"]);
         assert_eq!(field_names::<RawPort>().len(), 15);
         assert_eq!(field_names::<RawPort>()[0], "name");
     }

@@ -103,7 +103,11 @@ fn full_config_parses_with_defaults_filled() {
             data_dir: "/srv/billbox".into(),
             spool_dir: "/srv/spool".into(),
         },
-        store: StoreConfig { cache_mb: 128 },
+        store: StoreConfig {
+            cache_mb: 128,
+            max_records: 1_000_000,
+            when_full: WhenFull::Block,
+        },
         ports: vec![
             PortConfig {
                 name: "pbx1".into(),
@@ -142,6 +146,8 @@ fn full_config_parses_with_defaults_filled() {
                 ..defaults.clone()
             },
         ],
+        delivery: None,
+        carbon_copies: Vec::new(),
     };
     assert_eq!(config, expected);
 
@@ -159,6 +165,11 @@ fn minimal_config_gets_every_default() {
     assert_eq!(config.gateway.data_dir, PathBuf::from("/var/lib/billbox"));
     assert_eq!(config.gateway.spool_dir, PathBuf::from("/var/run/DB"));
     assert_eq!(config.store.cache_mb, 32);
+    assert_eq!(config.store.max_records, 1_000_000);
+    assert_eq!(config.store.when_full, WhenFull::Block);
+    assert_eq!(config.store, StoreConfig::default());
+    assert_eq!(config.delivery, None);
+    assert_eq!(config.carbon_copies, []);
     // The default name is the host name (this machine's is a valid one).
     let host = hostname::get().unwrap().into_string().unwrap();
     assert_eq!(config.gateway.name, host);
@@ -840,7 +851,7 @@ fn env_problems() {
         ),
         (
             &[("BILLBOX__COLOUR__X", "x")],
-            "colour: unknown key; the keys here are gateway, store, ports (set by environment variable BILLBOX__COLOUR__X)",
+            "colour: unknown key; the keys here are gateway, store, ports, delivery, carbon_copy (set by environment variable BILLBOX__COLOUR__X)",
         ),
         (
             &[("BILLBOX__PORTS__0__NAME", "x")],
@@ -901,10 +912,17 @@ fn documentation_matches_the_code() {
         .expect("a ```toml block under ## Complete example");
     let config = from_toml_str(example).unwrap_or_else(|e| panic!("{e}"));
     assert!(config.ports.len() >= 3);
+    assert!(config.delivery.is_some());
+    assert!(config.carbon_copies.len() >= 2);
+    for section in ["## `[delivery]`", "## `[[carbon_copy]]`"] {
+        assert!(doc.contains(section), "docs lack {section}");
+    }
     for key in raw::field_names::<raw::RawGateway>()
         .iter()
         .chain(raw::field_names::<raw::RawStore>())
         .chain(raw::field_names::<raw::RawPort>())
+        .chain(raw::field_names::<raw::RawDelivery>())
+        .chain(raw::field_names::<raw::RawCarbonCopy>())
     {
         assert!(
             doc.contains(&format!("### `{key}`")),
@@ -930,4 +948,698 @@ fn serial_keys_on_a_tcp_port_with_a_bad_address_are_still_flagged() {
             "ports[0].data_bits: 9 is not a data bit count; use 5, 6, 7 or 8",
         ]
     );
+}
+
+fn url(text: &str) -> ServerUrl {
+    text.parse().unwrap()
+}
+
+/// FULL with every delivery key set.
+const MIRRORING: &str = r#"
+[store]
+cache_mb = 64
+max_records = 5000
+when_full = "drop_oldest"
+
+[delivery]
+method = "failover"
+primary = "http://billing-a:8080/billing"
+secondary = "http://billing-b:8080/billing"
+attempts = 5
+retry_delay = "2s"
+request_timeout = "30s"
+batch_max = 50
+failback_after = "10m"
+max_in_flight = 4
+
+[[carbon_copy]]
+name = "audit"
+url = "http://audit:9000/cc"
+reliable = true
+
+[[carbon_copy]]
+url = "http://10.0.0.9/mirror?gw=lobby"
+
+[[carbon_copy]]
+name = "x.3"
+url = "http://[fd00::9]:81"
+reliable = false
+
+[[ports]]
+name = "pbx1"
+device = "/dev/ttyUSB0"
+"#;
+
+#[test]
+fn full_delivery_config() {
+    let config = from_toml_str(MIRRORING).unwrap();
+    assert_eq!(
+        config.store,
+        StoreConfig {
+            cache_mb: 64,
+            max_records: 5000,
+            when_full: WhenFull::DropOldest,
+        }
+    );
+    assert_eq!(
+        config.delivery,
+        Some(DeliveryConfig {
+            method: Method::Failover,
+            primary: url("http://billing-a:8080/billing"),
+            secondary: Some(url("http://billing-b:8080/billing")),
+            attempts: 5,
+            retry_delay: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+            batch_max: 50,
+            failback_after: Some(Duration::from_secs(600)),
+            max_in_flight: 4,
+        })
+    );
+    assert_eq!(
+        config.carbon_copies,
+        [
+            CarbonCopyConfig {
+                name: "audit".into(),
+                url: url("http://audit:9000/cc"),
+                reliable: true,
+            },
+            CarbonCopyConfig {
+                name: "cc2".into(),
+                url: url("http://10.0.0.9/mirror?gw=lobby"),
+                reliable: false,
+            },
+            CarbonCopyConfig {
+                name: "x.3".into(),
+                url: url("http://[fd00::9]:81"),
+                reliable: false,
+            },
+        ]
+    );
+    let delivery = config.delivery.as_ref().unwrap();
+    assert_eq!(delivery.primary.host(), "billing-a");
+    assert_eq!(delivery.primary.port(), 8080);
+    assert_eq!(delivery.primary.path_and_query(), "/billing");
+    assert_eq!(
+        delivery.primary.to_string(),
+        "http://billing-a:8080/billing"
+    );
+    assert_eq!(
+        config.carbon_copies[1].url.path_and_query(),
+        "/mirror?gw=lobby"
+    );
+    assert_eq!(config.carbon_copies[2].url.port(), 81);
+    assert_eq!(config.carbon_copy("cc2"), Some(&config.carbon_copies[1]));
+    assert_eq!(config.carbon_copy("cc1"), None);
+}
+
+#[test]
+fn delivery_defaults() {
+    let config = from_toml_str(&serial_port(
+        "[delivery]\nprimary = \"http://billing-a/billing\"\n\
+         [[carbon_copy]]\nurl = \"http://a/\"\n[[carbon_copy]]\nurl = \"http://b/\"",
+    ))
+    .unwrap();
+    let delivery = config.delivery.unwrap();
+    assert_eq!(
+        delivery,
+        DeliveryConfig::new(url("http://billing-a/billing"))
+    );
+    assert_eq!(
+        delivery,
+        DeliveryConfig {
+            method: Method::Failover,
+            primary: url("http://billing-a/billing"),
+            secondary: None,
+            attempts: 3,
+            retry_delay: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            batch_max: 1,
+            failback_after: Some(Duration::from_secs(300)),
+            max_in_flight: 1,
+        }
+    );
+    assert_eq!(delivery.primary.port(), 80);
+    let names: Vec<&str> = config
+        .carbon_copies
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["cc1", "cc2"]);
+    assert!(config.carbon_copies.iter().all(|c| !c.reliable));
+
+    // Carbon copies without [delivery] are fine, and a carbon copy may
+    // (uselessly) be the primary.
+    let config = from_toml_str(&serial_port("[[carbon_copy]]\nurl = \"http://a/\"")).unwrap();
+    assert_eq!(config.delivery, None);
+    assert_eq!(config.carbon_copies.len(), 1);
+    assert!(from_toml_str(&serial_port(
+        "[delivery]\nprimary = \"http://a/\"\n[[carbon_copy]]\nurl = \"http://a/\""
+    ))
+    .is_ok());
+}
+
+#[test]
+fn delivery_value_forms() {
+    let delivery = |extra: &str| {
+        from_toml_str(&serial_port(&format!(
+            "[delivery]\nprimary = \"http://a/\"\n{extra}"
+        )))
+        .unwrap_or_else(|e| panic!("{extra}: {e}"))
+        .delivery
+        .unwrap()
+    };
+    assert_eq!(
+        delivery("method = \"round_robin\"").method,
+        Method::RoundRobin
+    );
+    for (value, secs) in [
+        ("0", 0),
+        ("\"0\"", 0),
+        ("7", 7),
+        ("\"7\"", 7),
+        ("\"1h\"", 3600),
+    ] {
+        assert_eq!(
+            delivery(&format!("retry_delay = {value}")).retry_delay,
+            Duration::from_secs(secs),
+            "{value}"
+        );
+    }
+    assert_eq!(
+        delivery("retry_delay = \"250ms\"").retry_delay,
+        Duration::from_millis(250)
+    );
+    for (value, secs) in [("1", 1), ("\"10m\"", 600), ("\"1500ms\"", 1)] {
+        let d = delivery(&format!("request_timeout = {value}")).request_timeout;
+        assert_eq!(d.as_secs(), secs, "{value}");
+    }
+    assert_eq!(delivery("failback_after = 0").failback_after, None);
+    assert_eq!(delivery("failback_after = \"0s\"").failback_after, None);
+    assert_eq!(
+        delivery("failback_after = 90").failback_after,
+        Some(Duration::from_secs(90))
+    );
+    assert_eq!(
+        delivery("failback_after = \"7days\"").failback_after,
+        Some(Duration::from_secs(7 * 86400))
+    );
+    assert_eq!(delivery("attempts = 1").attempts, 1);
+    assert_eq!(delivery("attempts = 100").attempts, 100);
+    assert_eq!(delivery("batch_max = 10000").batch_max, 10000);
+    assert_eq!(delivery("max_in_flight = 64").max_in_flight, 64);
+    // Same server by another spelling is still the same server.
+    assert!(from_toml_str(&serial_port(
+        "[delivery]\nprimary = \"http://a/x\"\nsecondary = \"http://a/y\""
+    ))
+    .is_ok());
+
+    let store = |extra: &str| {
+        from_toml_str(&serial_port(&format!("[store]\n{extra}")))
+            .unwrap_or_else(|e| panic!("{extra}: {e}"))
+            .store
+    };
+    assert_eq!(store("max_records = 1").max_records, 1);
+    assert_eq!(store("max_records = 1000000000").max_records, 1_000_000_000);
+    assert_eq!(store("when_full = \"block\"").when_full, WhenFull::Block);
+}
+
+/// One invalid value per case; the problem must name the key.
+#[test]
+fn every_invalid_delivery_value_names_its_key() {
+    let with_delivery = |extra: &str| {
+        serial_port(&format!(
+            "[delivery]\nprimary = \"http://billing-a/billing\"\n{extra}"
+        ))
+    };
+    let cases: &[(String, &str)] = &[
+        (
+            with_delivery("method = \"sometimes\""),
+            "delivery.method: \"sometimes\" is not a delivery method; use failover or round_robin",
+        ),
+        (
+            with_delivery("method = \"Failover\""),
+            "delivery.method: \"Failover\" is not a delivery method",
+        ),
+        (
+            with_delivery("attempts = 0"),
+            "delivery.attempts: 0 is out of range; use 1 to 100",
+        ),
+        (
+            with_delivery("attempts = 101"),
+            "delivery.attempts: 101 is out of range; use 1 to 100",
+        ),
+        (
+            with_delivery("attempts = \"many\""),
+            "delivery.attempts: expected a whole number, found string \"many\"",
+        ),
+        (
+            with_delivery("retry_delay = \"x\""),
+            "delivery.retry_delay: \"x\" is not a duration",
+        ),
+        (
+            with_delivery("retry_delay = \"2h\""),
+            "delivery.retry_delay: 2h is too long; at most 1h",
+        ),
+        (
+            with_delivery("retry_delay = -1"),
+            "delivery.retry_delay: -1 is negative",
+        ),
+        (
+            with_delivery("request_timeout = 0"),
+            "delivery.request_timeout: must be greater than 0",
+        ),
+        (
+            with_delivery("request_timeout = \"0s\""),
+            "delivery.request_timeout: must be greater than 0",
+        ),
+        (
+            with_delivery("request_timeout = \"11m\""),
+            "delivery.request_timeout: 11m is too long; at most 10m",
+        ),
+        (
+            with_delivery("batch_max = 0"),
+            "delivery.batch_max: 0 is out of range; use 1 to 10000",
+        ),
+        (
+            with_delivery("batch_max = 10001"),
+            "delivery.batch_max: 10001 is out of range; use 1 to 10000",
+        ),
+        (
+            with_delivery("failback_after = \"-1\""),
+            "delivery.failback_after: -1 is negative",
+        ),
+        (
+            with_delivery("failback_after = \"8days\""),
+            "delivery.failback_after: 8days is too long; at most 7days",
+        ),
+        (
+            with_delivery("failback_after = 1.5"),
+            "delivery.failback_after: expected a duration",
+        ),
+        (
+            with_delivery("max_in_flight = 0"),
+            "delivery.max_in_flight: 0 is out of range; use 1 to 64",
+        ),
+        (
+            with_delivery("max_in_flight = 65"),
+            "delivery.max_in_flight: 65 is out of range; use 1 to 64",
+        ),
+        (
+            with_delivery("method = \"round_robin\"\nattempts = 3"),
+            "delivery.attempts: only method = \"failover\" takes attempts",
+        ),
+        (
+            with_delivery("method = \"round_robin\"\nfailback_after = \"5m\""),
+            "delivery.failback_after: only method = \"failover\" takes failback_after",
+        ),
+        (
+            with_delivery("method = \"round_robin\"\nattempts = 0"),
+            "delivery.attempts: only method = \"failover\" takes attempts",
+        ),
+        // servers
+        (
+            serial_port("[delivery]\nattempts = 3"),
+            "delivery.primary: missing; [delivery] needs a primary server",
+        ),
+        (
+            serial_port("[delivery]"),
+            "delivery.primary: missing; [delivery] needs a primary server",
+        ),
+        (
+            serial_port("[delivery]\nprimary = \"ftp://x\""),
+            "delivery.primary: \"ftp://x\": ftp:// is not supported; use http://",
+        ),
+        (
+            serial_port("[delivery]\nprimary = \"https://x\""),
+            "delivery.primary: \"https://x\": https:// servers are not supported yet; use http://",
+        ),
+        (
+            serial_port("[delivery]\nprimary = \"http://\""),
+            "delivery.primary: \"http://\" has no host",
+        ),
+        (
+            serial_port("[delivery]\nprimary = \"http://user:pw@h/\""),
+            "delivery.primary: contains credentials",
+        ),
+        (
+            serial_port("[delivery]\nprimary = \"\""),
+            "delivery.primary: must not be empty",
+        ),
+        (
+            serial_port("[delivery]\nprimary = \"billing-a:8080\""),
+            "delivery.primary: \"billing-a:8080\" is not an absolute URL",
+        ),
+        (
+            serial_port("[delivery]\nprimary = \"http://h:99999/\""),
+            "delivery.primary: \"http://h:99999/\": \"99999\" is not a port",
+        ),
+        (
+            serial_port("[delivery]\nprimary = 8080"),
+            "delivery.primary: expected a string, found integer 8080",
+        ),
+        (
+            with_delivery("secondary = \"https://b/\""),
+            "delivery.secondary: \"https://b/\": https:// servers are not supported yet",
+        ),
+        (
+            with_delivery("secondary = \"http://billing-a/billing\""),
+            "delivery.secondary: \"http://billing-a/billing\" is the same server as primary",
+        ),
+        (
+            with_delivery("secondary = \"http://Billing-A:80/billing\""),
+            "delivery.secondary: \"http://Billing-A:80/billing\" is the same server as primary",
+        ),
+        // carbon copies
+        (
+            serial_port("[[carbon_copy]]\nname = \"a\"\nurl = \"http://a/\"\n[[carbon_copy]]\nname = \"a\"\nurl = \"http://b/\""),
+            "carbon_copy[1].name: \"a\" is also the name of carbon_copy[0]; carbon copy names must be unique",
+        ),
+        (
+            serial_port("[[carbon_copy]]\nname = \"cc2\"\nurl = \"http://a/\"\n[[carbon_copy]]\nurl = \"http://b/\""),
+            "carbon_copy[1].name: \"cc2\" (this carbon copy's default name) is also the name of carbon_copy[0]",
+        ),
+        (
+            serial_port("[[carbon_copy]]\nurl = \"http://a/\"\n[[carbon_copy]]\nname = \"cc1\"\nurl = \"http://b/\""),
+            "carbon_copy[1].name: \"cc1\" is also the default name of carbon_copy[0]",
+        ),
+        (
+            serial_port("[[carbon_copy]]\nurl = \"http://a/cc\"\n[[carbon_copy]]\nurl = \"http://A:80/cc\""),
+            "carbon_copy[1].url: \"http://A:80/cc\" is the same server as carbon_copy[0].url",
+        ),
+        (
+            serial_port("[[carbon_copy]]\nname = \"a b\"\nurl = \"http://a/\""),
+            "carbon_copy[0].name: \"a b\" contains characters other than",
+        ),
+        (
+            serial_port("[[carbon_copy]]\nname = \"\"\nurl = \"http://a/\""),
+            "carbon_copy[0].name: must not be empty",
+        ),
+        (
+            serial_port("[[carbon_copy]]\nname = \"a\""),
+            "carbon_copy[0].url: missing; every carbon copy needs a url",
+        ),
+        (
+            serial_port("[[carbon_copy]]\nurl = \"https://a/\""),
+            "carbon_copy[0].url: \"https://a/\": https:// servers are not supported yet",
+        ),
+        (
+            serial_port("[[carbon_copy]]\nurl = \"http://a/\"\nreliable = \"yes\""),
+            "carbon_copy[0].reliable: expected true or false, found string \"yes\"",
+        ),
+        (
+            serial_port("[[carbon_copy]]\nurl = \"http://a/\"\nreliable = 1"),
+            "carbon_copy[0].reliable: expected true or false, found integer 1",
+        ),
+        // unknown keys and wrong shapes
+        (
+            with_delivery("retry = 3"),
+            "delivery.retry: unknown key; did you mean `retry_delay`?",
+        ),
+        (
+            with_delivery("timeout = \"5s\""),
+            "delivery.timeout: unknown key",
+        ),
+        (
+            serial_port("[[carbon_copy]]\nurl = \"http://a/\"\nreliabel = true"),
+            "carbon_copy[0].reliabel: unknown key; did you mean `reliable`?",
+        ),
+        (
+            serial_port("[[carbon_copy]]\nurl = \"http://a/\"\nmethod = \"x\""),
+            "carbon_copy[0].method: unknown key; the keys here are name, url, reliable",
+        ),
+        (
+            serial_port("[carbon_copy]\nurl = \"http://a/\""),
+            "carbon_copy: expected [[carbon_copy]] tables, found a table",
+        ),
+        (
+            serial_port("").replace("[gateway]", "delivery = \"http://a/\"\n[gateway]"),
+            "delivery: expected a [delivery] table, found string \"http://a/\"",
+        ),
+        (
+            serial_port("").replace("[gateway]", "carbon_copy = [1]\n[gateway]"),
+            "carbon_copy[0]: expected a [[carbon_copy]] table, found integer 1",
+        ),
+        // store
+        (
+            serial_port("[store]\nmax_records = 0"),
+            "store.max_records: 0 is out of range; use 1 to 1000000000",
+        ),
+        (
+            serial_port("[store]\nmax_records = 1000000001"),
+            "store.max_records: 1000000001 is out of range",
+        ),
+        (
+            serial_port("[store]\nwhen_full = \"maybe\""),
+            "store.when_full: \"maybe\" is not a when_full policy; use block or drop_oldest",
+        ),
+        (
+            serial_port("[store]\nwhen_full = true"),
+            "store.when_full: expected a string, found boolean true",
+        ),
+    ];
+    for (text, expected) in cases {
+        let found = problems(text);
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "expected a problem starting with\n  {expected}\nin\n{text}\ngot\n{found:#?}"
+        );
+        assert_eq!(
+            found.len(),
+            1,
+            "one problem expected for\n{text}\ngot\n{found:#?}"
+        );
+    }
+}
+
+#[test]
+fn credentials_are_not_repeated_in_problems() {
+    let found = problems(&serial_port(
+        "[delivery]\nprimary = \"http://billing:s3cret@billing-a/\"",
+    ));
+    assert_eq!(found.len(), 1);
+    assert!(!found[0].contains("s3cret"), "{found:?}");
+}
+
+#[test]
+fn all_delivery_problems_are_reported_at_once() {
+    let text = r#"
+        [store]
+        max_records = 0
+        when_full = "maybe"
+        [[ports]]
+        name = "p"
+        device = "/dev/ttyS0"
+        [delivery]
+        method = "sometimes"
+        primary = "https://a/"
+        secondary = "http://user:pw@b/"
+        attempts = 0
+        retry_delay = "x"
+        request_timeout = 0
+        batch_max = 0
+        failback_after = "-1"
+        max_in_flight = 0
+        colour = "blue"
+        [[carbon_copy]]
+        name = "a"
+        url = "ftp://a/"
+        [[carbon_copy]]
+        name = "a"
+        url = "http://b/"
+        reliabel = true
+        [[carbon_copy]]
+        name = "c"
+        url = "http://b/"
+        [[carbon_copy]]
+        name = "bad name"
+    "#;
+    let err = from_toml_str(text).unwrap_err();
+    let found: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "store.max_records",
+            "store.when_full",
+            "delivery.colour",
+            "delivery.method",
+            "delivery.primary",
+            "delivery.secondary",
+            "delivery.attempts",
+            "delivery.retry_delay",
+            "delivery.request_timeout",
+            "delivery.batch_max",
+            "delivery.failback_after",
+            "delivery.max_in_flight",
+            "carbon_copy[0].url",
+            "carbon_copy[1].reliabel",
+            "carbon_copy[3].name",
+            "carbon_copy[3].url",
+            "carbon_copy[1].name",
+            "carbon_copy[2].url",
+        ],
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn env_overrides_delivery_and_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "c.toml",
+        serial_port("[delivery]\nprimary = \"http://a/\"\nattempts = 2\n[[carbon_copy]]\nurl = \"http://cc/\"")
+            .as_bytes(),
+    );
+    let config = load_with_env(
+        &path,
+        env(&[
+            ("BILLBOX__DELIVERY__METHOD", "failover"),
+            (
+                "BILLBOX__DELIVERY__PRIMARY",
+                "http://billing-a:8080/billing",
+            ),
+            (
+                "BILLBOX__DELIVERY__SECONDARY",
+                "http://billing-b:8080/billing",
+            ),
+            ("BILLBOX__DELIVERY__ATTEMPTS", "7"),
+            ("BILLBOX__DELIVERY__RETRY_DELAY", "9"),
+            ("BILLBOX__DELIVERY__REQUEST_TIMEOUT", "1m"),
+            ("BILLBOX__DELIVERY__BATCH_MAX", "20"),
+            ("BILLBOX__DELIVERY__FAILBACK_AFTER", "0"),
+            ("billbox__delivery__max_in_flight", "2"),
+            ("BILLBOX__STORE__MAX_RECORDS", "123"),
+            ("BILLBOX__STORE__WHEN_FULL", "drop_oldest"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        config.delivery,
+        Some(DeliveryConfig {
+            method: Method::Failover,
+            primary: url("http://billing-a:8080/billing"),
+            secondary: Some(url("http://billing-b:8080/billing")),
+            attempts: 7,
+            retry_delay: Duration::from_secs(9),
+            request_timeout: Duration::from_secs(60),
+            batch_max: 20,
+            failback_after: None,
+            max_in_flight: 2,
+        })
+    );
+    assert_eq!(config.store.max_records, 123);
+    assert_eq!(config.store.when_full, WhenFull::DropOldest);
+    assert_eq!(config.carbon_copies[0].url, url("http://cc/"));
+
+    // Round robin from the environment.
+    let config = load_with_env(
+        &write(
+            &dir,
+            "rr.toml",
+            serial_port("[delivery]\nprimary = \"http://a/\"").as_bytes(),
+        ),
+        env(&[("BILLBOX__DELIVERY__METHOD", "round_robin")]),
+    )
+    .unwrap();
+    assert_eq!(config.delivery.unwrap().method, Method::RoundRobin);
+}
+
+#[test]
+fn env_alone_can_create_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "c.toml", serial_port("").as_bytes());
+    let config = load_with_env(
+        &path,
+        env(&[("BILLBOX__DELIVERY__PRIMARY", "http://billing-a/billing")]),
+    )
+    .unwrap();
+    assert_eq!(
+        config.delivery,
+        Some(DeliveryConfig::new(url("http://billing-a/billing")))
+    );
+
+    let config = load_with_env(
+        &path,
+        env(&[
+            ("BILLBOX__DELIVERY__PRIMARY", "http://a/"),
+            ("BILLBOX__DELIVERY__BATCH_MAX", "100"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.delivery.unwrap().batch_max, 100);
+}
+
+#[test]
+fn env_delivery_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "c.toml", serial_port("").as_bytes());
+    let with_primary = write(
+        &dir,
+        "p.toml",
+        serial_port("[delivery]\nprimary = \"http://a/\"").as_bytes(),
+    );
+    /// The file, the environment and the one problem expected.
+    type Case<'a> = (&'a PathBuf, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            &path,
+            &[("BILLBOX__DELIVERY__ATTEMPTS", "3")],
+            "delivery.primary: missing; [delivery] needs a primary server, e.g. primary = \"http://billing-a:8080/billing\" ([delivery] has a key from environment variable BILLBOX__DELIVERY__ATTEMPTS)",
+        ),
+        (
+            &path,
+            &[("BILLBOX__DELIVERY__PRIMARY", "https://a/")],
+            "delivery.primary: \"https://a/\": https:// servers are not supported yet; use http:// (set by environment variable BILLBOX__DELIVERY__PRIMARY)",
+        ),
+        (
+            &path,
+            &[("BILLBOX__DELIVERY__PRIMARY", "")],
+            "delivery.primary: must not be empty",
+        ),
+        (
+            &with_primary,
+            &[("BILLBOX__DELIVERY__ATTEMPTS", "0")],
+            "delivery.attempts: 0 is out of range; use 1 to 100 (attempts on one server) (set by environment variable BILLBOX__DELIVERY__ATTEMPTS)",
+        ),
+        (
+            &with_primary,
+            &[("BILLBOX__DELIVERY__METHOD", "sometimes")],
+            "delivery.method: \"sometimes\" is not a delivery method; use failover or round_robin (set by environment variable BILLBOX__DELIVERY__METHOD)",
+        ),
+        (
+            &with_primary,
+            &[("BILLBOX__DELIVERY__RETRY", "5s")],
+            "delivery.retry: unknown key; did you mean `retry_delay`? (set by environment variable BILLBOX__DELIVERY__RETRY)",
+        ),
+        (
+            &with_primary,
+            &[("BILLBOX__DELIVERY__SECONDARY", "http://a/")],
+            "delivery.secondary: \"http://a/\" is the same server as primary",
+        ),
+        (
+            &with_primary,
+            &[("BILLBOX__STORE__WHEN_FULL", "maybe")],
+            "store.when_full: \"maybe\" is not a when_full policy; use block or drop_oldest (set by environment variable BILLBOX__STORE__WHEN_FULL)",
+        ),
+        (
+            &with_primary,
+            &[("BILLBOX__CARBON_COPY__0__URL", "http://cc/")],
+            "carbon_copy: carbon_copy cannot be set from the environment (BILLBOX__CARBON_COPY__0__URL); configure [[carbon_copy]] in the file",
+        ),
+        (
+            &with_primary,
+            &[("BILLBOX__CARBON_COPY__URL", "http://cc/")],
+            "carbon_copy: carbon_copy cannot be set from the environment (BILLBOX__CARBON_COPY__URL)",
+        ),
+    ];
+    for (path, vars, expected) in cases {
+        let err = load_with_env(path, env(vars)).unwrap_err();
+        let found: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(err.kind(), ConfigErrorKind::Invalid);
+        assert!(
+            found.len() == 1 && found[0].starts_with(expected),
+            "expected\n  {expected}\ngot\n{found:#?}"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use billbox_record::Record;
-use billbox_store::{Store, StoreError};
+use billbox_store::{Store, StoreError, FILES_CURSOR};
 
 use crate::naming::{unique_stem, TMP, TXT};
 use crate::state::{FileState, OpenState, StateDecodeError, META_NAME};
@@ -220,6 +220,8 @@ impl Rotator {
             }
         }
         self.next_seq = self.state.cursor + 1;
+        self.store
+            .advance_cursor(&self.settings.port, FILES_CURSOR, self.state.cursor)?;
         self.recovered = true;
         let durable = self.store.durable_seq(&self.settings.port);
         self.catch_up_to(durable)?;
@@ -398,9 +400,12 @@ impl Rotator {
         Ok(())
     }
 
+    /// Writes the state, and the files cursor the store's removal reads.
     fn persist(&self) -> Result<(), SpoolError> {
         self.store
             .put_meta(&self.settings.port, META_NAME, &self.state.encode())?;
+        self.store
+            .advance_cursor(&self.settings.port, FILES_CURSOR, self.state.cursor)?;
         Ok(())
     }
 

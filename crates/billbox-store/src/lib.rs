@@ -77,11 +77,29 @@ struct PortSeqs {
     assigned: u64,
     /// The last sequence known to be flushed.
     durable: Arc<AtomicU64>,
+    /// Every sequence up to this one has been removed from the journal.
+    removed_through: u64,
 }
 
 #[derive(Debug)]
 struct Inner {
     ports: Mutex<HashMap<Arc<str>, PortSeqs>>,
+    /// Cursors by (port, name), as last written (cache of the `cursor/` metadata).
+    cursors: Mutex<HashMap<(Arc<str>, String), u64>>,
+}
+
+/// The cursor of the ACS file rotator: the last sequence in a closed file.
+pub const FILES_CURSOR: &str = "files";
+/// The cursor of the primary/secondary exchange: the last acknowledged sequence.
+pub const DELIVERY_CURSOR: &str = "delivery";
+
+/// The cursor name of a reliable carbon-copy server.
+pub fn carbon_copy_cursor(name: &str) -> String {
+    format!("cc:{name}")
+}
+
+fn cursor_meta(name: &str) -> String {
+    format!("cursor/{name}")
 }
 
 /// The handle to a process's store. Open it once; clone the handle.
@@ -123,11 +141,19 @@ impl Store {
             let port = keys::port_of_seq_key(&k)
                 .ok_or_else(|| StoreError::BadMeta(String::from_utf8_lossy(&k).into_owned()))?;
             let last = keys::decode_u64(&v).ok_or_else(|| StoreError::BadMeta(port.clone()))?;
+            let removed_through = match journal.scan_prefix(keys::record_prefix(&port)).next() {
+                Some(item) => {
+                    let (k, _) = item?;
+                    keys::seq_of_record_key(&k).map_or(0, |first| first - 1)
+                }
+                None => last,
+            };
             ports.insert(
                 Arc::<str>::from(port),
                 PortSeqs {
                     assigned: last,
                     durable: Arc::new(AtomicU64::new(last)),
+                    removed_through,
                 },
             );
         }
@@ -136,6 +162,7 @@ impl Store {
             journal,
             inner: Arc::new(Inner {
                 ports: Mutex::new(ports),
+                cursors: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -281,6 +308,96 @@ impl Store {
     pub fn remove_meta(&self, port: &str, name: &str) -> Result<(), StoreError> {
         self.journal.remove(keys::meta_key(port, name))?;
         Ok(())
+    }
+
+    /// A port's cursor `name`: the last sequence that consumer is done with
+    /// (0 when it has none).
+    pub fn cursor(&self, port: &str, name: &str) -> Result<u64, StoreError> {
+        let key = (Arc::<str>::from(port), name.to_string());
+        if let Some(v) = self
+            .inner
+            .cursors
+            .lock()
+            .expect("cursor table poisoned")
+            .get(&key)
+        {
+            return Ok(*v);
+        }
+        let v = match self.get_meta(port, &cursor_meta(name))? {
+            Some(v) => keys::decode_u64(&v).ok_or_else(|| StoreError::BadMeta(port.to_string()))?,
+            None => 0,
+        };
+        let mut cursors = self.inner.cursors.lock().expect("cursor table poisoned");
+        Ok(*cursors.entry(key).or_insert(v))
+    }
+
+    /// Moves a port's cursor forward to `seq` (never back); durable with the
+    /// next flush. Returns the cursor as it now stands.
+    pub fn advance_cursor(&self, port: &str, name: &str, seq: u64) -> Result<u64, StoreError> {
+        let current = self.cursor(port, name)?;
+        if seq <= current {
+            return Ok(current);
+        }
+        let mut cursors = self.inner.cursors.lock().expect("cursor table poisoned");
+        let entry = cursors
+            .entry((Arc::<str>::from(port), name.to_string()))
+            .or_insert(current);
+        if seq > *entry {
+            *entry = seq;
+            self.journal
+                .insert(keys::meta_key(port, &cursor_meta(name)), &seq.to_be_bytes())?;
+        }
+        Ok(*entry)
+    }
+
+    /// Records of the port past cursor `name` that are flushed: the consumer's backlog.
+    pub fn backlog(&self, port: &str, name: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .durable_seq(port)
+            .saturating_sub(self.cursor(port, name)?))
+    }
+
+    /// Records past cursor `name` summed over all ports, flushed or not (for
+    /// capacity decisions, which must count what is about to be flushed too).
+    pub fn total_backlog(&self, name: &str) -> Result<u64, StoreError> {
+        let assigned: Vec<(Arc<str>, u64)> = {
+            let ports = self.inner.ports.lock().expect("store port table poisoned");
+            ports.iter().map(|(p, s)| (p.clone(), s.assigned)).collect()
+        };
+        let mut total = 0;
+        for (port, assigned) in assigned {
+            total += assigned.saturating_sub(self.cursor(&port, name)?);
+        }
+        Ok(total)
+    }
+
+    /// Removes the port's records up to `seq` (never past the flushed ones)
+    /// from the journal. Returns how many were removed. Durable with the next
+    /// flush; until then a crash brings them back, which is harmless.
+    pub fn remove_through(&self, port: &str, seq: u64) -> Result<u64, StoreError> {
+        let mut ports = self.inner.ports.lock().expect("store port table poisoned");
+        let Some(p) = ports.get_mut(port) else {
+            return Ok(0);
+        };
+        let target = seq.min(p.durable.load(Ordering::Acquire));
+        if target <= p.removed_through {
+            return Ok(0);
+        }
+        let mut batch = sled::Batch::default();
+        for s in p.removed_through + 1..=target {
+            batch.remove(keys::record_key(port, s));
+        }
+        self.journal.apply_batch(batch)?;
+        let removed = target - p.removed_through;
+        p.removed_through = target;
+        Ok(removed)
+    }
+
+    /// The oldest sequence of a port still in the journal, if any.
+    pub fn first_held(&self, port: &str) -> Option<u64> {
+        let ports = self.inner.ports.lock().expect("store port table poisoned");
+        let p = ports.get(port)?;
+        (p.removed_through < p.durable.load(Ordering::Acquire)).then_some(p.removed_through + 1)
     }
 
     /// Bytes the store occupies on disk.

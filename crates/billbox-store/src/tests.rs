@@ -123,3 +123,51 @@ fn records_keep_any_bytes_and_flags() {
     assert_eq!(back.flags, raw.flags);
     assert_eq!(back.received_us, -5);
 }
+
+#[tokio::test]
+async fn cursors_only_move_forward_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        assert_eq!(store.cursor("p", DELIVERY_CURSOR).unwrap(), 0);
+        assert_eq!(store.advance_cursor("p", DELIVERY_CURSOR, 5).unwrap(), 5);
+        assert_eq!(store.advance_cursor("p", DELIVERY_CURSOR, 3).unwrap(), 5);
+        store
+            .advance_cursor("p", &carbon_copy_cursor("audit"), 2)
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.cursor("p", DELIVERY_CURSOR).unwrap(), 5);
+    assert_eq!(store.cursor("p", &carbon_copy_cursor("audit")).unwrap(), 2);
+    assert_eq!(store.cursor("q", DELIVERY_CURSOR).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn removal_stops_at_flushed_records_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let p: Arc<str> = Arc::from("p");
+    {
+        let store = open(dir.path());
+        let recs: Vec<NewRecord> = (0..10).map(|i| rec(&format!("r{i}\n"))).collect();
+        store.append(&[(p.clone(), &recs[..])]).unwrap();
+        store.flush().await.unwrap();
+        store.mark_durable("p", 8);
+        assert_eq!(store.first_held("p"), Some(1));
+        assert_eq!(store.remove_through("p", 4).unwrap(), 4);
+        assert_eq!(store.remove_through("p", 4).unwrap(), 0);
+        // Not past the flushed ones.
+        assert_eq!(store.remove_through("p", 100).unwrap(), 4);
+        assert_eq!(store.first_held("p"), None);
+        assert_eq!(store.records("p", 1, 10).count(), 2);
+        assert_eq!(store.backlog("p", DELIVERY_CURSOR).unwrap(), 8);
+        assert_eq!(store.total_backlog(DELIVERY_CURSOR).unwrap(), 10);
+        store.flush().await.unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.first_held("p"), Some(9));
+    assert_eq!(store.port_stats("p").unwrap().records, 2);
+    // Sequences go on from the counter, not from what is held.
+    let got = store.append(&[(p.clone(), &[rec("x\n")][..])]).unwrap();
+    assert_eq!(got[0].first, 11);
+}

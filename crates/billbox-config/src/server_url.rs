@@ -1,0 +1,369 @@
+//! [`ServerUrl`]: the `http://host[:port][/path][?query]` address of a
+//! billing server (`delivery.primary`, `delivery.secondary`,
+//! `carbon_copy.url`), parsed by hand: the rules are few and strict.
+
+use std::fmt;
+use std::net::Ipv6Addr;
+use std::ops::Range;
+use std::str::FromStr;
+
+/// An example for messages.
+const EXAMPLE: &str = "write e.g. \"http://billing-a:8080/billing\"";
+
+/// A checked `http://` URL of a billing server.
+///
+/// Rules: the scheme is `http` (any case; `https` is refused until TLS
+/// support is built), the host is not empty (a host name, an IPv4
+/// address or an IPv6 address in brackets), the port is optional (default
+/// 80, else 1 to 65535), the path is optional (default `/`) and may be
+/// followed by a `?query`. The URL holds no credentials (`user:pw@`), no
+/// `#fragment`, no spaces or control characters and only ASCII.
+///
+/// Equality (`==`) compares the text as given; `Display` and
+/// [`as_str`](Self::as_str) give it back unchanged.
+///
+/// ```
+/// let url: billbox_config::ServerUrl = "http://billing-a:8080/billing?gw=1".parse().unwrap();
+/// assert_eq!(url.host(), "billing-a");
+/// assert_eq!(url.port(), 8080);
+/// assert_eq!(url.authority(), "billing-a:8080");
+/// assert_eq!(url.path_and_query(), "/billing?gw=1");
+/// assert_eq!(url.to_string(), "http://billing-a:8080/billing?gw=1");
+///
+/// let url: billbox_config::ServerUrl = "http://[fd00::1]".parse().unwrap();
+/// assert_eq!((url.host(), url.port(), url.path_and_query()), ("[fd00::1]", 80, "/"));
+/// assert!("https://billing-a/".parse::<billbox_config::ServerUrl>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ServerUrl {
+    url: String,
+    host: Range<usize>,
+    authority: Range<usize>,
+    port: u16,
+    path_and_query: String,
+}
+
+impl ServerUrl {
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// The host as given: a host name, an IPv4 address, or an IPv6 address
+    /// *with* its brackets (`[fd00::1]`), so that `format!("{host}:{port}")`
+    /// is an address to connect to.
+    pub fn host(&self) -> &str {
+        &self.url[self.host.clone()]
+    }
+
+    /// The TCP port: the one given, or 80.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `host[:port]` as given, for the HTTP `Host` header.
+    pub fn authority(&self) -> &str {
+        &self.url[self.authority.clone()]
+    }
+
+    /// The request target: the path (`/` when none is given) and the
+    /// `?query`, if any, e.g. `/billing?gw=1`.
+    pub fn path_and_query(&self) -> &str {
+        &self.path_and_query
+    }
+
+    /// Whether `self` and `other` name the same server and path: the
+    /// host compared without regard to case, the port as a number (so
+    /// `http://h/x` and `http://H:80/x` are the same server).
+    pub(crate) fn same_target(&self, other: &ServerUrl) -> bool {
+        self.host().eq_ignore_ascii_case(other.host())
+            && self.port == other.port
+            && self.path_and_query == other.path_and_query
+    }
+}
+
+impl fmt::Debug for ServerUrl {
+    /// `ServerUrl("http://billing-a:8080/billing")`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ServerUrl").field(&self.url).finish()
+    }
+}
+
+impl fmt::Display for ServerUrl {
+    /// The URL as given.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+/// Why a text is not a [`ServerUrl`]. Displays as a message for the
+/// key's problem, e.g. `"ftp://x": ftp:// is not supported; use http://`.
+/// A URL holding credentials is not repeated in the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UrlError(String);
+
+impl FromStr for ServerUrl {
+    type Err = UrlError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse(text).map_err(UrlError)
+    }
+}
+
+fn parse(text: &str) -> Result<ServerUrl, String> {
+    if text.is_empty() {
+        return Err(format!("must not be empty; {EXAMPLE}"));
+    }
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(format!("{text:?} is not an absolute URL; {EXAMPLE}"));
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // Before anything that might echo the text: never repeat a password.
+    if rest[..authority_end].contains('@') {
+        return Err("contains credentials (user:password@ before the host); \
+                    credentials in the URL are not supported, remove them"
+            .to_string());
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{text:?} contains a space or a control character; percent-encode it (a space is %20)"
+        ));
+    }
+    if !text.is_ascii() {
+        return Err(format!(
+            "{text:?} contains non-ASCII characters; percent-encode them in the path \
+             and write host names in ASCII (punycode)"
+        ));
+    }
+    if scheme.eq_ignore_ascii_case("https") {
+        return Err(format!(
+            "{text:?}: https:// servers are not supported yet; use http://"
+        ));
+    }
+    if !scheme.eq_ignore_ascii_case("http") {
+        return Err(format!(
+            "{text:?}: {scheme}:// is not supported; use http://"
+        ));
+    }
+    if text.contains('#') {
+        return Err(format!(
+            "{text:?} has a #fragment, which is never sent to a server; remove it"
+        ));
+    }
+
+    let authority = &rest[..authority_end];
+    let (host, port) = split_host_port(text, authority)?;
+    let tail = &rest[authority_end..];
+    let path_and_query = if tail.starts_with('/') {
+        tail.to_string()
+    } else {
+        format!("/{tail}")
+    };
+
+    let start = scheme.len() + 3;
+    Ok(ServerUrl {
+        url: text.to_string(),
+        host: start..start + host.len(),
+        authority: start..start + authority.len(),
+        port,
+        path_and_query,
+    })
+}
+
+/// `host[:port]`: a non-empty host (IPv6 in brackets) and an optional port
+/// from 1 to 65535 (default 80).
+fn split_host_port<'a>(text: &str, authority: &'a str) -> Result<(&'a str, u16), String> {
+    if authority.is_empty() {
+        return Err(format!("{text:?} has no host; {EXAMPLE}"));
+    }
+    let (host, port) = if authority.starts_with('[') {
+        let Some(close) = authority.find(']') else {
+            return Err(format!(
+                "{text:?}: {authority:?} is not an IPv6 address in brackets"
+            ));
+        };
+        let (host, after) = authority.split_at(close + 1);
+        if host[1..close].parse::<Ipv6Addr>().is_err() {
+            return Err(format!(
+                "{text:?}: {host:?} is not an IPv6 address in brackets"
+            ));
+        }
+        match after.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if after.is_empty() => (host, None),
+            None => {
+                return Err(format!(
+                    "{text:?}: {authority:?} is not host:port; {EXAMPLE}"
+                ))
+            }
+        }
+    } else if authority.matches(':').count() > 1 {
+        return Err(format!(
+            "{text:?}: write an IPv6 address in brackets, e.g. \"http://[fd00::1]:8080/billing\""
+        ));
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("{text:?} has no host; {EXAMPLE}"));
+    }
+    if !host.starts_with('[')
+        && !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    {
+        return Err(format!("{text:?}: {host:?} is not a host name or address"));
+    }
+    let port = match port {
+        None => 80,
+        Some(digits) => match digits.parse::<u16>() {
+            Ok(port) if port > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => port,
+            _ => {
+                return Err(format!(
+                    "{text:?}: {digits:?} is not a port; use 1 to 65535"
+                ))
+            }
+        },
+    };
+    Ok((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> ServerUrl {
+        text.parse()
+            .unwrap_or_else(|e| panic!("{text:?} refused: {e}"))
+    }
+
+    fn err(text: &str) -> String {
+        match text.parse::<ServerUrl>() {
+            Ok(url) => panic!("{text:?} accepted: {url:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn parts() {
+        for (text, host, port, authority, target) in [
+            ("http://h", "h", 80, "h", "/"),
+            ("http://h/", "h", 80, "h", "/"),
+            ("http://h:8080", "h", 8080, "h:8080", "/"),
+            (
+                "http://billing-a:8080/billing",
+                "billing-a",
+                8080,
+                "billing-a:8080",
+                "/billing",
+            ),
+            ("http://h?x=1", "h", 80, "h", "/?x=1"),
+            ("http://h/a/b?x=1&y=%20", "h", 80, "h", "/a/b?x=1&y=%20"),
+            ("HTTP://H.example:1/", "H.example", 1, "H.example:1", "/"),
+            (
+                "http://10.0.0.1:65535/cc",
+                "10.0.0.1",
+                65535,
+                "10.0.0.1:65535",
+                "/cc",
+            ),
+            ("http://[::1]/x", "[::1]", 80, "[::1]", "/x"),
+            (
+                "http://[fd00::1]:9000",
+                "[fd00::1]",
+                9000,
+                "[fd00::1]:9000",
+                "/",
+            ),
+        ] {
+            let url = ok(text);
+            assert_eq!(url.as_str(), text);
+            assert_eq!(url.to_string(), text);
+            assert_eq!(url.host(), host, "{text}");
+            assert_eq!(url.port(), port, "{text}");
+            assert_eq!(url.authority(), authority, "{text}");
+            assert_eq!(url.path_and_query(), target, "{text}");
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        for (text, message) in [
+            ("", "must not be empty"),
+            (
+                "billing-a:8080",
+                "\"billing-a:8080\" is not an absolute URL",
+            ),
+            (
+                "https://x",
+                "\"https://x\": https:// servers are not supported yet; use http://",
+            ),
+            (
+                "ftp://x",
+                "\"ftp://x\": ftp:// is not supported; use http://",
+            ),
+            ("http://", "\"http://\" has no host"),
+            ("http:///path", "\"http:///path\" has no host"),
+            ("http://:80/", "\"http://:80/\" has no host"),
+            ("http://h:0/", "\"http://h:0/\": \"0\" is not a port"),
+            (
+                "http://h:65536/",
+                "\"http://h:65536/\": \"65536\" is not a port",
+            ),
+            ("http://h:/", "\"http://h:/\": \"\" is not a port"),
+            ("http://h:+80/", "\"http://h:+80/\": \"+80\" is not a port"),
+            ("http://h:x/", "is not a port"),
+            ("http://h /", "contains a space"),
+            ("http://h/a b", "contains a space"),
+            ("http://h/\u{e9}", "contains non-ASCII"),
+            ("http://h/#top", "has a #fragment"),
+            ("http://[zz]/", "\"[zz]\" is not an IPv6 address"),
+            ("http://[::1/", "is not an IPv6 address"),
+            ("http://[::1]x/", "is not host:port"),
+            ("http://fd00::1/", "write an IPv6 address in brackets"),
+            ("http://a,b/", "\"a,b\" is not a host name"),
+        ] {
+            let found = err(text);
+            assert!(found.contains(message), "{text:?}: {found}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_refused_and_not_echoed() {
+        for text in [
+            "http://user:pw@h/",
+            "http://user@h/",
+            "http://u:secret@h:80",
+        ] {
+            let found = err(text);
+            assert!(found.contains("credentials"), "{found}");
+            assert!(
+                !found.contains("pw") && !found.contains("secret"),
+                "{found}"
+            );
+        }
+        // An @ in the path or query is not a credential.
+        assert_eq!(ok("http://h/a@b?c=d@e").path_and_query(), "/a@b?c=d@e");
+    }
+
+    #[test]
+    fn same_target_ignores_host_case_and_default_port() {
+        assert!(ok("http://h/x").same_target(&ok("http://H:80/x")));
+        assert!(ok("http://h").same_target(&ok("http://h/")));
+        assert!(!ok("http://h/x").same_target(&ok("http://h/X")));
+        assert!(!ok("http://h/x").same_target(&ok("http://h:81/x")));
+        assert_ne!(ok("http://h/x"), ok("http://H:80/x"));
+    }
+
+    #[test]
+    fn debug_shows_the_url() {
+        assert_eq!(
+            format!("{:?}", ok("http://h:1/x")),
+            "ServerUrl(\"http://h:1/x\")"
+        );
+    }
+}
