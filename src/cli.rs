@@ -45,6 +45,19 @@ pub enum Command {
     },
     /// Show billbox at work with simulated PBXes: no hardware, no config.
     Demo(DemoArgs),
+    /// Run the reference billing server: acknowledges billbox packets, files
+    /// records per gateway and port, drops duplicates and reports gaps.
+    Receive {
+        /// Address to listen on, e.g. 0.0.0.0:8080 (port 0 picks a free one).
+        #[arg(long)]
+        listen: String,
+        /// Directory for OUT/<gateway>/<port>.txt (records) and .ids (one line per record).
+        #[arg(long)]
+        out: PathBuf,
+        /// Sync files before acknowledging (turn off only for benchmarks).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        durable: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]

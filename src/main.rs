@@ -25,7 +25,40 @@ fn main() -> ExitCode {
         Command::Validate { config } => validate(&config),
         Command::Inspect { config } => inspect(&config),
         Command::Demo(args) => demo::main(args),
+        Command::Receive {
+            listen,
+            out,
+            durable,
+        } => receive(listen, out, durable),
     }
+}
+
+fn receive(listen: String, out: std::path::PathBuf, durable: bool) -> ExitCode {
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let opts = billbox_receiver::ReceiverOptions {
+            listen,
+            out,
+            durable,
+        };
+        let running = match billbox_receiver::serve(opts) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "The receiver cannot start.");
+                return ExitCode::from(2);
+            }
+        };
+        let signal = wait_for_stop_signal().await;
+        running.stop(true).await;
+        let (records, duplicates) = running.counts();
+        for ((gateway, port), gaps) in running.gaps() {
+            if !gaps.is_empty() {
+                tracing::warn!(%gateway, %port, gaps = ?gaps, "Records are missing (gaps in sequences).");
+            }
+        }
+        tracing::info!(signal, records, duplicates, "The receiver stopped.");
+        ExitCode::SUCCESS
+    })
 }
 
 fn load(path: &Path) -> Result<billbox_config::Config, ExitCode> {

@@ -19,17 +19,19 @@ pub struct MirrorDestination {
     pub gateway: Arc<str>,
     pub endpoint: Endpoint,
     pub batch_max: usize,
-    /// New records, as the store actor flushes them.
-    pub records: mpsc::Receiver<Arc<Vec<Record>>>,
+    /// New records, as the store actor flushes them (shared so a restarted
+    /// loop picks up the same queue).
+    pub records: Arc<tokio::sync::Mutex<mpsc::Receiver<Arc<Vec<Record>>>>>,
 }
 
 impl MirrorDestination {
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut outage = Outage::default();
         let mut body = Vec::new();
+        let mut queue = self.records.clone().lock_owned().await;
         loop {
             let batch = tokio::select! {
-                b = self.records.recv() => match b {
+                b = queue.recv() => match b {
                     Some(b) => b,
                     None => return,
                 },

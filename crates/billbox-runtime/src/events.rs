@@ -279,3 +279,99 @@ impl FilesRecovered<'_> {
         );
     }
 }
+
+/// The store holds `max_records` records waiting for delivery and
+/// `when_full = "block"`: the ports are not read until space frees.
+pub struct StoreFull {
+    pub backlog: u64,
+    pub max_records: u64,
+}
+
+impl StoreFull {
+    pub fn emit(self) {
+        error!(
+            backlog = self.backlog,
+            max_records = self.max_records,
+            "The store is full of records waiting for delivery; ports are not read until servers acknowledge some."
+        );
+        counter!("billbox_store_full_total").increment(1);
+        metrics::gauge!("billbox_store_full").set(1.0);
+    }
+}
+
+/// A full store has space again.
+pub struct StoreHasSpace {
+    pub backlog: u64,
+    pub max_records: u64,
+}
+
+impl StoreHasSpace {
+    pub fn emit(self) {
+        info!(
+            backlog = self.backlog,
+            max_records = self.max_records,
+            "The store has space again; reading the ports."
+        );
+        metrics::gauge!("billbox_store_full").set(0.0);
+    }
+}
+
+/// `when_full = "drop_oldest"` gave up delivery of the oldest records.
+pub struct RecordsDropped<'a> {
+    pub port: &'a str,
+    pub count: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub max_records: u64,
+}
+
+impl RecordsDropped<'_> {
+    pub fn emit(self) {
+        error!(
+            port = self.port,
+            records = self.count,
+            record_seq = self.first_seq,
+            last_seq = self.last_seq,
+            max_records = self.max_records,
+            "The store is full; delivery of the oldest records is given up (they stay in the billing files)."
+        );
+        counter!("billbox_records_dropped_total", "port" => self.port.to_owned())
+            .increment(self.count);
+    }
+}
+
+/// Records every consumer is done with were removed from the store.
+pub struct RecordsRemoved<'a> {
+    pub port: &'a str,
+    pub count: u64,
+    pub through_seq: u64,
+}
+
+impl RecordsRemoved<'_> {
+    pub fn emit(self) {
+        debug!(
+            port = self.port,
+            records = self.count,
+            last_seq = self.through_seq,
+            "Delivered and filed records are removed from the store."
+        );
+        counter!("billbox_store_removed_records_total", "port" => self.port.to_owned())
+            .increment(self.count);
+    }
+}
+
+/// A fire-once mirror's queue is full: new records are not copied to it.
+pub struct MirrorQueueFull<'a> {
+    pub mirror: &'a str,
+    pub records: u64,
+    pub first: bool,
+}
+
+impl MirrorQueueFull<'_> {
+    pub fn emit(self) {
+        if self.first {
+            warn!(destination = self.mirror, "The carbon-copy server is too slow; new records are not copied to it until it catches up.");
+        }
+        counter!("billbox_carbon_copy_missed_records_total", "destination" => self.mirror.to_owned()).increment(self.records);
+    }
+}

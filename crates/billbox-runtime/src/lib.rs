@@ -11,6 +11,9 @@
 //!   appends them to the store, reopening with backoff when the link goes away.
 //! - [`rotator_actor`]: [`RotatorActor`], one per port, on its own arbiter (it
 //!   does blocking file I/O): a thin wrapper over [`billbox_spool::Rotator`].
+//! - [`destination_actor`]: [`destination_actor::DestinationActor`], one per
+//!   destination (primary/secondary exchange, each carbon copy): a thin
+//!   wrapper over the delivery loops of `billbox-delivery`.
 //! - [`backoff`]: the reopen/reconnect delay policy.
 //! - [`events`]: one struct per notable event; each logs and counts together.
 //! - [`stats`]: in-process figures (record-to-flush latency) for benchmarks.
@@ -26,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod destination_actor;
 pub mod events;
 pub mod messages;
 pub mod reader;

@@ -19,10 +19,20 @@ use billbox_config::Config;
 use billbox_spool::{Rotator, RotatorSettings};
 use billbox_store::{Store, StoreError};
 
+use std::rc::Rc;
+use std::time::Instant;
+
+use billbox_config::Method;
+use billbox_delivery::{CursorDestination, Endpoint, MirrorDestination, Retransmission};
+use billbox_store::{carbon_copy_cursor, DELIVERY_CURSOR, FILES_CURSOR};
+use tokio::sync::Notify;
+
+use crate::destination_actor::{DestinationActor, LoopFactory};
 use crate::messages::{Drain, SubscribeCommitted};
 use crate::reader::{ListenAddrs, PortReader, StopSignal};
 use crate::rotator_actor::RotatorActor;
 use crate::stats::LatencyHistogram;
+use crate::store_actor::Consumers;
 use crate::store_actor::StoreActor;
 
 /// How long [`Running::shutdown`] waits for readers to hand over what they read.
@@ -51,6 +61,7 @@ pub struct Running {
     alive: Option<tokio::sync::mpsc::Receiver<()>>,
     readers: Vec<Addr<PortReader>>,
     rotators: Vec<Addr<RotatorActor>>,
+    destinations: Vec<Addr<DestinationActor>>,
 }
 
 /// Starts every actor of `config`. Call inside a running actix `System`.
@@ -68,15 +79,21 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         ports = config.ports.len(),
         "The store is open."
     );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (consumers, destinations) = start_destinations(config, &store, &stop_rx);
+    let consumers = Arc::new(consumers);
     let store_for_actor = store.clone();
     let latency = Arc::new(LatencyHistogram::default());
     let latency_for_actor = latency.clone();
     let store_actor = Supervisor::start(move |_| {
-        StoreActor::new(store_for_actor.clone(), latency_for_actor.clone())
+        StoreActor::new(
+            store_for_actor.clone(),
+            latency_for_actor.clone(),
+            consumers.clone(),
+        )
     });
 
     let files = Arbiter::new();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (alive_tx, alive_rx) = tokio::sync::mpsc::channel(1);
     let listen_addrs = ListenAddrs::default();
     let mut readers = Vec::new();
@@ -123,8 +140,132 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         alive: Some(alive_rx),
         readers,
         rotators,
+        destinations,
     })
 }
+
+/// Defaults for reliable carbon copies when there is no `[delivery]` section.
+const CC_RETRY_DELAY: Duration = Duration::from_secs(5);
+const CC_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts the primary/secondary exchange and the carbon copies, and says what
+/// the store actor must feed them and wait for.
+fn start_destinations(
+    config: &Config,
+    store: &Store,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> (Consumers, Vec<Addr<DestinationActor>>) {
+    let mut consumers = Consumers {
+        removal_cursors: vec![FILES_CURSOR.to_string()],
+        ..Consumers::default()
+    };
+    let mut actors = Vec::new();
+    let gateway: Arc<str> = Arc::from(config.gateway.name.as_str());
+    let ports: Vec<Arc<str>> = config
+        .ports
+        .iter()
+        .filter(|p| p.enabled())
+        .map(|p| Arc::from(p.name.as_str()))
+        .collect();
+    let delivery = config.delivery.clone();
+    let (retry_delay, timeout, batch_max) = delivery
+        .as_ref()
+        .map_or((CC_RETRY_DELAY, CC_REQUEST_TIMEOUT, 1), |d| {
+            (d.retry_delay, d.request_timeout, d.batch_max)
+        });
+    if let Some(d) = delivery {
+        consumers.removal_cursors.push(DELIVERY_CURSOR.to_string());
+        consumers.capacity = Some((config.store.max_records, config.store.when_full));
+        let wake = Arc::new(Notify::new());
+        consumers.wakes.push(wake.clone());
+        let (store, gateway, ports, stop2) =
+            (store.clone(), gateway.clone(), ports.clone(), stop.clone());
+        let name: Arc<str> = Arc::from("delivery");
+        let make: LoopFactory = Box::new(move || {
+            let mut endpoints = vec![Endpoint::new(d.primary.clone(), d.request_timeout)];
+            if let Some(s) = &d.secondary {
+                endpoints.push(Endpoint::new(s.clone(), d.request_timeout));
+            }
+            let dest = CursorDestination {
+                name: Arc::from("delivery"),
+                cursor: DELIVERY_CURSOR.to_string(),
+                gateway: gateway.clone(),
+                ports: ports.clone(),
+                endpoints,
+                policy: Retransmission::new(
+                    d.method,
+                    d.attempts,
+                    d.secondary.is_some(),
+                    d.failback_after,
+                    Instant::now(),
+                ),
+                batch_max: d.batch_max,
+                retry_delay: d.retry_delay,
+                store: store.clone(),
+                wake: wake.clone(),
+            };
+            Box::pin(dest.run(stop2.clone()))
+        });
+        let stop3 = stop.clone();
+        let make = Rc::new(make);
+        actors.push(Supervisor::start(move |_| {
+            let make = make.clone();
+            DestinationActor::new(name.clone(), Box::new(move || make()), stop3.clone())
+        }));
+    }
+    for cc in &config.carbon_copies {
+        let name: Arc<str> = Arc::from(format!("cc:{}", cc.name).as_str());
+        let (url, gateway, stop2) = (cc.url.clone(), gateway.clone(), stop.clone());
+        let make: LoopFactory = if cc.reliable {
+            let cursor = carbon_copy_cursor(&cc.name);
+            consumers.removal_cursors.push(cursor.clone());
+            let wake = Arc::new(Notify::new());
+            consumers.wakes.push(wake.clone());
+            let (store, ports, name) = (store.clone(), ports.clone(), name.clone());
+            Box::new(move || {
+                let dest = CursorDestination {
+                    name: name.clone(),
+                    cursor: cursor.clone(),
+                    gateway: gateway.clone(),
+                    ports: ports.clone(),
+                    endpoints: vec![Endpoint::new(url.clone(), timeout)],
+                    policy: Retransmission::new(Method::Failover, 1, false, None, Instant::now()),
+                    batch_max,
+                    retry_delay,
+                    store: store.clone(),
+                    wake: wake.clone(),
+                };
+                Box::pin(dest.run(stop2.clone()))
+            })
+        } else {
+            let (tx, rx) = tokio::sync::mpsc::channel(MIRROR_QUEUE);
+            consumers.mirrors.push((name.clone(), tx));
+            let queue = Arc::new(tokio::sync::Mutex::new(rx));
+            let name2 = name.clone();
+            Box::new(move || {
+                let dest = MirrorDestination {
+                    name: name2.clone(),
+                    gateway: gateway.clone(),
+                    endpoint: Endpoint::new(url.clone(), timeout),
+                    batch_max,
+                    records: queue.clone(),
+                };
+                Box::pin(dest.run(stop2.clone()))
+            })
+        };
+        let stop3 = stop.clone();
+        let make = Rc::new(make);
+        actors.push(Supervisor::start(move |_| {
+            let make = make.clone();
+            DestinationActor::new(name.clone(), Box::new(move || make()), stop3.clone())
+        }));
+    }
+    (consumers, actors)
+}
+
+/// Committed batches a fire-once mirror may have queued before new records
+/// are no longer copied to it.
+pub const MIRROR_QUEUE: usize = 1024;
 
 impl Running {
     /// The store handle (for counts and inspection).
@@ -159,6 +300,7 @@ impl Running {
             // Every reader holds a sender; recv() ends when all are dropped.
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, alive.recv()).await;
         }
+        self.destinations.clear();
         let _ = self.store_actor.send(Drain).await;
         let _ = self.store.flush().await;
         self.rotators.clear();

@@ -7,13 +7,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
+use billbox_config::WhenFull;
 use billbox_record::Record;
-use billbox_store::{Assigned, NewRecord, Store};
-use tokio::sync::oneshot;
+use billbox_store::{Assigned, NewRecord, Store, DELIVERY_CURSOR};
+use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::events::{RecordsReceived, StoreFlushFailed};
+use crate::events::{
+    MirrorQueueFull, RecordsDropped, RecordsReceived, RecordsRemoved, StoreFlushFailed, StoreFull,
+    StoreHasSpace,
+};
 use crate::messages::{Append, AppendError, Committed, Drain, SubscribeCommitted};
 use crate::stats::LatencyHistogram;
 
@@ -23,10 +28,32 @@ struct Pending {
     reply: oneshot::Sender<Result<Assigned, AppendError>>,
 }
 
+/// How often records every consumer is done with are removed.
+pub const REMOVE_EVERY: Duration = Duration::from_secs(1);
+/// How often a full store (`when_full = "block"`) checks for space.
+pub const FULL_RECHECK: Duration = Duration::from_millis(100);
+
+/// Who consumes committed records besides the rotators.
+#[derive(Default)]
+pub struct Consumers {
+    /// Cursor names that must all pass a record before it is removed.
+    pub removal_cursors: Vec<String>,
+    /// Woken after each commit: cursor destinations (delivery, reliable mirrors).
+    pub wakes: Vec<Arc<Notify>>,
+    /// Fire-once mirrors, by name, fed each committed batch.
+    pub mirrors: Vec<(Arc<str>, mpsc::Sender<Arc<Vec<Record>>>)>,
+    /// `max_records` and `when_full`, when records are forwarded.
+    pub capacity: Option<(u64, WhenFull)>,
+}
+
 /// The single writer of the store.
 pub struct StoreActor {
     store: Store,
     latency: Arc<LatencyHistogram>,
+    consumers: Arc<Consumers>,
+    full: bool,
+    recheck_scheduled: bool,
+    mirror_overflow: HashMap<Arc<str>, bool>,
     pending: Vec<Pending>,
     flushing: bool,
     drained: Vec<oneshot::Sender<()>>,
@@ -35,10 +62,18 @@ pub struct StoreActor {
 
 impl StoreActor {
     /// `latency` counts, per record, the time from its read to its flush.
-    pub fn new(store: Store, latency: Arc<LatencyHistogram>) -> StoreActor {
+    pub fn new(
+        store: Store,
+        latency: Arc<LatencyHistogram>,
+        consumers: Arc<Consumers>,
+    ) -> StoreActor {
         StoreActor {
             store,
             latency,
+            consumers,
+            full: false,
+            recheck_scheduled: false,
+            mirror_overflow: HashMap::new(),
             pending: Vec::new(),
             flushing: false,
             drained: Vec::new(),
@@ -54,6 +89,9 @@ impl StoreActor {
             for d in self.drained.drain(..) {
                 let _ = d.send(());
             }
+            return;
+        }
+        if self.blocked_by_capacity(ctx) {
             return;
         }
         let batch = std::mem::take(&mut self.pending);
@@ -93,6 +131,123 @@ impl StoreActor {
             .spawn(ctx);
     }
 
+    /// With `when_full = "block"`: holds the pending appends (and so the port
+    /// readers) while the records waiting for delivery fill the capacity.
+    fn blocked_by_capacity(&mut self, ctx: &mut Context<Self>) -> bool {
+        let Some((max, WhenFull::Block)) = self.consumers.capacity else {
+            return false;
+        };
+        let backlog = self.store.total_backlog(DELIVERY_CURSOR).unwrap_or(0);
+        let incoming: u64 = self.pending.iter().map(|p| p.records.len() as u64).sum();
+        if backlog > 0 && backlog + incoming > max {
+            if !self.full {
+                self.full = true;
+                StoreFull {
+                    backlog,
+                    max_records: max,
+                }
+                .emit();
+            }
+            if !self.recheck_scheduled {
+                self.recheck_scheduled = true;
+                ctx.run_later(FULL_RECHECK, |act, ctx| {
+                    act.recheck_scheduled = false;
+                    act.commit_next(ctx);
+                });
+            }
+            return true;
+        }
+        if self.full {
+            self.full = false;
+            StoreHasSpace {
+                backlog,
+                max_records: max,
+            }
+            .emit();
+        }
+        false
+    }
+
+    /// With `when_full = "drop_oldest"`: gives up delivery of the oldest
+    /// records beyond the capacity (they stay for the files).
+    fn drop_oldest(&mut self) {
+        let Some((max, WhenFull::DropOldest)) = self.consumers.capacity else {
+            return;
+        };
+        let mut excess = self
+            .store
+            .total_backlog(DELIVERY_CURSOR)
+            .unwrap_or(0)
+            .saturating_sub(max);
+        while excess > 0 {
+            // The port whose oldest undelivered record arrived first.
+            let mut oldest: Option<(i64, Arc<str>, u64, u64)> = None;
+            for port in self.store.ports() {
+                let cursor = self.store.cursor(&port, DELIVERY_CURSOR).unwrap_or(0);
+                let durable = self.store.durable_seq(&port);
+                if durable <= cursor {
+                    continue;
+                }
+                let head = self.store.records(&port, cursor + 1, cursor + 1).next();
+                let at = match head {
+                    Some(Ok(r)) => r.received_us,
+                    _ => i64::MIN,
+                };
+                if oldest.as_ref().is_none_or(|o| at < o.0) {
+                    oldest = Some((at, port.clone(), cursor, durable));
+                }
+            }
+            let Some((_, port, cursor, durable)) = oldest else {
+                break;
+            };
+            let n = excess.min(durable - cursor).min(1000);
+            if self
+                .store
+                .advance_cursor(&port, DELIVERY_CURSOR, cursor + n)
+                .is_err()
+            {
+                break;
+            }
+            RecordsDropped {
+                port: &port,
+                count: n,
+                first_seq: cursor + 1,
+                last_seq: cursor + n,
+                max_records: max,
+            }
+            .emit();
+            excess -= n;
+        }
+    }
+
+    /// Removes the records every consumer is done with.
+    fn remove_done(&mut self) {
+        if self.consumers.removal_cursors.is_empty() {
+            return;
+        }
+        for port in self.store.ports() {
+            let done = self
+                .consumers
+                .removal_cursors
+                .iter()
+                .map(|c| self.store.cursor(&port, c).unwrap_or(0))
+                .min()
+                .unwrap_or(0);
+            match self.store.remove_through(&port, done) {
+                Ok(0) => {}
+                Ok(n) => RecordsRemoved {
+                    port: &port,
+                    count: n,
+                    through_seq: done,
+                }
+                .emit(),
+                Err(e) => {
+                    tracing::warn!(port = %port, error = %e, "Removing delivered records failed; retrying later.")
+                }
+            }
+        }
+    }
+
     fn committed(&mut self, batch: Vec<Pending>, assigned: Vec<Assigned>) {
         let flushed_us = crate::now_us();
         for (p, a) in batch.into_iter().zip(assigned) {
@@ -110,25 +265,48 @@ impl StoreActor {
                 last_seq: a.last(),
             }
             .emit();
-            if let Some(rotator) = self.rotators.get(&p.port) {
-                let records: Vec<Record> = p
-                    .records
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| Record {
-                        port: p.port.clone(),
-                        seq: a.first + i as u64,
-                        received_us: r.received_us,
-                        flags: r.flags,
-                        bytes: r.bytes.clone(),
-                    })
-                    .collect();
-                // A full mailbox is fine: the rotator catches up from the store.
-                let _ = rotator.try_send(Committed {
-                    records: Arc::new(records),
-                });
+            let rotator = self.rotators.get(&p.port);
+            if rotator.is_some() || !self.consumers.mirrors.is_empty() {
+                let records: Arc<Vec<Record>> = Arc::new(
+                    p.records
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| Record {
+                            port: p.port.clone(),
+                            seq: a.first + i as u64,
+                            received_us: r.received_us,
+                            flags: r.flags,
+                            bytes: r.bytes.clone(),
+                        })
+                        .collect(),
+                );
+                if let Some(rotator) = rotator {
+                    // A full mailbox is fine: the rotator catches up from the store.
+                    let _ = rotator.try_send(Committed {
+                        records: records.clone(),
+                    });
+                }
+                for (name, mirror) in &self.consumers.mirrors {
+                    let overflow = mirror.try_send(records.clone()).is_err();
+                    let was = self
+                        .mirror_overflow
+                        .insert(name.clone(), overflow)
+                        .unwrap_or(false);
+                    if overflow {
+                        MirrorQueueFull {
+                            mirror: name,
+                            records: records.len() as u64,
+                            first: !was,
+                        }
+                        .emit();
+                    }
+                }
             }
             let _ = p.reply.send(Ok(a));
+        }
+        self.drop_oldest();
+        for wake in &self.consumers.wakes {
+            wake.notify_one();
         }
     }
 }
@@ -138,12 +316,20 @@ impl Actor for StoreActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(REMOVE_EVERY, |act, ctx| {
+            act.remove_done();
+            // Deliveries free space: a blocked store looks again.
+            if act.full {
+                act.commit_next(ctx);
+            }
+        });
     }
 }
 
 impl Supervised for StoreActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.flushing = false;
+        self.recheck_scheduled = false;
         for p in self.pending.drain(..) {
             let _ = p
                 .reply

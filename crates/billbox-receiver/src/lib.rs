@@ -1,0 +1,18 @@
+//! The reference billing server (`billbox receive`).
+//!
+//! Layout:
+//! - [`ledger`]: [`Ledger`], which record ids a server has, per gateway and
+//!   port: drops duplicates, finds gaps. Plain data, unit tested.
+//! - [`server`]: the HTTP server: decodes each packet
+//!   ([`billbox_wire::decode_packet`]), appends new records to
+//!   `OUT/<gateway>/<port>.txt` (bytes exactly as billbox received them) and a
+//!   line per record to `OUT/<gateway>/<port>.ids`, syncs, and only then
+//!   acknowledges. At start it reads the `.ids` files back, so duplicates are
+//!   dropped across its restarts too.
+#![forbid(unsafe_code)]
+
+pub mod ledger;
+pub mod server;
+
+pub use ledger::{Accepted, Ledger};
+pub use server::{serve, ReceiverOptions, Running};

@@ -1,0 +1,267 @@
+//! The HTTP side of the reference receiver.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use billbox_wire::{decode_packet, encode_ack, AckValue, Packet, ReceivedCdr, MAX_PACKET_BYTES};
+
+use crate::ledger::{Accepted, Ledger};
+
+/// How the receiver runs.
+#[derive(Debug, Clone)]
+pub struct ReceiverOptions {
+    pub listen: String,
+    pub out: PathBuf,
+    /// fsync record files before acknowledging (what a billing server must do).
+    pub durable: bool,
+}
+
+struct PortFiles {
+    records: File,
+    ids: File,
+}
+
+struct State {
+    out: PathBuf,
+    durable: bool,
+    ledger: Ledger,
+    files: HashMap<(String, String), PortFiles>,
+}
+
+/// A running receiver.
+pub struct Running {
+    pub addr: SocketAddr,
+    handle: ServerHandle,
+    state: Arc<Mutex<State>>,
+}
+
+impl Running {
+    /// Stops answering; with `graceful`, requests in progress finish first.
+    pub async fn stop(&self, graceful: bool) {
+        self.handle.stop(graceful).await;
+    }
+
+    /// Records held and duplicates dropped so far.
+    pub fn counts(&self) -> (u64, u64) {
+        let s = self.state.lock().expect("receiver state poisoned");
+        (s.ledger.records(), s.ledger.duplicates())
+    }
+
+    /// Missing sequences per (gateway, port).
+    pub fn gaps(&self) -> Vec<((String, String), Vec<(u64, u64)>)> {
+        let s = self.state.lock().expect("receiver state poisoned");
+        s.ledger
+            .ports()
+            .into_iter()
+            .map(|(g, p)| {
+                let gaps = s.ledger.gaps(&g, &p);
+                ((g, p), gaps)
+            })
+            .collect()
+    }
+}
+
+/// Starts the receiver on the current actix system.
+pub fn serve(opts: ReceiverOptions) -> std::io::Result<Running> {
+    std::fs::create_dir_all(&opts.out)?;
+    let ledger = load_ledger(&opts.out)?;
+    tracing::info!(
+        out = %opts.out.display(),
+        records = ledger.records(),
+        "The receiver loaded the records it already holds."
+    );
+    let state = Arc::new(Mutex::new(State {
+        out: opts.out.clone(),
+        durable: opts.durable,
+        ledger,
+        files: HashMap::new(),
+    }));
+    let data = web::Data::from(state.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(MAX_PACKET_BYTES))
+            .default_service(web::to(receive))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(&opts.listen)?;
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    tracing::info!(listen = %addr, "The receiver is listening for billing packets.");
+    Ok(Running {
+        addr,
+        handle,
+        state,
+    })
+}
+
+async fn receive(
+    state: web::Data<Mutex<State>>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let ip = req.app_config().local_addr().ip().to_string();
+    let answer = |ok: bool, code: i64| {
+        let value = if ok { AckValue::Ok } else { AckValue::Error };
+        encode_ack(value, &ip, code)
+    };
+    if req.method() != actix_web::http::Method::POST {
+        return HttpResponse::MethodNotAllowed().body(answer(false, 3));
+    }
+    let packet = match decode_packet(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, bytes = body.len(), "A packet could not be decoded; answering ERROR.");
+            return HttpResponse::BadRequest()
+                .content_type("text/xml")
+                .body(answer(false, 2));
+        }
+    };
+    let mut state = state.lock().expect("receiver state poisoned");
+    let result = match &packet {
+        Packet::Cdrs(cdrs) => state.file_cdrs(cdrs),
+        Packet::Transaction(tx) => state.file_transaction(&format!("{tx:?}")),
+    };
+    match result {
+        Ok(()) => HttpResponse::Ok()
+            .content_type("text/xml")
+            .body(answer(true, 1)),
+        Err(e) => {
+            tracing::error!(error = %e, "Filing received records failed; answering ERROR so billbox retries.");
+            HttpResponse::InternalServerError()
+                .content_type("text/xml")
+                .body(answer(false, 5))
+        }
+    }
+}
+
+impl State {
+    fn file_cdrs(&mut self, cdrs: &[ReceivedCdr]) -> std::io::Result<()> {
+        let mut touched: Vec<(String, String)> = Vec::new();
+        for cdr in cdrs {
+            let key = (cdr.gateway.clone(), cdr.port.clone());
+            let highest = self.ledger.highest(&cdr.gateway, &cdr.port).unwrap_or(0);
+            if self.ledger.accept(&cdr.gateway, &cdr.port, cdr.seq) == Accepted::Duplicate {
+                tracing::debug!(rec_id = %cdr.rec_id, "A duplicate record was dropped.");
+                continue;
+            }
+            if cdr.seq > highest + 1 {
+                tracing::warn!(
+                    gateway = %cdr.gateway,
+                    port = %cdr.port,
+                    from = highest + 1,
+                    to = cdr.seq - 1,
+                    "Records are missing before this one (a gap, so far)."
+                );
+            }
+            let files = match self.files.get_mut(&key) {
+                Some(f) => f,
+                None => {
+                    let f = open_port_files(&self.out, &cdr.gateway, &cdr.port)?;
+                    self.files.entry(key.clone()).or_insert(f)
+                }
+            };
+            files.records.write_all(&cdr.data)?;
+            writeln!(
+                files.ids,
+                "{}\t{}\t{}\t{}",
+                cdr.seq,
+                cdr.received,
+                if cdr.truncated { "truncated" } else { "-" },
+                cdr.data.len()
+            )?;
+            if !touched.contains(&key) {
+                touched.push(key);
+            }
+        }
+        if self.durable {
+            for key in touched {
+                if let Some(f) = self.files.get_mut(&key) {
+                    f.records.sync_data()?;
+                    f.ids.sync_data()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn file_transaction(&mut self, line: &str) -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.out.join("transactions.txt"))?;
+        writeln!(f, "{line}")?;
+        if self.durable {
+            f.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+fn open_port_files(out: &Path, gateway: &str, port: &str) -> std::io::Result<PortFiles> {
+    let dir = out.join(safe(gateway));
+    std::fs::create_dir_all(&dir)?;
+    let open = |name: String| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(name))
+    };
+    Ok(PortFiles {
+        records: open(format!("{}.txt", safe(port)))?,
+        ids: open(format!("{}.ids", safe(port)))?,
+    })
+}
+
+/// Names from packets become file names: keep them to a safe alphabet.
+fn safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_string()
+}
+
+/// Reads `OUT/<gateway>/<port>.ids` back into a ledger.
+fn load_ledger(out: &Path) -> std::io::Result<Ledger> {
+    let mut ledger = Ledger::default();
+    for gw in std::fs::read_dir(out)? {
+        let gw = gw?;
+        if !gw.file_type()?.is_dir() {
+            continue;
+        }
+        let gateway = gw.file_name().to_string_lossy().into_owned();
+        for f in std::fs::read_dir(gw.path())? {
+            let path = f?.path();
+            if path.extension().is_none_or(|e| e != "ids") {
+                continue;
+            }
+            let port = path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            for line in BufReader::new(File::open(&path)?).lines() {
+                if let Some(seq) = line?.split('\t').next().and_then(|s| s.parse().ok()) {
+                    ledger.accept(&gateway, &port, seq);
+                }
+            }
+        }
+    }
+    Ok(ledger)
+}
