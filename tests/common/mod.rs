@@ -278,3 +278,5 @@ pub fn assert_exactly_once(sent: &[Vec<u8>], found: &[Vec<u8>], what: &str) {
         "{what}: records that were never sent"
     );
 }
+
+pub mod billing;

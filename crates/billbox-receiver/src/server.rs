@@ -34,6 +34,9 @@ struct State {
     files: HashMap<(String, String), PortFiles>,
 }
 
+/// A (gateway, port) and its missing sequence ranges.
+pub type PortGaps = ((String, String), Vec<(u64, u64)>);
+
 /// A running receiver.
 pub struct Running {
     pub addr: SocketAddr,
@@ -54,7 +57,7 @@ impl Running {
     }
 
     /// Missing sequences per (gateway, port).
-    pub fn gaps(&self) -> Vec<((String, String), Vec<(u64, u64)>)> {
+    pub fn gaps(&self) -> Vec<PortGaps> {
         let s = self.state.lock().expect("receiver state poisoned");
         s.ledger
             .ports()

@@ -33,6 +33,9 @@ pub const REMOVE_EVERY: Duration = Duration::from_secs(1);
 /// How often a full store (`when_full = "block"`) checks for space.
 pub const FULL_RECHECK: Duration = Duration::from_millis(100);
 
+/// The queue of committed batches to a fire-once mirror.
+pub type MirrorQueue = mpsc::Sender<Arc<Vec<Record>>>;
+
 /// Who consumes committed records besides the rotators.
 #[derive(Default)]
 pub struct Consumers {
@@ -41,7 +44,7 @@ pub struct Consumers {
     /// Woken after each commit: cursor destinations (delivery, reliable mirrors).
     pub wakes: Vec<Arc<Notify>>,
     /// Fire-once mirrors, by name, fed each committed batch.
-    pub mirrors: Vec<(Arc<str>, mpsc::Sender<Arc<Vec<Record>>>)>,
+    pub mirrors: Vec<(Arc<str>, MirrorQueue)>,
     /// `max_records` and `when_full`, when records are forwarded.
     pub capacity: Option<(u64, WhenFull)>,
 }

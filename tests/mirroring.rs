@@ -1,0 +1,429 @@
+//! Bill-record mirroring end to end: the real binary, real HTTP servers on
+//! 127.0.0.1 that answer well, badly or not at all.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::billing::{BillingServer, Log, Mode};
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn port_toml() -> &'static str {
+    "[[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nalias = \"P\"\nbilling_eor = \"\\n\"\nbilling_records = 100\nbilling_timeout = \"1s\"\n"
+}
+
+fn send(bb: &Billbox, from: u64, to: u64) {
+    let mut conn = TcpStream::connect(bb.listen_addr("p")).unwrap();
+    let data: String = (from..=to).map(|i| format!("rec {i}\n")).collect();
+    conn.write_all(data.as_bytes()).unwrap();
+}
+
+/// Waits until the servers together acknowledged every seq in `1..=n`.
+fn wait_delivered(servers: &[&BillingServer], n: u64) {
+    wait_until(WAIT, || {
+        let mut seqs: Vec<u64> = servers
+            .iter()
+            .flat_map(|s| s.acked())
+            .map(|(_, s)| s)
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        (seqs.len() as u64 >= n).then_some(())
+    })
+    .unwrap_or_else(|| panic!("not all {n} records were acknowledged"));
+}
+
+/// Checks every seq 1..=n was acknowledged, each server got them in order.
+fn assert_all_in_order(servers: &[&BillingServer], n: u64) {
+    let mut all: Vec<u64> = Vec::new();
+    for s in servers {
+        let seqs: Vec<u64> = s.acked().into_iter().map(|(_, s)| s).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{}: out of order: {seqs:?}",
+            s.name
+        );
+        all.extend(seqs);
+    }
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all, (1..=n).collect::<Vec<_>>());
+}
+
+fn delivery(a: &BillingServer, b: Option<&BillingServer>, extra: &str) -> String {
+    let mut s = format!("[delivery]\nprimary = \"{}\"\n", a.url());
+    if let Some(b) = b {
+        s.push_str(&format!("secondary = \"{}\"\n", b.url()));
+    }
+    s.push_str("retry_delay = \"50ms\"\nrequest_timeout = \"2s\"\n");
+    s.push_str(extra);
+    s
+}
+
+/// The order of attempts ('A', 'B') and outcomes from the request log.
+fn attempts(log: &Log) -> String {
+    log.lock()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let c = if r.server == "A" { 'A' } else { 'B' };
+            if r.acked() {
+                c
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn failover_tries_the_primary_attempts_times_then_the_secondary_and_returns() {
+    let site = Site::new();
+    let log = Log::default();
+    let a = BillingServer::start("A", &log);
+    let b = BillingServer::start("B", &log);
+    let config = site.config(&format!(
+        "{}{}",
+        port_toml(),
+        delivery(
+            &a,
+            Some(&b),
+            "method = \"failover\"\nattempts = 3\nfailback_after = \"2s\"\n"
+        )
+    ));
+    let bb = Billbox::start(&config);
+    send(&bb, 1, 10);
+    wait_delivered(&[&a], 10);
+    // The primary fails: three attempts on it, then the secondary.
+    a.set(Mode::Status(500));
+    send(&bb, 11, 20);
+    wait_delivered(&[&a, &b], 20);
+    let order = attempts(&log);
+    assert!(order.starts_with("AAAAAAAAAAaaaB"), "{order}");
+    // Delivery stays on the secondary while it answers.
+    assert!(order[13..].chars().all(|c| c == 'B'), "{order}");
+    // The primary comes back; after failback_after, delivery returns to it.
+    a.set(Mode::Ack);
+    std::thread::sleep(Duration::from_millis(2200));
+    send(&bb, 21, 30);
+    wait_delivered(&[&a, &b], 30);
+    let order = attempts(&log);
+    assert!(order.ends_with('A'), "{order}");
+    assert_all_in_order(&[&a, &b], 30);
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn failover_when_the_primary_refuses_connections() {
+    let site = Site::new();
+    let log = Log::default();
+    let mut a = BillingServer::start("A", &log);
+    let b = BillingServer::start("B", &log);
+    let config = site.config(&format!(
+        "{}{}",
+        port_toml(),
+        delivery(&a, Some(&b), "attempts = 3\nfailback_after = \"1s\"\n")
+    ));
+    let bb = Billbox::start(&config);
+    send(&bb, 1, 10);
+    wait_delivered(&[&a], 10);
+    a.down();
+    send(&bb, 11, 40);
+    wait_delivered(&[&a, &b], 40);
+    assert!(b.acked().len() >= 30);
+    a.up();
+    std::thread::sleep(Duration::from_millis(1200));
+    send(&bb, 41, 50);
+    wait_delivered(&[&a, &b], 50);
+    assert!(
+        a.acked().iter().any(|(_, s)| *s > 40),
+        "back on the primary"
+    );
+    assert_all_in_order(&[&a, &b], 50);
+    bb.wait_log("Delivery failed", None, WAIT).unwrap();
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn round_robin_alternates_servers_on_every_failed_attempt() {
+    let site = Site::new();
+    let log = Log::default();
+    let a = BillingServer::start("A", &log);
+    let b = BillingServer::start("B", &log);
+    a.set(Mode::Status(503));
+    b.set(Mode::AckError);
+    let config = site.config(&format!(
+        "{}{}",
+        port_toml(),
+        delivery(&a, Some(&b), "method = \"round_robin\"\n")
+    ));
+    let bb = Billbox::start(&config);
+    send(&bb, 1, 5);
+    wait_until(WAIT, || (attempts(&log).len() >= 6).then_some(())).unwrap();
+    b.set(Mode::Ack);
+    wait_delivered(&[&a, &b], 5);
+    let order = attempts(&log);
+    assert!(order.starts_with("abab"), "{order}");
+    assert!(order.ends_with("BBBBB"), "{order}");
+    assert_all_in_order(&[&a, &b], 5);
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn both_servers_down_and_a_sigkill_lose_nothing() {
+    let site = Site::new();
+    let log = Log::default();
+    let mut a = BillingServer::start("A", &log);
+    let mut b = BillingServer::start("B", &log);
+    a.down();
+    b.down();
+    let config = site.config(&format!(
+        "{}{}",
+        port_toml(),
+        delivery(&a, Some(&b), "attempts = 2\n")
+    ));
+    let bb = Billbox::start(&config);
+    send(&bb, 1, 5000);
+    // All 5,000 are in the files, so all are committed.
+    wait_until(WAIT, || {
+        (site.records_in_files("P", b"\n").len() >= 5000).then_some(())
+    })
+    .expect("5,000 records committed");
+    bb.kill9();
+    let bb = Billbox::start(&config);
+    bb.wait_log("hold every record", Some("p"), WAIT).unwrap();
+    a.up();
+    b.up();
+    wait_delivered(&[&a, &b], 5000);
+    assert_all_in_order(&[&a, &b], 5000);
+    // No ack was in flight at the kill: no record was delivered twice.
+    let total: usize = a.acked().len() + b.acked().len();
+    assert_eq!(total, 5000, "duplicates delivered");
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+/// A primary that misbehaves in `mode`: every record still reaches the
+/// secondary, and a carbon copy is not held up.
+fn fault_test(mode: Mode, timeout: &str) {
+    let site = Site::new();
+    let log = Log::default();
+    let a = BillingServer::start("A", &log);
+    let b = BillingServer::start("B", &log);
+    let cc = BillingServer::start("C", &log);
+    a.set(mode);
+    let config = site.config(&format!(
+        "{}{}[[carbon_copy]]\nurl = \"{}\"\n",
+        port_toml(),
+        delivery(&a, Some(&b), "attempts = 1\nfailback_after = \"0\"\n").replace(
+            "request_timeout = \"2s\"",
+            &format!("request_timeout = \"{timeout}\"")
+        ),
+        cc.url()
+    ));
+    let mut bb = Billbox::start(&config);
+    send(&bb, 1, 20);
+    // The mirror gets every record on arrival, whatever the primary does.
+    wait_delivered(&[&cc], 20);
+    wait_delivered(&[&a, &b], 20);
+    assert_all_in_order(&[&a, &b], 20);
+    assert!(a.requests().iter().all(|r| !r.acked()));
+    assert!(!a.requests().is_empty(), "the primary was tried");
+    assert_eq!(cc.acked().len(), 20);
+    assert!(bb.alive());
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn a_primary_answering_http_500_loses_nothing() {
+    fault_test(Mode::Status(500), "2s");
+}
+
+#[test]
+fn a_primary_answering_ack_error_loses_nothing() {
+    fault_test(Mode::AckError, "2s");
+}
+
+#[test]
+fn a_primary_answering_garbage_loses_nothing() {
+    fault_test(Mode::Garbage, "2s");
+}
+
+#[test]
+fn a_primary_answering_an_empty_body_loses_nothing() {
+    fault_test(Mode::Empty, "2s");
+}
+
+#[test]
+fn a_primary_that_never_answers_loses_nothing() {
+    fault_test(Mode::Hang, "500ms");
+}
+
+#[test]
+fn a_primary_that_resets_mid_answer_loses_nothing() {
+    fault_test(Mode::Reset, "2s");
+}
+
+#[test]
+fn a_primary_answering_one_byte_per_second_loses_nothing() {
+    fault_test(Mode::Slow, "1s");
+}
+
+#[test]
+fn a_hanging_mirror_does_not_hold_up_the_primary() {
+    let site = Site::new();
+    let log = Log::default();
+    let a = BillingServer::start("A", &log);
+    let cc = BillingServer::start("C", &log);
+    cc.set(Mode::Hang);
+    // The mirror's requests would each take 30 s to time out; the primary
+    // must get all 200 records long before the first of them does.
+    let config = site.config(&format!(
+        "{}{}[[carbon_copy]]\nurl = \"{}\"\n",
+        port_toml(),
+        delivery(&a, None, "").replace("request_timeout = \"2s\"", "request_timeout = \"30s\""),
+        cc.url()
+    ));
+    let bb = Billbox::start(&config);
+    send(&bb, 1, 200);
+    wait_until(Duration::from_secs(20), || {
+        (a.acked().len() >= 200).then_some(())
+    })
+    .expect("all 200 reached the primary while the mirror hung");
+    assert_eq!(
+        cc.requests().len(),
+        1,
+        "the mirror is stuck on its first request"
+    );
+    assert_all_in_order(&[&a], 200);
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn fire_once_mirrors_get_no_retransmissions_and_reliable_mirrors_catch_up() {
+    let site = Site::new();
+    let log = Log::default();
+    let mut a = BillingServer::start("A", &log);
+    let once = BillingServer::start("C", &log);
+    let mut sure = BillingServer::start("R", &log);
+    once.set(Mode::Status(500));
+    sure.down();
+    a.down();
+    let config = site.config(&format!(
+        "{}{}[[carbon_copy]]\nname = \"once\"\nurl = \"{}\"\n[[carbon_copy]]\nname = \"sure\"\nurl = \"{}\"\nreliable = true\n",
+        port_toml(),
+        delivery(&a, None, ""),
+        once.url(),
+        sure.url()
+    ));
+    let bb = Billbox::start(&config);
+    send(&bb, 1, 30);
+    // The fire-once mirror saw each record once (and refused it).
+    wait_until(WAIT, || (once.requests().len() >= 30).then_some(())).unwrap();
+    once.set(Mode::Ack);
+    // The primary comes back and retransmits; the mirrors get nothing again.
+    a.up();
+    wait_delivered(&[&a], 30);
+    sure.up();
+    wait_delivered(&[&sure], 30);
+    send(&bb, 31, 35);
+    wait_delivered(&[&a], 35);
+    wait_delivered(&[&sure], 35);
+    wait_until(WAIT, || (once.acked().len() >= 5).then_some(())).unwrap();
+    let mut seen: Vec<u64> = once
+        .requests()
+        .iter()
+        .flat_map(|r| r.records.clone())
+        .map(|(_, s)| s)
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=35).collect::<Vec<_>>(),
+        "each record offered to the fire-once mirror exactly once"
+    );
+    assert_all_in_order(&[&sure], 35);
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn a_full_store_blocks_ingest_and_drops_nothing() {
+    let site = Site::new();
+    let log = Log::default();
+    let mut a = BillingServer::start("A", &log);
+    a.down();
+    let config = site.config(&format!(
+        "[store]\nmax_records = 100\nwhen_full = \"block\"\n{}{}",
+        port_toml(),
+        delivery(&a, None, "")
+    ));
+    let bb = Billbox::start(&config);
+    let addr = bb.listen_addr("p");
+    let feeder = std::thread::spawn(move || {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        for i in 1..=300 {
+            conn.write_all(format!("rec {i}\n").as_bytes()).unwrap();
+            if i % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    });
+    bb.wait_log("The store is full", None, WAIT)
+        .expect("the store filled up and said so");
+    // While full, reading stops: the files do not grow past the capacity.
+    std::thread::sleep(Duration::from_millis(1500));
+    let held = site.records_in_files("P", b"\n").len();
+    assert!(held <= 100 + 10, "{held} records taken in while full");
+    a.up();
+    feeder.join().unwrap();
+    wait_delivered(&[&a], 300);
+    assert_all_in_order(&[&a], 300);
+    assert_eq!(
+        bb.count_logs("delivery of the oldest records is given up", None),
+        0
+    );
+    bb.wait_log("has space again", None, WAIT).unwrap();
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn drop_oldest_drops_exactly_the_counted_records() {
+    let site = Site::new();
+    let log = Log::default();
+    let mut a = BillingServer::start("A", &log);
+    a.down();
+    let config = site.config(&format!(
+        "[store]\nmax_records = 100\nwhen_full = \"drop_oldest\"\n{}{}",
+        port_toml(),
+        delivery(&a, None, "")
+    ));
+    let bb = Billbox::start(&config);
+    send(&bb, 1, 300);
+    wait_until(WAIT, || {
+        (site.records_in_files("P", b"\n").len() >= 300).then_some(())
+    })
+    .expect("all 300 taken in and filed");
+    let dropped: u64 = bb
+        .dump()
+        .iter()
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("oldest records is given up"))
+        })
+        .map(|v| v["records"].as_u64().unwrap())
+        .sum();
+    assert_eq!(dropped, 200);
+    a.up();
+    wait_delivered(&[&a], 100);
+    std::thread::sleep(Duration::from_millis(500));
+    let seqs: Vec<u64> = a.acked().into_iter().map(|(_, s)| s).collect();
+    // Exactly the 200 oldest were given up; the newest 100 were delivered.
+    assert_eq!(seqs, (201..=300).collect::<Vec<_>>());
+    // The files keep every record, dropped or not.
+    assert_eq!(site.records_in_files("P", b"\n").len(), 300);
+    assert_eq!(bb.terminate(), Some(0));
+}
