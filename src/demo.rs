@@ -89,14 +89,21 @@ alias = "IPO-smdr"
 billing_eor = "\r\n"
 billing_records = 25
 billing_timeout = "2s"
+
+[delivery]
+method = "failover"
+primary = "http://{{PRIMARY}}/billing"
+secondary = "http://{{SECONDARY}}/billing"
+attempts = 2
+retry_delay = "200ms"
+request_timeout = "1s"
+failback_after = "2s"
 "#,
         data = data.display(),
         spool = spool.display(),
         pana = panasonic.path().display(),
         nec = nec.path().display(),
     );
-    let config = billbox_config::from_toml_str(&toml)?;
-    std::fs::write(dir.join("billbox.toml"), &toml)?;
     let mut ports = [
         DemoPort {
             name: "panasonic",
@@ -124,7 +131,24 @@ billing_timeout = "2s"
     );
 
     let system = actix_rt::System::new();
-    let sent = system.block_on(async {
+    let (sent, primary_addr, secondary_addr) = system.block_on(async {
+        // Two billing servers: the reference receiver, in this process.
+        let receiver = |name: &str, listen: String| {
+            billbox_receiver::serve(billbox_receiver::ReceiverOptions {
+                listen,
+                out: dir.join(name),
+                durable: true,
+            })
+        };
+        let primary = receiver("primary", "127.0.0.1:0".into())?;
+        let secondary = receiver("secondary", "127.0.0.1:0".into())?;
+        let (primary_addr, secondary_addr) = (primary.addr, secondary.addr);
+        let toml = toml
+            .replace("{PRIMARY}", &primary_addr.to_string())
+            .replace("{SECONDARY}", &secondary_addr.to_string());
+        std::fs::write(dir.join("billbox.toml"), &toml)?;
+        let config = billbox_config::from_toml_str(&toml)?;
+
         let running = billbox_runtime::start(&config)?;
         let addr = wait_for(Duration::from_secs(10), || running.listen_addr("ipoffice"))
             .await
@@ -136,25 +160,39 @@ billing_timeout = "2s"
             std::thread::spawn(move || feed_pty(&mut nec, Format::Nec, n, start)),
             std::thread::spawn(move || feed_tcp(addr, Format::AvayaIpOffice, n, start)),
         ];
+        // Halfway through, the primary billing server goes away.
+        tokio::time::sleep(RECORD_GAP * (n / 2) as u32).await;
+        println!("  ... stopping the primary billing server {primary_addr} mid-run");
+        primary.stop(false).await;
         // Join the feeders off the event loop, which must keep reading.
         let mut sent = Vec::new();
         for f in feeders {
             let joined = tokio::task::spawn_blocking(move || f.join()).await?;
             sent.push(joined.map_err(|_| "a feeder panicked")??);
         }
-        // The last files close when their 2 s lifetime ends.
-        let all_in_files = || {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        println!("  ... the primary comes back; after failback_after (2 s) delivery returns to it");
+        let primary = receiver("primary", primary_addr.to_string())?;
+        // The last files close when their 2 s lifetime ends, and every record
+        // reaches a billing server.
+        let done = || {
             let total: usize = ["PANA-trunk1", "NEC-sl1100", "IPO-smdr"]
                 .iter()
                 .flat_map(|alias| files_of(&spool, alias))
                 .filter_map(|f| std::fs::read(f).ok())
                 .map(|body| split_records(&body, b"\r\n").len())
                 .sum();
-            (total as u64 >= 3 * n).then_some(())
+            let delivered = delivered_seqs(&dir)
+                .values()
+                .map(|s| s.len())
+                .sum::<usize>();
+            (total as u64 >= 3 * n && delivered as u64 >= 3 * n).then_some(())
         };
-        wait_for(SETTLE_LIMIT, all_in_files).await;
+        wait_for(SETTLE_LIMIT, done).await;
         running.shutdown().await;
-        Ok::<_, Box<dyn std::error::Error>>(sent)
+        primary.stop(true).await;
+        secondary.stop(true).await;
+        Ok::<_, Box<dyn std::error::Error>>((sent, primary_addr, secondary_addr))
     })?;
 
     println!();
@@ -187,6 +225,35 @@ billing_timeout = "2s"
             }
         );
     }
+    println!();
+    println!("Delivery: fail-over (A-A-B-B), 2 attempts per server, failback after 2 s");
+    let per_server = |name: &str| -> usize { count_ids(&dir.join(name)) };
+    println!(
+        "  primary    http://{primary_addr}/billing  {:>5} records acknowledged (stopped mid-run, restarted)",
+        per_server("primary")
+    );
+    println!(
+        "  secondary  http://{secondary_addr}/billing  {:>5} records acknowledged",
+        per_server("secondary")
+    );
+    let delivered = delivered_seqs(&dir);
+    let mut delivery_ok = true;
+    for port in &ports {
+        let seqs = delivered.get(port.name).cloned().unwrap_or_default();
+        let complete = seqs.len() as u64 == n && seqs.iter().copied().eq(1..=n);
+        delivery_ok &= complete;
+        println!(
+            "  {:<10} {:>5} of {n} records reached a billing server{}",
+            port.name,
+            seqs.len(),
+            if complete {
+                ", sequences 1..n, no gap"
+            } else {
+                "  MISSING RECORDS"
+            }
+        );
+    }
+    all_ok &= delivery_ok;
     println!();
     println!("Files:  {}", spool.display());
     if let Some(f) = files_of(&spool, "PANA-trunk1").first() {
@@ -274,6 +341,47 @@ fn files_of(spool: &Path, alias: &str) -> Vec<PathBuf> {
                 .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
         })
         .collect()
+}
+
+/// Sequences acknowledged per port by either billing server (from the
+/// receivers' `.ids` files: one line per record, sequence first).
+fn delivered_seqs(dir: &Path) -> HashMap<String, std::collections::BTreeSet<u64>> {
+    let mut out: HashMap<String, std::collections::BTreeSet<u64>> = HashMap::new();
+    for server in ["primary", "secondary"] {
+        for (port, seq) in ids(&dir.join(server).join("demo-gw")) {
+            out.entry(port).or_default().insert(seq);
+        }
+    }
+    out
+}
+
+fn count_ids(server_dir: &Path) -> usize {
+    ids(&server_dir.join("demo-gw")).len()
+}
+
+fn ids(gateway_dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(gateway_dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "ids") {
+            continue;
+        }
+        let port = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let body = std::fs::read_to_string(&path).unwrap_or_default();
+        for line in body.lines() {
+            if let Some(seq) = line.split('\t').next().and_then(|s| s.parse().ok()) {
+                out.push((port.clone(), seq));
+            }
+        }
+    }
+    out
 }
 
 fn split_records(body: &[u8], eor: &[u8]) -> Vec<Vec<u8>> {

@@ -138,3 +138,33 @@ fn environment_overrides_the_gateway_name_used_for_files() {
     assert_eq!(closed["level"], "INFO");
     assert_eq!(bb.terminate(), Some(0));
 }
+
+#[test]
+fn the_demo_runs_the_whole_pipeline_and_checks_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["--log-level", "error", "demo", "--records", "40", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.matches("every record in exactly one file").count(),
+        3,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .matches("40 of 40 records reached a billing server, sequences 1..n, no gap")
+            .count(),
+        3,
+        "{stdout}"
+    );
+    assert!(dir.path().join("billbox.toml").exists());
+}

@@ -203,7 +203,13 @@ fn both_servers_down_and_a_sigkill_lose_nothing() {
     // No ack was in flight at the kill: no record was delivered twice.
     let total: usize = a.acked().len() + b.acked().len();
     assert_eq!(total, 5000, "duplicates delivered");
+    // Delivered and filed records leave the store (removal runs every second).
+    wait_until(WAIT, || site.tmp_files().is_empty().then_some(())).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(bb.terminate(), Some(0));
+    let stats = site.inspect();
+    assert_eq!(stats["p"]["last_seq"], 5000);
+    assert_eq!(stats["p"]["records"], 0, "{:?}", stats["p"]);
 }
 
 /// A primary that misbehaves in `mode`: every record still reaches the
