@@ -1,0 +1,112 @@
+//! Delivery throughput end to end: records in over TCP, stored durably,
+//! posted to the reference receiver, acknowledged.
+//!
+//! `cargo bench --bench delivery` runs the full measurement; without
+//! `--bench` (as `cargo test` runs it) a small smoke run. Environment:
+//! BENCH_RECORDS (default 100000), BENCH_BATCH (records per POST; runs 1 and
+//! 100 when unset), BENCH_RECEIVER_DURABLE (receiver fsyncs before acking;
+//! default false, so the figure is billbox's side).
+//!
+//! Two figures per batch size:
+//! - end to end: from the first byte sent to the last record acknowledged;
+//! - drain: the receiver is down while all records are stored, then starts;
+//!   from its start to the last record acknowledged.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let records = env_or("BENCH_RECORDS", if full { 100_000 } else { 500 });
+    let durable = env_or("BENCH_RECEIVER_DURABLE", 0) == 1;
+    let batches: Vec<u64> = match std::env::var("BENCH_BATCH") {
+        Ok(b) => vec![b.parse().expect("BENCH_BATCH is a number")],
+        Err(_) => vec![1, 100],
+    };
+    for batch in batches {
+        for drain in [false, true] {
+            run(records, batch, drain, durable);
+        }
+    }
+}
+
+fn run(records: u64, batch: u64, drain: bool, durable: bool) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let receiver_addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let serve = || {
+            billbox_receiver::serve(billbox_receiver::ReceiverOptions {
+                listen: receiver_addr.to_string(),
+                out: dir.path().join("received"),
+                durable,
+            })
+            .expect("receiver starts")
+        };
+        let mut receiver = if drain { None } else { Some(serve()) };
+        let toml = format!(
+            "[gateway]\nname = \"bench\"\ndata_dir = \"{}\"\nspool_dir = \"{}\"\n[store]\nmax_records = {}\n\
+             [[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nbilling_eor = \"\\r\\n\"\nbilling_records = 1000\nbilling_timeout = \"1s\"\n\
+             [delivery]\nprimary = \"http://{receiver_addr}/billing\"\nbatch_max = {batch}\nretry_delay = \"100ms\"\n",
+            dir.path().join("data").display(),
+            dir.path().join("spool").display(),
+            records * 2
+        );
+        let config = billbox_config::from_toml_str(&toml).expect("bench config is valid");
+        let running = billbox_runtime::start(&config).expect("pipeline starts");
+        let addr = loop {
+            if let Some(a) = running.listen_addr("p") {
+                break a;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let start = Instant::now();
+        let sender = std::thread::spawn(move || {
+            let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+            let mut buf = Vec::new();
+            for i in 0..records {
+                let mut rec = format!("{i:010},2026/11/24 13:00:00,00:01:05,4321,").into_bytes();
+                rec.resize(143, b'x');
+                rec.extend_from_slice(b"\r\n");
+                buf.extend_from_slice(&rec);
+            }
+            conn.write_all(&buf).expect("send");
+            conn
+        });
+        let _conn = tokio::task::spawn_blocking(move || sender.join().unwrap()).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(900);
+        let mut drain_start = start;
+        if drain {
+            while running.store().durable_seq("p") < records {
+                assert!(Instant::now() < deadline, "ingest did not finish");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            receiver = Some(serve());
+            drain_start = Instant::now();
+        }
+        let r = receiver.as_ref().unwrap();
+        while r.counts().0 < records {
+            assert!(Instant::now() < deadline, "delivery did not finish");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let elapsed = drain_start.elapsed();
+        println!(
+            "{}: batch_max {batch}, {records} records of 145 bytes in {:.3} s = {:.0} records/s acknowledged (receiver fsync: {durable})",
+            if drain { "drain of a stored backlog" } else { "end to end" },
+            elapsed.as_secs_f64(),
+            records as f64 / elapsed.as_secs_f64()
+        );
+        running.shutdown().await;
+        r.stop(true).await;
+    });
+}
