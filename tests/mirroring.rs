@@ -433,3 +433,42 @@ fn drop_oldest_drops_exactly_the_counted_records() {
     assert_eq!(site.records_in_files("P", b"\n").len(), 300);
     assert_eq!(bb.terminate(), Some(0));
 }
+
+#[test]
+fn max_in_flight_posts_for_several_ports_at_once_each_in_order() {
+    let site = Site::new();
+    let log = Log::default();
+    let a = BillingServer::start("A", &log);
+    a.set(Mode::Delay(200));
+    let ports = "[[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nbilling_eor = \"\\n\"\n\
+                 [[ports]]\nname = \"q\"\nlisten = \"127.0.0.1:0\"\nbilling_eor = \"\\n\"\n";
+    let config = site.config(&format!(
+        "{ports}{}",
+        delivery(&a, None, "max_in_flight = 2\n")
+    ));
+    let bb = Billbox::start(&config);
+    for port in ["p", "q"] {
+        let mut conn = TcpStream::connect(bb.listen_addr(port)).unwrap();
+        let data: String = (1..=6).map(|i| format!("{port} {i}\n")).collect();
+        conn.write_all(data.as_bytes()).unwrap();
+    }
+    wait_until(WAIT, || (a.acked().len() >= 12).then_some(())).expect("all 12 acknowledged");
+    let requests = a.requests();
+    // Requests for the two ports overlapped: some arrived within the 200 ms
+    // another was being answered.
+    let overlapping = requests
+        .windows(2)
+        .filter(|w| w[1].at.duration_since(w[0].at) < Duration::from_millis(150))
+        .count();
+    assert!(overlapping >= 3, "requests did not overlap: {requests:?}");
+    for port in ["p", "q"] {
+        let seqs: Vec<u64> = a
+            .acked()
+            .into_iter()
+            .filter(|(p, _)| p == port)
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(seqs, (1..=6).collect::<Vec<_>>(), "{port} in order");
+    }
+    assert_eq!(bb.terminate(), Some(0));
+}

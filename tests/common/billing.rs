@@ -27,6 +27,8 @@ pub enum Mode {
     Reset,
     /// Answers one byte per second.
     Slow,
+    /// Acknowledges after this many milliseconds.
+    Delay(u64),
 }
 
 /// One request as the server saw it.
@@ -41,7 +43,7 @@ pub struct Request {
 
 impl Request {
     pub fn acked(&self) -> bool {
-        self.mode == Mode::Ack
+        matches!(self.mode, Mode::Ack | Mode::Delay(_))
     }
 }
 
@@ -203,6 +205,10 @@ fn handle(conn: TcpStream, name: &'static str, mode: &Mutex<Mode>, log: &Log, up
         };
         let answer = match m {
             Mode::Ack => reply(200, ACK_OK),
+            Mode::Delay(ms) => {
+                std::thread::sleep(Duration::from_millis(ms));
+                reply(200, ACK_OK)
+            }
             Mode::Status(s) => reply(s, ACK_OK),
             Mode::AckError => reply(200, ACK_ERROR),
             Mode::Garbage => reply(200, "this is not an ack \u{1}\u{2}<<<"),

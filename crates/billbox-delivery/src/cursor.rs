@@ -1,5 +1,7 @@
 //! Delivery from the store by a durable cursor.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,8 +21,9 @@ pub const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// server acknowledges it; the cursor then moves past it.
 ///
 /// Ports take turns one batch at a time, so a busy port does not starve a
-/// quiet one. One POST is in flight at a time, which keeps the attempt order
-/// exactly as the retransmission method says.
+/// quiet one. With `max_in_flight = 1` one POST is in flight at a time, which
+/// keeps the attempt order exactly as the retransmission method says; more
+/// lets that many ports post at once (each port still in order).
 pub struct CursorDestination {
     /// The name in logs and metrics (`delivery`, `cc:audit`).
     pub name: Arc<str>,
@@ -36,6 +39,18 @@ pub struct CursorDestination {
     pub store: Store,
     /// Woken by the store actor when records are flushed.
     pub wake: Arc<Notify>,
+    /// POSTs awaiting an answer at once, each for a different port (a port's
+    /// records are always posted one batch at a time, in order).
+    pub max_in_flight: usize,
+}
+
+/// What the workers of one destination share (they run on one thread).
+struct Shared {
+    policy: RefCell<Retransmission>,
+    outage: RefCell<Outage>,
+    /// Ports a worker is posting for right now.
+    busy: RefCell<HashSet<Arc<str>>>,
+    turn: Cell<usize>,
 }
 
 enum Next {
@@ -46,15 +61,27 @@ enum Next {
 impl CursorDestination {
     /// Runs until `stop` turns true. An unanswered POST is abandoned then;
     /// its records stay stored and are sent again at the next start.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut turn = 0usize;
-        let mut outage = Outage::default();
+    pub async fn run(mut self, stop: watch::Receiver<bool>) {
+        let policy = self.policy.clone();
+        let shared = Shared {
+            policy: RefCell::new(policy),
+            outage: RefCell::new(Outage::default()),
+            busy: RefCell::new(HashSet::new()),
+            turn: Cell::new(0),
+        };
+        self.max_in_flight = self.max_in_flight.clamp(1, self.ports.len().max(1));
+        let me = &self;
+        let workers = (0..self.max_in_flight).map(|_| me.worker(&shared, stop.clone()));
+        futures_util::future::join_all(workers).await;
+    }
+
+    async fn worker(&self, shared: &Shared, mut stop: watch::Receiver<bool>) {
         let mut body = Vec::new();
         loop {
             if *stop.borrow() {
                 return;
             }
-            let next = match self.next_batch(&mut turn) {
+            let next = match self.next_batch(shared) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(destination = %self.name, error = %e, "Reading the store for delivery failed; retrying.");
@@ -72,61 +99,84 @@ impl CursorDestination {
                 }
                 Next::Batch(port, records) => (port, records),
             };
-            let (first, last) = (records[0].seq, records[records.len() - 1].seq);
-            body.clear();
-            if records.len() == 1 {
-                billbox_wire::encode_cdr(&self.gateway, &records[0], &mut body);
-            } else {
-                billbox_wire::encode_cdr_batch(&self.gateway, &records, &mut body);
+            let stopped = self
+                .deliver(shared, &port, &records, &mut body, &mut stop)
+                .await;
+            shared.busy.borrow_mut().remove(&port);
+            if stopped {
+                return;
             }
-            let packet = Bytes::copy_from_slice(&body);
-            loop {
-                let now = Instant::now();
-                let server = self.policy.target(now);
-                let endpoint = match server {
-                    Server::Secondary if self.endpoints.len() > 1 => &self.endpoints[1],
-                    _ => &self.endpoints[0],
-                };
-                let result = tokio::select! {
-                    r = endpoint.post(packet.clone()) => r,
-                    _ = stop.wait_for(|s| *s) => return,
-                };
-                match result {
-                    Ok(()) => {
-                        self.policy.on_success();
-                        outage.succeeded(&self.name, server.as_str());
-                        if let Err(e) = self.store.advance_cursor(&port, &self.cursor, last) {
-                            tracing::error!(destination = %self.name, port = %port, error = %e, "Recording a delivery failed; the records will be sent again.");
-                        }
-                        Delivered {
-                            destination: &self.name,
-                            server: server.as_str(),
-                            port: &port,
-                            first_seq: first,
-                            last_seq: last,
-                        }
-                        .emit();
-                        break;
+            // Another worker may be idle while this port has more.
+            self.wake.notify_one();
+        }
+    }
+
+    /// Posts one batch until it is acknowledged (or given up by the store).
+    /// Returns true when billbox is stopping.
+    async fn deliver(
+        &self,
+        shared: &Shared,
+        port: &Arc<str>,
+        records: &[Record],
+        body: &mut Vec<u8>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let (first, last) = (records[0].seq, records[records.len() - 1].seq);
+        body.clear();
+        if records.len() == 1 {
+            billbox_wire::encode_cdr(&self.gateway, &records[0], body);
+        } else {
+            billbox_wire::encode_cdr_batch(&self.gateway, records, body);
+        }
+        let packet = Bytes::copy_from_slice(body);
+        loop {
+            let server = shared.policy.borrow_mut().target(Instant::now());
+            let endpoint = match server {
+                Server::Secondary if self.endpoints.len() > 1 => &self.endpoints[1],
+                _ => &self.endpoints[0],
+            };
+            let result = tokio::select! {
+                r = endpoint.post(packet.clone()) => r,
+                _ = stop.wait_for(|s| *s) => return true,
+            };
+            match result {
+                Ok(()) => {
+                    shared.policy.borrow_mut().on_success();
+                    shared
+                        .outage
+                        .borrow_mut()
+                        .succeeded(&self.name, server.as_str());
+                    if let Err(e) = self.store.advance_cursor(port, &self.cursor, last) {
+                        tracing::error!(destination = %self.name, port = %port, error = %e, "Recording a delivery failed; the records will be sent again.");
                     }
-                    Err(e) => {
-                        self.policy.on_failure(Instant::now());
-                        let backlog = self.store.backlog(&port, &self.cursor).unwrap_or(0);
-                        outage.failed(
-                            &self.name,
-                            server.as_str(),
-                            endpoint.url().as_str(),
-                            &e.to_string(),
-                            backlog,
-                        );
-                        tokio::select! {
-                            _ = tokio::time::sleep(self.retry_delay) => {}
-                            _ = stop.wait_for(|s| *s) => return,
-                        }
-                        // The store may have given these records up meanwhile
-                        // (when_full = drop_oldest): then move on.
-                        if self.store.cursor(&port, &self.cursor).unwrap_or(0) >= last {
-                            break;
-                        }
+                    Delivered {
+                        destination: &self.name,
+                        server: server.as_str(),
+                        port,
+                        first_seq: first,
+                        last_seq: last,
+                    }
+                    .emit();
+                    return false;
+                }
+                Err(e) => {
+                    shared.policy.borrow_mut().on_failure(Instant::now());
+                    let backlog = self.store.backlog(port, &self.cursor).unwrap_or(0);
+                    shared.outage.borrow_mut().failed(
+                        &self.name,
+                        server.as_str(),
+                        endpoint.url().as_str(),
+                        &e.to_string(),
+                        backlog,
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.retry_delay) => {}
+                        _ = stop.wait_for(|s| *s) => return true,
+                    }
+                    // The store may have given these records up meanwhile
+                    // (when_full = drop_oldest): then move on.
+                    if self.store.cursor(port, &self.cursor).unwrap_or(0) >= last {
+                        return false;
                     }
                 }
             }
@@ -134,10 +184,14 @@ impl CursorDestination {
     }
 
     /// The next port's records past the cursor, up to `batch_max`.
-    fn next_batch(&self, turn: &mut usize) -> Result<Next, StoreError> {
+    fn next_batch(&self, shared: &Shared) -> Result<Next, StoreError> {
         let n = self.ports.len();
+        let turn = shared.turn.get();
         for i in 0..n {
-            let port = &self.ports[(*turn + i) % n];
+            let port = &self.ports[(turn + i) % n];
+            if shared.busy.borrow().contains(port) {
+                continue;
+            }
             let cursor = self.store.cursor(port, &self.cursor)?;
             let durable = self.store.durable_seq(port);
             if durable <= cursor {
@@ -155,7 +209,8 @@ impl CursorDestination {
             if records.is_empty() {
                 continue;
             }
-            *turn = (*turn + i + 1) % n;
+            shared.turn.set((turn + i + 1) % n);
+            shared.busy.borrow_mut().insert(port.clone());
             return Ok(Next::Batch(port.clone(), records));
         }
         Ok(Next::Idle)

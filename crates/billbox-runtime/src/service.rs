@@ -168,11 +168,17 @@ fn start_destinations(
         .map(|p| Arc::from(p.name.as_str()))
         .collect();
     let delivery = config.delivery.clone();
-    let (retry_delay, timeout, batch_max) = delivery
-        .as_ref()
-        .map_or((CC_RETRY_DELAY, CC_REQUEST_TIMEOUT, 1), |d| {
-            (d.retry_delay, d.request_timeout, d.batch_max)
-        });
+    let (retry_delay, timeout, batch_max, max_in_flight) =
+        delivery
+            .as_ref()
+            .map_or((CC_RETRY_DELAY, CC_REQUEST_TIMEOUT, 1, 1), |d| {
+                (
+                    d.retry_delay,
+                    d.request_timeout,
+                    d.batch_max,
+                    d.max_in_flight,
+                )
+            });
     if let Some(d) = delivery {
         consumers.removal_cursors.push(DELIVERY_CURSOR.to_string());
         consumers.capacity = Some((config.store.max_records, config.store.when_full));
@@ -203,6 +209,7 @@ fn start_destinations(
                 retry_delay: d.retry_delay,
                 store: store.clone(),
                 wake: wake.clone(),
+                max_in_flight: d.max_in_flight,
             };
             Box::pin(dest.run(stop2.clone()))
         });
@@ -234,6 +241,7 @@ fn start_destinations(
                     retry_delay,
                     store: store.clone(),
                     wake: wake.clone(),
+                    max_in_flight,
                 };
                 Box::pin(dest.run(stop2.clone()))
             })
