@@ -360,28 +360,7 @@ fn count_ids(server_dir: &Path) -> usize {
 }
 
 fn ids(gateway_dir: &Path) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(gateway_dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let path = e.path();
-        if path.extension().is_none_or(|x| x != "ids") {
-            continue;
-        }
-        let port = path
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let body = std::fs::read_to_string(&path).unwrap_or_default();
-        for line in body.lines() {
-            if let Some(seq) = line.split('\t').next().and_then(|s| s.parse().ok()) {
-                out.push((port.clone(), seq));
-            }
-        }
-    }
-    out
+    billbox_receiver::held_records(gateway_dir).unwrap_or_default()
 }
 
 fn split_records(body: &[u8], eor: &[u8]) -> Vec<Vec<u8>> {

@@ -15,4 +15,4 @@ pub mod ledger;
 pub mod server;
 
 pub use ledger::{Accepted, Ledger};
-pub use server::{serve, ReceiverOptions, Running};
+pub use server::{held_records, serve, ReceiverOptions, Running};

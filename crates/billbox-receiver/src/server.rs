@@ -249,22 +249,32 @@ fn load_ledger(out: &Path) -> std::io::Result<Ledger> {
             continue;
         }
         let gateway = gw.file_name().to_string_lossy().into_owned();
-        for f in std::fs::read_dir(gw.path())? {
-            let path = f?.path();
-            if path.extension().is_none_or(|e| e != "ids") {
-                continue;
-            }
-            let port = path
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            for line in BufReader::new(File::open(&path)?).lines() {
-                if let Some(seq) = line?.split('\t').next().and_then(|s| s.parse().ok()) {
-                    ledger.accept(&gateway, &port, seq);
-                }
-            }
+        for (port, seq) in held_records(&gw.path())? {
+            ledger.accept(&gateway, &port, seq);
         }
     }
     Ok(ledger)
+}
+
+/// The (port, sequence) of every record filed for one gateway, from its
+/// `OUT/<gateway>/<port>.ids` files (one line per record, sequence first).
+pub fn held_records(gateway_dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for f in std::fs::read_dir(gateway_dir)? {
+        let path = f?.path();
+        if path.extension().is_none_or(|e| e != "ids") {
+            continue;
+        }
+        let port = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        for line in BufReader::new(File::open(&path)?).lines() {
+            if let Some(seq) = line?.split('\t').next().and_then(|s| s.parse().ok()) {
+                out.push((port.clone(), seq));
+            }
+        }
+    }
+    Ok(out)
 }
