@@ -136,7 +136,8 @@ proptest! {
                             m.cursor_flushed = m.cursor;
                         }
                     }
-                    store = None;
+                    // One sled Db per directory at a time: close before reopening.
+                    drop(store.take());
                     store = Some(open());
                     let s = store.as_ref().unwrap();
                     for (i, m) in models.iter_mut().enumerate() {
