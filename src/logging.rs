@@ -35,6 +35,13 @@ pub fn init(format: Option<LogFormat>, filter: &str) {
 /// recovery picks up from there.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
+        if billbox_store::panic_is_caught() {
+            tracing::warn!(
+                panic = %info,
+                "sled panicked while opening a damaged store; billbox treats the store as damaged."
+            );
+            return;
+        }
         let location = info
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))

@@ -375,3 +375,23 @@ impl MirrorQueueFull<'_> {
         counter!("billbox_carbon_copy_missed_records_total", "destination" => self.mirror.to_owned()).increment(self.records);
     }
 }
+
+/// The store could not be used and was moved aside; billbox goes on with a
+/// fresh store whose sequences start above the old ones.
+pub struct StoreQuarantined<'a> {
+    pub path: &'a std::path::Path,
+    pub moved_to: &'a std::path::Path,
+    pub error: &'a str,
+}
+
+impl StoreQuarantined<'_> {
+    pub fn emit(self) {
+        error!(
+            path = %self.path.display(),
+            moved_to = %self.moved_to.display(),
+            error = self.error,
+            "The store is damaged and was moved aside; billbox continues with a fresh store. Records still in the old one may not have been delivered: keep the moved directory and inspect it with `billbox inspect` on a copy, or recover it from backup."
+        );
+        counter!("billbox_store_quarantined_total").increment(1);
+    }
+}

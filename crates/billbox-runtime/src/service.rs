@@ -28,6 +28,7 @@ use billbox_store::{carbon_copy_cursor, DELIVERY_CURSOR, FILES_CURSOR};
 use tokio::sync::Notify;
 
 use crate::destination_actor::{DestinationActor, LoopFactory};
+use crate::events::StoreQuarantined;
 use crate::messages::{Drain, SubscribeCommitted};
 use crate::reader::{ListenAddrs, PortReader, StopSignal};
 use crate::rotator_actor::RotatorActor;
@@ -73,7 +74,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             source,
         })?;
     }
-    let store = Store::open(&store_dir, config.store.cache_mb * 1024 * 1024)?;
+    let store = open_store(config, &store_dir)?;
     tracing::info!(
         path = %store_dir.display(),
         ports = config.ports.len(),
@@ -142,6 +143,35 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         rotators,
         destinations,
     })
+}
+
+/// Opens the store; a damaged one is moved aside (never deleted) and a fresh
+/// store started above its sequences, so billbox never crash-loops on it.
+fn open_store(config: &Config, store_dir: &std::path::Path) -> Result<Store, StartError> {
+    let cache = config.store.cache_mb * 1024 * 1024;
+    let guard = config.gateway.data_dir.join("sequences");
+    match Store::open_guarded(store_dir, cache, &guard) {
+        Ok(s) => Ok(s),
+        Err(e) if e.calls_for_quarantine() => {
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+            let moved = config
+                .gateway
+                .data_dir
+                .join(format!("store.quarantined-{stamp}"));
+            std::fs::rename(store_dir, &moved).map_err(|source| StartError::Dir {
+                path: moved.clone(),
+                source,
+            })?;
+            StoreQuarantined {
+                path: store_dir,
+                moved_to: &moved,
+                error: &e.to_string(),
+            }
+            .emit();
+            Ok(Store::open_fresh_above_guard(store_dir, cache, &guard)?)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Defaults for reliable carbon copies when there is no `[delivery]` section.
@@ -311,6 +341,9 @@ impl Running {
         self.destinations.clear();
         let _ = self.store_actor.send(Drain).await;
         let _ = self.store.flush().await;
+        if let Err(e) = self.store.confirm() {
+            tracing::error!(error = %e, "The sequence guard could not be written at shutdown.");
+        }
         self.rotators.clear();
         if let Some(files) = self.files.take() {
             files.stop();

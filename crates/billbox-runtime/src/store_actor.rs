@@ -30,6 +30,8 @@ struct Pending {
 
 /// How often records every consumer is done with are removed.
 pub const REMOVE_EVERY: Duration = Duration::from_secs(1);
+/// How often the sequence guard learns what is flushed.
+pub const CONFIRM_EVERY: Duration = Duration::from_secs(1);
 /// How often a full store (`when_full = "block"`) checks for space.
 pub const FULL_RECHECK: Duration = Duration::from_millis(100);
 
@@ -56,6 +58,8 @@ pub struct StoreActor {
     consumers: Arc<Consumers>,
     full: bool,
     recheck_scheduled: bool,
+    last_confirm: std::time::Instant,
+    confirm_after_flush: bool,
     mirror_overflow: HashMap<Arc<str>, bool>,
     pending: Vec<Pending>,
     flushing: bool,
@@ -76,6 +80,8 @@ impl StoreActor {
             consumers,
             full: false,
             recheck_scheduled: false,
+            last_confirm: std::time::Instant::now(),
+            confirm_after_flush: false,
             mirror_overflow: HashMap::new(),
             pending: Vec::new(),
             flushing: false,
@@ -253,6 +259,10 @@ impl StoreActor {
 
     fn committed(&mut self, batch: Vec<Pending>, assigned: Vec<Assigned>) {
         let flushed_us = crate::now_us();
+        if self.last_confirm.elapsed() >= CONFIRM_EVERY {
+            self.last_confirm = std::time::Instant::now();
+            self.confirm_after_flush = true;
+        }
         for (p, a) in batch.into_iter().zip(assigned) {
             // The records of one append were read together.
             if let Some(r) = p.records.first() {
@@ -306,6 +316,11 @@ impl StoreActor {
                 }
             }
             let _ = p.reply.send(Ok(a));
+        }
+        if std::mem::take(&mut self.confirm_after_flush) {
+            if let Err(e) = self.store.confirm() {
+                tracing::error!(error = %e, "The sequence guard could not be written; a damaged store would go unnoticed.");
+            }
         }
         self.drop_oldest();
         for wake in &self.consumers.wakes {

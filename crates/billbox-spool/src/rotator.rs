@@ -190,6 +190,12 @@ impl Rotator {
             Some(v) => FileState::decode(&v)?,
             None => FileState::default(),
         };
+        // A store started fresh above the sequences of a quarantined one
+        // begins its files cursor there.
+        let floor = self.store.cursor(&self.settings.port, FILES_CURSOR)?;
+        if self.state.open.is_none() && floor > self.state.cursor {
+            self.state.cursor = floor;
+        }
         if let Some(open) = self.state.open.clone() {
             let tmp = self.path(&open.stem, TMP);
             match open.closing_last {

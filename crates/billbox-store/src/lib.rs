@@ -5,6 +5,9 @@
 //!   clone). It appends records with per-port sequence numbers, flushes them
 //!   durably, reads them back in order, and keeps small per-port metadata (the
 //!   file rotator's state, and later the delivery cursors).
+//! - [`guard`]: [`guard::SeqGuard`], the sequence guard file beside the
+//!   store, which detects a store that sled reopened with records missing and
+//!   keeps sequences from ever being reused.
 //! - [`keys`]: how records and metadata are laid out in the single `journal`
 //!   tree, so one sled batch updates records and sequence counters atomically.
 //!
@@ -21,6 +24,7 @@
 //!   of the journal (the file rotator) never go past it.
 #![forbid(unsafe_code)]
 
+pub mod guard;
 pub mod keys;
 
 use std::collections::HashMap;
@@ -30,6 +34,17 @@ use std::sync::{Arc, Mutex};
 
 use billbox_record::record::encode_value;
 use billbox_record::{DecodeError, Record, RecordFlags};
+
+thread_local! {
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True while this thread opens a store and a panic in sled is caught and
+/// turned into an error: a process-wide panic hook that exits on panics must
+/// let this one unwind.
+pub fn panic_is_caught() -> bool {
+    CATCHING.with(|c| c.get())
+}
 
 /// A record handed to the store, before it has a sequence number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +84,37 @@ pub enum StoreError {
     },
     #[error("the store holds a malformed key or counter for port {0}")]
     BadMeta(String),
+    #[error("the sequence guard {path} cannot be used: {source}")]
+    Guard {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the store lost records: port {port} has sequences up to {found}, but {confirmed} were flushed")]
+    Lost {
+        port: String,
+        confirmed: u64,
+        found: u64,
+    },
+}
+
+impl StoreError {
+    /// Whether the store directory is damaged (rather than busy or not
+    /// allowed): then it should be moved aside and a fresh store started.
+    pub fn calls_for_quarantine(&self) -> bool {
+        match self {
+            StoreError::Lost { .. } | StoreError::Corrupt { .. } | StoreError::BadMeta(_) => true,
+            StoreError::Open { source, .. } | StoreError::Sled(source) => match source {
+                sled::Error::Io(e) => {
+                    e.kind() != std::io::ErrorKind::PermissionDenied
+                        && e.kind() != std::io::ErrorKind::WouldBlock
+                        && !e.to_string().contains("lock")
+                }
+                sled::Error::CollectionNotFound(_) => false,
+                _ => true,
+            },
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +130,8 @@ struct PortSeqs {
 #[derive(Debug)]
 struct Inner {
     ports: Mutex<HashMap<Arc<str>, PortSeqs>>,
+    /// The sequence guard, when the store was opened with one.
+    guard: Mutex<Option<guard::SeqGuard>>,
     /// Cursors by (port, name), as last written (cache of the `cursor/` metadata).
     cursors: Mutex<HashMap<(Arc<str>, String), u64>>,
 }
@@ -123,17 +171,38 @@ pub struct PortStats {
 
 impl Store {
     /// Opens (or creates) the store in `dir` with a page cache of `cache_bytes`.
+    ///
+    /// sled can panic while recovering a damaged log; that panic is caught
+    /// here and reported as [`StoreError::Open`] (see [`panic_is_caught`]).
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(1000))
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: dir.display().to_string(),
-                source,
-            })?;
+        let open = || {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .flush_every_ms(Some(1000))
+                .mode(sled::Mode::HighThroughput)
+                .open()
+        };
+        CATCHING.with(|c| c.set(true));
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(open));
+        CATCHING.with(|c| c.set(false));
+        let db = match opened {
+            Ok(r) => r,
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(sled::Error::ReportableBug(format!(
+                    "sled panicked while recovering the store: {msg}"
+                )))
+            }
+        }
+        .map_err(|source| StoreError::Open {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let journal = db.open_tree("journal")?;
         let mut ports = HashMap::new();
         for item in journal.scan_prefix([keys::SEQ]) {
@@ -161,10 +230,141 @@ impl Store {
             db,
             journal,
             inner: Arc::new(Inner {
+                guard: Mutex::new(None),
                 ports: Mutex::new(ports),
                 cursors: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// Opens the store in `dir` with the sequence guard at `guard_path`.
+    /// Fails with [`StoreError::Lost`] when the store has fewer records than
+    /// the guard knows were flushed (sled dropped part of a damaged log).
+    pub fn open_guarded(
+        dir: &Path,
+        cache_bytes: u64,
+        guard_path: &Path,
+    ) -> Result<Store, StoreError> {
+        let guard = guard::SeqGuard::load(guard_path).map_err(|source| StoreError::Guard {
+            path: guard_path.display().to_string(),
+            source,
+        })?;
+        let store = Store::open(dir, cache_bytes)?;
+        for (port, mark) in &guard.marks {
+            let found = store.last_seq(port)?;
+            if found < mark.confirmed {
+                return Err(StoreError::Lost {
+                    port: port.clone(),
+                    confirmed: mark.confirmed,
+                    found,
+                });
+            }
+        }
+        *store.inner.guard.lock().expect("guard poisoned") = Some(guard);
+        Ok(store)
+    }
+
+    /// Opens a new, empty store in `dir` (after the old one was moved aside)
+    /// whose sequences start above everything the guard says may have been
+    /// handed out, so none is ever reused.
+    pub fn open_fresh_above_guard(
+        dir: &Path,
+        cache_bytes: u64,
+        guard_path: &Path,
+    ) -> Result<Store, StoreError> {
+        let guard_err = |source| StoreError::Guard {
+            path: guard_path.display().to_string(),
+            source,
+        };
+        let mut guard = guard::SeqGuard::load(guard_path).map_err(guard_err)?;
+        let store = Store::open(dir, cache_bytes)?;
+        let mut batch = sled::Batch::default();
+        {
+            let mut ports = store.inner.ports.lock().expect("store port table poisoned");
+            for (port, mark) in guard.marks.iter_mut() {
+                let floor = mark.reserved.max(mark.confirmed);
+                batch.insert(keys::seq_key(port), &floor.to_be_bytes());
+                ports.insert(
+                    Arc::from(port.as_str()),
+                    PortSeqs {
+                        assigned: floor,
+                        durable: Arc::new(AtomicU64::new(floor)),
+                        removed_through: floor,
+                    },
+                );
+                // Cursors start at the floor too: nothing below it exists here.
+                for name in [FILES_CURSOR, DELIVERY_CURSOR] {
+                    batch.insert(
+                        keys::meta_key(port, &cursor_meta(name)),
+                        &floor.to_be_bytes(),
+                    );
+                }
+                *mark = guard::Mark {
+                    confirmed: floor,
+                    reserved: floor + guard::BLOCK,
+                };
+            }
+        }
+        store.journal.apply_batch(batch)?;
+        store.flush_blocking()?;
+        guard.save().map_err(guard_err)?;
+        *store.inner.guard.lock().expect("guard poisoned") = Some(guard);
+        Ok(store)
+    }
+
+    /// Notes in the guard that every port's flushed records are on disk.
+    /// Call after a flush (the store actor does, about once a second).
+    pub fn confirm(&self) -> Result<(), StoreError> {
+        let durable: Vec<(String, u64)> = {
+            let ports = self.inner.ports.lock().expect("store port table poisoned");
+            ports
+                .iter()
+                .map(|(p, s)| (p.to_string(), s.durable.load(Ordering::Acquire)))
+                .collect()
+        };
+        let mut guard = self.inner.guard.lock().expect("guard poisoned");
+        let Some(g) = guard.as_mut() else {
+            return Ok(());
+        };
+        let mut changed = false;
+        for (port, d) in durable {
+            let m = g.marks.entry(port).or_default();
+            if d > m.confirmed {
+                m.confirmed = d;
+                m.reserved = m.reserved.max(d);
+                changed = true;
+            }
+        }
+        if changed {
+            g.save().map_err(|source| StoreError::Guard {
+                path: g.path().display().to_string(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Raises the guard's reservation before sequences past it are handed out.
+    fn reserve(&self, lasts: &HashMap<&str, u64>) -> Result<(), StoreError> {
+        let mut guard = self.inner.guard.lock().expect("guard poisoned");
+        let Some(g) = guard.as_mut() else {
+            return Ok(());
+        };
+        let mut changed = false;
+        for (port, last) in lasts {
+            let m = g.marks.entry(port.to_string()).or_default();
+            if *last > m.reserved {
+                m.reserved = last + guard::BLOCK;
+                changed = true;
+            }
+        }
+        if changed {
+            g.save().map_err(|source| StoreError::Guard {
+                path: g.path().display().to_string(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// Appends records for several ports in one atomic batch and returns the
@@ -195,6 +395,7 @@ impl Store {
                 count: records.len() as u64,
             });
         }
+        self.reserve(&next)?;
         self.journal.apply_batch(sled_batch)?;
         for (port, last) in next {
             ports.entry(Arc::from(port)).or_default().assigned = last;

@@ -1,0 +1,126 @@
+//! A damaged store never causes a crash loop and never lets a sequence be
+//! reused: billbox moves it aside, says so at ERROR, and goes on with a fresh
+//! store whose sequences start above the old ones.
+
+mod common;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn feed(bb: &Billbox, from: u64, to: u64) {
+    let mut conn = TcpStream::connect(bb.listen_addr("p")).unwrap();
+    let data: String = (from..=to).map(|i| format!("rec {i}\n")).collect();
+    conn.write_all(data.as_bytes()).unwrap();
+}
+
+/// Damages the store of a stopped billbox and starts it again. With
+/// `must_quarantine`, the damage is such that the store cannot be used.
+fn damage_then_restart(must_quarantine: bool, damage: impl FnOnce(&Path)) {
+    let site = Site::new();
+    let config = site.config(
+        "[[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nalias = \"P\"\nbilling_eor = \"\\n\"\nbilling_records = 50\nbilling_timeout = \"1s\"\n",
+    );
+    let bb = Billbox::start(&config);
+    feed(&bb, 1, 3000);
+    wait_until(WAIT, || {
+        (site.records_in_files("P", b"\n").len() >= 3000).then_some(())
+    })
+    .unwrap();
+    assert_eq!(bb.terminate(), Some(0));
+    let before = site.inspect()["p"]["last_seq"].as_u64().unwrap();
+    assert_eq!(before, 3000);
+
+    damage(&site.data().join("store"));
+
+    let mut bb = Billbox::start(&config);
+    bb.wait_log("billbox is running", None, WAIT)
+        .unwrap_or_else(|| panic!("billbox did not start; logs: {:?}", bb.dump()));
+    let quarantined = bb.count_logs("The store is damaged and was moved aside", None) == 1;
+    assert!(
+        quarantined || !must_quarantine,
+        "no quarantine; logs: {:?}",
+        bb.dump()
+    );
+    eprintln!("damaged store quarantined: {quarantined}");
+    feed(&bb, 3001, 3010);
+    wait_until(WAIT, || {
+        (site.records_in_files("P", b"\n").len() >= 3010).then_some(())
+    })
+    .unwrap();
+    assert!(bb.alive(), "billbox keeps running");
+    assert_eq!(bb.terminate(), Some(0));
+    // The damaged store is kept, not deleted.
+    let kept: Vec<_> = std::fs::read_dir(site.data())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("store.quarantined-")
+        })
+        .collect();
+    assert_eq!(kept.len(), usize::from(quarantined));
+    // New sequences start above every one handed out before.
+    let stats = site.inspect();
+    let last = stats["p"]["last_seq"].as_u64().unwrap();
+    assert!(last > before + 10 - 1 && last >= 3010, "last_seq {last}");
+    assert!(
+        stats["p"]["first_seq"].as_u64().is_none_or(|f| f > before),
+        "{:?}",
+        stats["p"]
+    );
+    // Every record is still in the files, once.
+    let filed = site.records_in_files("P", b"\n");
+    let sent: Vec<Vec<u8>> = (1..=3010)
+        .map(|i| format!("rec {i}\n").into_bytes())
+        .collect();
+    assert_exactly_once(&sent, &filed, "p");
+    // A third start is clean.
+    let bb = Billbox::start(&config);
+    bb.wait_log("billbox is running", None, WAIT).unwrap();
+    assert_eq!(bb.count_logs("moved aside", None), 0);
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn a_truncated_store_is_moved_aside_and_billbox_goes_on() {
+    damage_then_restart(true, |store| {
+        let db = std::fs::OpenOptions::new()
+            .write(true)
+            .open(store.join("db"))
+            .unwrap();
+        let len = db.metadata().unwrap().len();
+        db.set_len(len / 4).unwrap();
+    });
+}
+
+#[test]
+fn a_bit_flipped_store_never_crash_loops_or_reuses_a_sequence() {
+    // 32 flipped bytes every 32 KiB over the whole log: sled either recovers
+    // what is intact (billbox goes on), reports damage, or panics while
+    // recovering (caught); billbox never exits and never reuses a sequence.
+    damage_then_restart(false, |store| {
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(store.join("db"))
+            .unwrap();
+        let len = f.metadata().unwrap().len();
+        let mut at = 4096;
+        while at + 32 < len {
+            let mut buf = [0u8; 32];
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.read_exact(&mut buf).unwrap();
+            buf.iter_mut().for_each(|b| *b ^= 0x5a);
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(&buf).unwrap();
+            at += 32 * 1024;
+        }
+    });
+}
