@@ -45,6 +45,19 @@ pub enum Command {
     },
     /// Show billbox at work with simulated PBXes: no hardware, no config.
     Demo(DemoArgs),
+    /// Read what can be read from a quarantined (moved-aside) store: write its
+    /// records that were not yet in files to new ACS files, and deliver those
+    /// not yet acknowledged to the configured servers, with their original
+    /// ids (servers drop the ones they already have).
+    Salvage {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// How long to keep trying to deliver before giving up.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+        /// The quarantined store directory (data_dir/store.quarantined-...).
+        dir: PathBuf,
+    },
     /// Run the reference billing server: acknowledges billbox packets, files
     /// records per gateway and port, drops duplicates and reports gaps.
     Receive {

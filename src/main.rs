@@ -2,12 +2,14 @@
 //!
 //! Layout: [`cli`] (arguments), [`logging`] (JSON or text logs through
 //! `tracing`, and the panic hook), [`demo`] (the no-hardware demonstration),
+//! [`salvage`] (recovery from a quarantined store),
 //! and the subcommands below.
 #![forbid(unsafe_code)]
 
 mod cli;
 mod demo;
 mod logging;
+mod salvage;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
             out,
             durable,
         } => receive(listen, out, durable),
+        Command::Salvage { config, wait, dir } => salvage::main(&config, &dir, wait),
     }
 }
 

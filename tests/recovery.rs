@@ -124,3 +124,55 @@ fn a_bit_flipped_store_never_crash_loops_or_reuses_a_sequence() {
         }
     });
 }
+
+#[test]
+fn salvage_files_and_delivers_what_a_moved_aside_store_still_holds() {
+    use common::billing::{BillingServer, Log};
+    let site = Site::new();
+    let log = Log::default();
+    let mut a = BillingServer::start("A", &log);
+    a.down();
+    let config = site.config(&format!(
+        "[[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nalias = \"P\"\nbilling_eor = \"\\n\"\nbilling_records = 1000\nbilling_timeout = \"1h\"\n\
+         [delivery]\nprimary = \"{}\"\nretry_delay = \"50ms\"\nrequest_timeout = \"1s\"\nbatch_max = 7\n",
+        a.url()
+    ));
+    let bb = Billbox::start(&config);
+    feed(&bb, 1, 100);
+    // All 100 committed and in the open .tmp file; none filed or delivered.
+    wait_until(WAIT, || {
+        let tmp = site.tmp_files();
+        (tmp.len() == 1 && split_records(&std::fs::read(&tmp[0]).unwrap(), b"\n").len() == 100)
+            .then_some(())
+    })
+    .expect("the records reached the open file");
+    bb.kill9();
+    // The store is set aside, as billbox does with a damaged one.
+    let moved = site.data().join("store.quarantined-test");
+    std::fs::rename(site.data().join("store"), &moved).unwrap();
+    a.up();
+    let out = std::process::Command::new(BIN)
+        .args(["salvage", "--wait", "30s", "--config"])
+        .arg(site.dir.path().join("billbox.toml"))
+        .arg(&moved)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"filed_records\":100"), "{stdout}");
+    assert!(stdout.contains("\"delivered_records\":100"), "{stdout}");
+    // The open file was completed and closed; nothing left as .tmp.
+    assert!(site.tmp_files().is_empty());
+    let sent: Vec<Vec<u8>> = (1..=100)
+        .map(|i| format!("rec {i}\n").into_bytes())
+        .collect();
+    assert_exactly_once(&sent, &site.records_in_files("P", b"\n"), "salvaged files");
+    // Delivered with their original sequences.
+    let seqs: Vec<u64> = a.acked().into_iter().map(|(_, s)| s).collect();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+}

@@ -162,6 +162,11 @@ impl Rotator {
         })
     }
 
+    /// Closes the open file now, whatever its lifetime (for `billbox salvage`).
+    pub fn close_now(&mut self) -> Result<(), SpoolError> {
+        self.guard(|r| r.close_current())
+    }
+
     /// Closes the open file when its lifetime has ended.
     pub fn tick(&mut self, now_us: i64) -> Result<(), SpoolError> {
         self.guard(|r| {
