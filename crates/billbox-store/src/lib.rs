@@ -35,6 +35,51 @@ use std::sync::{Arc, Mutex};
 use billbox_record::record::encode_value;
 use billbox_record::{DecodeError, Record, RecordFlags};
 
+/// What billbox syncs after sled's flush.
+#[derive(Debug)]
+struct DurableFiles {
+    db: std::fs::File,
+    blobs: std::path::PathBuf,
+    /// Blob files already synced (sled writes each once, never fsyncs it).
+    synced_blobs: Mutex<std::collections::HashSet<std::ffi::OsString>>,
+}
+
+impl DurableFiles {
+    /// fdatasync of sled's log, then fsync of any blob file sled wrote since
+    /// the last time (records too large for its log pages) and of their
+    /// directory.
+    fn sync(&self) -> std::io::Result<()> {
+        self.db.sync_data()?;
+        let entries = match std::fs::read_dir(&self.blobs) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut synced = self.synced_blobs.lock().expect("blob set poisoned");
+        let mut present = std::collections::HashSet::new();
+        let mut new_files = false;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                match std::fs::File::open(entry.path()) {
+                    Ok(f) => f.sync_all()?,
+                    // sled removed it meanwhile.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
+                new_files = true;
+            }
+            present.insert(name);
+        }
+        if new_files {
+            std::fs::File::open(&self.blobs)?.sync_all()?;
+        }
+        *synced = present;
+        Ok(())
+    }
+}
+
 thread_local! {
     static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -154,6 +199,9 @@ fn cursor_meta(name: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: sled::Db,
+    /// sled's data file and blob directory, for the syncs that complete
+    /// sled's flush.
+    db_file: Arc<DurableFiles>,
     journal: sled::Tree,
     inner: Arc<Inner>,
 }
@@ -204,6 +252,16 @@ impl Store {
             source,
         })?;
         let journal = db.open_tree("journal")?;
+        let db_file = std::fs::File::open(dir.join("db"))
+            .and_then(|f| {
+                // A new store's directory entries must survive a power cut too.
+                std::fs::File::open(dir)?.sync_all()?;
+                Ok(f)
+            })
+            .map_err(|e| StoreError::Open {
+                path: dir.display().to_string(),
+                source: sled::Error::Io(e),
+            })?;
         let mut ports = HashMap::new();
         for item in journal.scan_prefix([keys::SEQ]) {
             let (k, v) = item?;
@@ -228,6 +286,11 @@ impl Store {
         }
         Ok(Store {
             db,
+            db_file: Arc::new(DurableFiles {
+                db: db_file,
+                blobs: dir.join("blobs"),
+                synced_blobs: Mutex::new(std::collections::HashSet::new()),
+            }),
             journal,
             inner: Arc::new(Inner {
                 guard: Mutex::new(None),
@@ -403,16 +466,29 @@ impl Store {
         Ok(out)
     }
 
-    /// Makes everything appended so far durable (sled's flush: written and
-    /// fsync'd). Returns once it is on disk.
+    /// Makes everything appended so far durable. Returns once it is on disk.
+    ///
+    /// sled's own flush is not enough on Linux: sled 0.34.7 writes its log
+    /// with `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)`
+    /// (`pagecache/iobuf.rs`), which neither writes file metadata nor flushes
+    /// the disk's write cache; only its background flusher calls `sync_all`.
+    /// So after sled's flush billbox calls `fdatasync` on sled's data file.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;
+        let files = self.db_file.clone();
+        tokio::task::spawn_blocking(move || files.sync())
+            .await
+            .map_err(|e| StoreError::Sled(sled::Error::ReportableBug(e.to_string())))?
+            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         Ok(())
     }
 
     /// The blocking form of [`Store::flush`], for threads that may block.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        self.db_file
+            .sync()
+            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         Ok(())
     }
 
