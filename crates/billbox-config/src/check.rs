@@ -42,6 +42,8 @@ const MAX_RECORD_BYTES: i64 = 16 * 1024 * 1024;
 const MAX_RECONNECT: Duration = Duration::from_secs(60 * 60);
 /// The largest `store.max_records`.
 const MAX_RECORDS: i64 = 1_000_000_000;
+/// The largest `store.min_free_mb`: 1 TiB.
+const MAX_MIN_FREE_MB: i64 = 1_048_576;
 /// The largest `delivery.attempts`.
 const MAX_ATTEMPTS: i64 = 100;
 /// The largest `delivery.retry_delay`.
@@ -244,10 +246,22 @@ impl StoreConfig {
         .map_or_else(raw::default_max_records, |n| n as u64);
         let when_full = check_name::<WhenFull>("store.when_full", raw.when_full, problems)
             .unwrap_or_else(raw::default_when_full);
+        let min_free_mb = match raw.min_free_mb {
+            Some(Int(n)) if (0..=MAX_MIN_FREE_MB).contains(&n) => n as u64,
+            Some(Int(n)) => {
+                problems.push(Problem::new(
+                    "store.min_free_mb",
+                    format!("{n} is out of range; use 0 to {MAX_MIN_FREE_MB} (MiB)"),
+                ));
+                raw::default_min_free_mb()
+            }
+            None => raw::default_min_free_mb(),
+        };
         StoreConfig {
             cache_mb,
             max_records,
             when_full,
+            min_free_mb,
         }
     }
 }

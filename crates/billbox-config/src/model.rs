@@ -71,6 +71,12 @@ pub struct StoreConfig {
     /// What happens when `max_records` records await delivery. Default
     /// [`WhenFull::Block`].
     pub when_full: WhenFull,
+    /// Free space in MiB that billbox keeps on the file system of
+    /// `gateway.data_dir`, 0 to 1 048 576. When less is free, billbox stops
+    /// taking new records (the ports are not read; nothing already stored
+    /// is touched), logs at ERROR, and resumes by itself when space
+    /// returns. 0 means no check. Default 64.
+    pub min_free_mb: u64,
 }
 
 impl Default for StoreConfig {
@@ -79,6 +85,7 @@ impl Default for StoreConfig {
             cache_mb: raw::default_cache_mb(),
             max_records: raw::default_max_records(),
             when_full: raw::default_when_full(),
+            min_free_mb: raw::default_min_free_mb(),
         }
     }
 }

@@ -64,6 +64,10 @@ pub(crate) struct RawStore {
     /// oldest undelivered record is given up for delivery, counted and
     /// logged). Default `block`.
     pub when_full: Option<Text>,
+    /// Free space, in MiB, kept on the file system of `gateway.data_dir`:
+    /// below it billbox stops taking new records until space returns.
+    /// Default 64, 0 (no check) to 1048576.
+    pub min_free_mb: Option<Int>,
 }
 
 /// `[delivery]`: where and how records are forwarded.
@@ -182,6 +186,11 @@ pub(crate) fn default_max_records() -> u64 {
 /// Default of `store.when_full`.
 pub(crate) fn default_when_full() -> WhenFull {
     WhenFull::Block
+}
+
+/// Default of `store.min_free_mb`.
+pub(crate) fn default_min_free_mb() -> u64 {
+    64
 }
 
 /// Default of `delivery.method`.
@@ -510,7 +519,7 @@ mod tests {
         );
         assert_eq!(
             field_names::<RawStore>(),
-            ["cache_mb", "max_records", "when_full"]
+            ["cache_mb", "max_records", "when_full", "min_free_mb"]
         );
         assert_eq!(field_names::<RawDelivery>().len(), 9);
         assert_eq!(field_names::<RawDelivery>()[0], "method");

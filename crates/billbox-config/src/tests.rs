@@ -107,6 +107,7 @@ fn full_config_parses_with_defaults_filled() {
             cache_mb: 128,
             max_records: 1_000_000,
             when_full: WhenFull::Block,
+            min_free_mb: 64,
         },
         ports: vec![
             PortConfig {
@@ -167,6 +168,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(config.store.cache_mb, 32);
     assert_eq!(config.store.max_records, 1_000_000);
     assert_eq!(config.store.when_full, WhenFull::Block);
+    assert_eq!(config.store.min_free_mb, 64);
     assert_eq!(config.store, StoreConfig::default());
     assert_eq!(config.delivery, None);
     assert_eq!(config.carbon_copies, []);
@@ -412,6 +414,18 @@ fn every_invalid_value_names_its_key() {
             serial_port("[store]\ncache_mb = 4097"),
             "store.cache_mb: 4097 is out of range",
         ),
+        (
+            serial_port("[store]\nmin_free_mb = -1"),
+            "store.min_free_mb: -1 is out of range; use 0 to 1048576 (MiB)",
+        ),
+        (
+            serial_port("[store]\nmin_free_mb = 1048577"),
+            "store.min_free_mb: 1048577 is out of range; use 0 to 1048576 (MiB)",
+        ),
+        (
+            serial_port("[store]\nmin_free_mb = \"64M\""),
+            "store.min_free_mb: expected a whole number",
+        ),
         // records
         (
             serial_port("billing_eor = \"\""),
@@ -505,6 +519,14 @@ fn every_invalid_value_names_its_key() {
         (
             serial_port("[store]\ncache = 1"),
             "store.cache: unknown key; did you mean `cache_mb`?",
+        ),
+        (
+            serial_port("[store]\nmin_free_mib = 64"),
+            "store.min_free_mib: unknown key; did you mean `min_free_mb`?",
+        ),
+        (
+            serial_port("[store]\nmin_free = 64"),
+            "store.min_free: unknown key; did you mean `min_free_mb`?",
         ),
         (
             serial_port("sped = 9600"),
@@ -792,6 +814,7 @@ fn env_overrides_gateway_and_store() {
             ("BILLBOX__GATEWAY__DATA_DIR", "/data"),
             ("BILLBOX__GATEWAY__SPOOL_DIR", "/spool"),
             ("BILLBOX__STORE__CACHE_MB", "64"),
+            ("BILLBOX__STORE__MIN_FREE_MB", "0"),
             ("BILLBOX_OTHER", "ignored"),
             ("BILLBOX", "ignored"),
             ("OTHER__GATEWAY__NAME", "ignored"),
@@ -803,12 +826,53 @@ fn env_overrides_gateway_and_store() {
     assert_eq!(config.gateway.data_dir, PathBuf::from("/data"));
     assert_eq!(config.gateway.spool_dir, PathBuf::from("/spool"));
     assert_eq!(config.store.cache_mb, 64);
+    assert_eq!(config.store.min_free_mb, 0);
     assert_eq!(config.ports[0].name, "pbx1");
 
     // Without overrides the file's values stand.
     let config = load_with_env(&path, HashMap::new()).unwrap();
     assert_eq!(config.gateway.name, "gw");
     assert_eq!(config.store.cache_mb, 16);
+    assert_eq!(config.store.min_free_mb, 64);
+}
+
+#[test]
+fn min_free_mb() {
+    // Default 64; 0 (no check) and the top of the range are allowed.
+    let config = from_toml_str(&serial_port("")).unwrap();
+    assert_eq!(config.store.min_free_mb, 64);
+    assert_eq!(StoreConfig::default().min_free_mb, 64);
+    for (value, expected) in [("0", 0), ("1", 1), ("1048576", 1_048_576)] {
+        let config =
+            from_toml_str(&serial_port(&format!("[store]\nmin_free_mb = {value}"))).unwrap();
+        assert_eq!(config.store.min_free_mb, expected);
+        assert_eq!(config.store.cache_mb, 32);
+    }
+    // Out of range: the problem names the key.
+    assert_eq!(
+        problems(&serial_port("[store]\nmin_free_mb = 2000000")),
+        ["store.min_free_mb: 2000000 is out of range; use 0 to 1048576 (MiB)"]
+    );
+
+    // From the environment, over the file's value.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "c.toml",
+        serial_port("[store]\nmin_free_mb = 128").as_bytes(),
+    );
+    let config = load_with_env(&path, HashMap::new()).unwrap();
+    assert_eq!(config.store.min_free_mb, 128);
+    let config = load_with_env(&path, env(&[("BILLBOX__STORE__MIN_FREE_MB", "1024")])).unwrap();
+    assert_eq!(config.store.min_free_mb, 1024);
+    let config = load_with_env(&path, env(&[("billbox__store__min_free_mb", "0")])).unwrap();
+    assert_eq!(config.store.min_free_mb, 0);
+    let err = load_with_env(&path, env(&[("BILLBOX__STORE__MIN_FREE_MB", "1048577")])).unwrap_err();
+    let found: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        found,
+        ["store.min_free_mb: 1048577 is out of range; use 0 to 1048576 (MiB) (set by environment variable BILLBOX__STORE__MIN_FREE_MB)"]
+    );
 }
 
 #[test]
@@ -844,6 +908,14 @@ fn env_problems() {
         (
             &[("BILLBOX__STORE__CACHE_MB", "lots")],
             "store.cache_mb: expected a whole number, found string \"lots\" (set by environment variable BILLBOX__STORE__CACHE_MB)",
+        ),
+        (
+            &[("BILLBOX__STORE__MIN_FREE_MB", "lots")],
+            "store.min_free_mb: expected a whole number, found string \"lots\" (set by environment variable BILLBOX__STORE__MIN_FREE_MB)",
+        ),
+        (
+            &[("BILLBOX__STORE__MIN_FREE_MBX", "1")],
+            "store.min_free_mbx: unknown key; did you mean `min_free_mb`? (set by environment variable BILLBOX__STORE__MIN_FREE_MBX)",
         ),
         (
             &[("BILLBOX__STORE__CACHE_MB", "0")],
@@ -960,6 +1032,7 @@ const MIRRORING: &str = r#"
 cache_mb = 64
 max_records = 5000
 when_full = "drop_oldest"
+min_free_mb = 512
 
 [delivery]
 method = "failover"
@@ -999,6 +1072,7 @@ fn full_delivery_config() {
             cache_mb: 64,
             max_records: 5000,
             when_full: WhenFull::DropOldest,
+            min_free_mb: 512,
         }
     );
     assert_eq!(

@@ -173,21 +173,26 @@ impl RecordUnterminated<'_> {
 }
 
 /// A record could not be committed; the reader holds it and retries.
+/// Logged on the first failure of a run and then once a minute.
 pub struct CommitFailed<'a> {
     pub port: &'a str,
     pub records: usize,
     pub error: &'a str,
+    pub log: bool,
 }
 
 impl CommitFailed<'_> {
     pub fn emit(self) {
+        counter!("billbox_commit_failures_total", "port" => self.port.to_owned()).increment(1);
+        if !self.log {
+            return;
+        }
         error!(
             port = self.port,
             records = self.records,
             error = self.error,
             "Records could not be committed to the store; holding them and not reading the port until they are."
         );
-        counter!("billbox_commit_failures_total", "port" => self.port.to_owned()).increment(1);
     }
 }
 
@@ -393,5 +398,38 @@ impl StoreQuarantined<'_> {
             "The store is damaged and was moved aside; billbox continues with a fresh store. Records still in the old one may not have been delivered: keep the moved directory and inspect it with `billbox inspect` on a copy, or recover it from backup."
         );
         counter!("billbox_store_quarantined_total").increment(1);
+    }
+}
+
+/// The data directory's file system is nearly full: new records wait.
+pub struct DataDiskLow<'a> {
+    pub path: &'a std::path::Path,
+    pub free_bytes: u64,
+    pub min_free_bytes: u64,
+}
+
+impl DataDiskLow<'_> {
+    pub fn emit(self) {
+        error!(
+            path = %self.path.display(),
+            free_bytes = self.free_bytes,
+            min_free_bytes = self.min_free_bytes,
+            "The data directory's disk is nearly full; ports are not read until space is freed (stored records are safe)."
+        );
+        metrics::gauge!("billbox_data_disk_low").set(1.0);
+        counter!("billbox_data_disk_low_total").increment(1);
+    }
+}
+
+/// The data directory has enough free space again.
+pub struct DataDiskOk<'a> {
+    pub path: &'a std::path::Path,
+    pub free_bytes: u64,
+}
+
+impl DataDiskOk<'_> {
+    pub fn emit(self) {
+        info!(path = %self.path.display(), free_bytes = self.free_bytes, "The data directory has space again; reading the ports.");
+        metrics::gauge!("billbox_data_disk_low").set(0.0);
     }
 }

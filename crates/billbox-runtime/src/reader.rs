@@ -349,20 +349,31 @@ impl Link {
         }
         let records = Arc::new(records);
         let mut backoff = Backoff::new(REOPEN_FLOOR, Duration::from_secs(5));
+        let mut last_log: Option<std::time::Instant> = None;
         loop {
             let msg = Append {
                 port: self.name.clone(),
                 records: records.clone(),
             };
             let error = match self.store.send(msg).await {
-                Ok(Ok(_)) => return,
+                Ok(Ok(_)) => {
+                    if last_log.is_some() {
+                        tracing::info!(port = %self.name, records = records.len(), "The held records are committed; reading the port again.");
+                    }
+                    return;
+                }
                 Ok(Err(e)) => e.to_string(),
                 Err(e) => format!("the store actor is unreachable: {e}"),
             };
+            let log = last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+            if log {
+                last_log = Some(std::time::Instant::now());
+            }
             CommitFailed {
                 port: &self.name,
                 records: records.len(),
                 error: &error,
+                log,
             }
             .emit();
             // Not interruptible by a stop: these records were read and must be kept.

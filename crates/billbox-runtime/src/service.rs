@@ -187,6 +187,12 @@ fn start_destinations(
 ) -> (Consumers, Vec<Addr<DestinationActor>>) {
     let mut consumers = Consumers {
         removal_cursors: vec![FILES_CURSOR.to_string()],
+        min_free: (config.store.min_free_mb > 0).then(|| {
+            (
+                config.gateway.data_dir.clone(),
+                config.store.min_free_mb << 20,
+            )
+        }),
         ..Consumers::default()
     };
     let mut actors = Vec::new();

@@ -16,8 +16,8 @@ use billbox_store::{Assigned, NewRecord, Store, DELIVERY_CURSOR};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::events::{
-    MirrorQueueFull, RecordsDropped, RecordsReceived, RecordsRemoved, StoreFlushFailed, StoreFull,
-    StoreHasSpace,
+    DataDiskLow, DataDiskOk, MirrorQueueFull, RecordsDropped, RecordsReceived, RecordsRemoved,
+    StoreFlushFailed, StoreFull, StoreHasSpace,
 };
 use crate::messages::{Append, AppendError, Committed, Drain, SubscribeCommitted};
 use crate::stats::LatencyHistogram;
@@ -49,6 +49,10 @@ pub struct Consumers {
     pub mirrors: Vec<(Arc<str>, MirrorQueue)>,
     /// `max_records` and `when_full`, when records are forwarded.
     pub capacity: Option<(u64, WhenFull)>,
+    /// The data directory and the free bytes to keep on its file system
+    /// (`store.min_free_mb`); sled cannot recover from a full disk while
+    /// running, so new records wait while less is free.
+    pub min_free: Option<(std::path::PathBuf, u64)>,
 }
 
 /// The single writer of the store.
@@ -57,6 +61,7 @@ pub struct StoreActor {
     latency: Arc<LatencyHistogram>,
     consumers: Arc<Consumers>,
     full: bool,
+    disk_low: bool,
     recheck_scheduled: bool,
     last_confirm: std::time::Instant,
     confirm_after_flush: bool,
@@ -79,6 +84,7 @@ impl StoreActor {
             latency,
             consumers,
             full: false,
+            disk_low: false,
             recheck_scheduled: false,
             last_confirm: std::time::Instant::now(),
             confirm_after_flush: false,
@@ -100,7 +106,7 @@ impl StoreActor {
             }
             return;
         }
-        if self.blocked_by_capacity(ctx) {
+        if self.blocked_by_disk(ctx) || self.blocked_by_capacity(ctx) {
             return;
         }
         let batch = std::mem::take(&mut self.pending);
@@ -140,6 +146,51 @@ impl StoreActor {
             .spawn(ctx);
     }
 
+    /// Holds the pending appends while the data directory's file system has
+    /// less than `min_free` bytes free.
+    fn blocked_by_disk(&mut self, ctx: &mut Context<Self>) -> bool {
+        let Some((dir, min_free)) = &self.consumers.min_free else {
+            return false;
+        };
+        let free = match nix::sys::statvfs::statvfs(dir) {
+            Ok(st) => st.blocks_available() as u64 * st.fragment_size() as u64,
+            // Cannot tell: let sled try (it reports real errors).
+            Err(_) => u64::MAX,
+        };
+        if free < *min_free {
+            if !self.disk_low {
+                self.disk_low = true;
+                DataDiskLow {
+                    path: dir,
+                    free_bytes: free,
+                    min_free_bytes: *min_free,
+                }
+                .emit();
+            }
+            self.schedule_recheck(ctx);
+            return true;
+        }
+        if self.disk_low {
+            self.disk_low = false;
+            DataDiskOk {
+                path: dir,
+                free_bytes: free,
+            }
+            .emit();
+        }
+        false
+    }
+
+    fn schedule_recheck(&mut self, ctx: &mut Context<Self>) {
+        if !self.recheck_scheduled {
+            self.recheck_scheduled = true;
+            ctx.run_later(FULL_RECHECK, |act, ctx| {
+                act.recheck_scheduled = false;
+                act.commit_next(ctx);
+            });
+        }
+    }
+
     /// With `when_full = "block"`: holds the pending appends (and so the port
     /// readers) while the records waiting for delivery fill the capacity.
     fn blocked_by_capacity(&mut self, ctx: &mut Context<Self>) -> bool {
@@ -157,13 +208,7 @@ impl StoreActor {
                 }
                 .emit();
             }
-            if !self.recheck_scheduled {
-                self.recheck_scheduled = true;
-                ctx.run_later(FULL_RECHECK, |act, ctx| {
-                    act.recheck_scheduled = false;
-                    act.commit_next(ctx);
-                });
-            }
+            self.schedule_recheck(ctx);
             return true;
         }
         if self.full {

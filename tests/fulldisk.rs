@@ -1,0 +1,150 @@
+//! Full disks: a real small file system (tmpfs) under the data directory and
+//! under the spool directory. Nothing flushed is lost, new input waits rather
+//! than being taken in and lost, it is logged at ERROR, and billbox recovers
+//! by itself when space returns. Needs `mount` (root with CAP_SYS_ADMIN, as on
+//! the project machines and CI); elsewhere the tests say so and do nothing.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::billing::{BillingServer, Log};
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A tmpfs mounted at `dir`, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn line(i: u64) -> Vec<u8> {
+    format!(
+        "{i:08},2026/11/24 13:00:00,00:01:05,4321,{}\n",
+        "x".repeat(100)
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_full_data_disk_holds_input_and_recovers_when_space_returns() {
+    let site = Site::new();
+    let Some(fs) = Tmpfs::mount(&site.data(), "6m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here");
+        return;
+    };
+    let log = Log::default();
+    let mut a = BillingServer::start("A", &log);
+    a.down();
+    // Records are not delivered (server down), so they pile up in the store.
+    let config = site.config(&format!(
+        "[store]\nmin_free_mb = 3\n[[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nalias = \"P\"\nbilling_eor = \"\\n\"\nbilling_records = 500\nbilling_timeout = \"1s\"\n\
+         [delivery]\nprimary = \"{}\"\nretry_delay = \"200ms\"\n",
+        a.url()
+    ));
+    let bb = Billbox::start(&config);
+    let addr = bb.listen_addr("p");
+    let total = 40_000u64;
+    let feeder = std::thread::spawn(move || {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        for i in 1..=total {
+            conn.write_all(&line(i)).unwrap();
+        }
+    });
+    bb.wait_log("disk is nearly full", None, WAIT)
+        .unwrap_or_else(|| panic!("never filled up; logs: {:?}", bb.dump().len()));
+    // While it is full, ingest waits (the feeder blocks on TCP) and sled never
+    // sees a full disk.
+    std::thread::sleep(Duration::from_secs(2));
+    let held = site.records_in_files("P", b"\n").len() as u64;
+    assert!(
+        held < total,
+        "everything was taken in: the disk never filled"
+    );
+    assert_eq!(
+        bb.count_logs("could not flush", None),
+        0,
+        "sled hit the full disk"
+    );
+    assert!(!feeder.is_finished());
+    // Space returns: billbox goes on by itself; the server comes back too.
+    fs.resize("256m");
+    a.up();
+    bb.wait_log("has space again", None, WAIT)
+        .expect("billbox resumed");
+    feeder.join().unwrap();
+    let want: Vec<Vec<u8>> = (1..=total).map(line).collect();
+    let found = wait_until(WAIT, || {
+        let got = site.records_in_files("P", b"\n");
+        (got.len() as u64 >= total).then_some(got)
+    })
+    .expect("every record reached the files");
+    assert_exactly_once(&want, &found, "p");
+    wait_until(WAIT, || (a.acked().len() as u64 >= total).then_some(())).expect("all delivered");
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn a_full_spool_disk_keeps_records_in_the_store_and_files_them_later() {
+    let site = Site::new();
+    let Some(fs) = Tmpfs::mount(&site.spool(), "64k") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here");
+        return;
+    };
+    let config = site.config(
+        "[[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nalias = \"P\"\nbilling_eor = \"\\n\"\nbilling_records = 100\nbilling_timeout = \"1s\"\n",
+    );
+    let bb = Billbox::start(&config);
+    let total = 3000u64;
+    let mut conn = TcpStream::connect(bb.listen_addr("p")).unwrap();
+    for i in 1..=total {
+        conn.write_all(&line(i)).unwrap();
+    }
+    bb.wait_log("cannot be written to billing files", Some("p"), WAIT)
+        .expect("the full spool is reported at ERROR");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        bb.count_logs("cannot be written to billing files", Some("p")) <= 2,
+        "logged once per outage"
+    );
+    fs.resize("64m");
+    let want: Vec<Vec<u8>> = (1..=total).map(line).collect();
+    let found = wait_until(WAIT, || {
+        let got = site.records_in_files("P", b"\n");
+        (got.len() as u64 >= total).then_some(got)
+    })
+    .expect("every record reached the files once space returned");
+    assert_exactly_once(&want, &found, "p");
+    bb.wait_log("Billing files are written again", Some("p"), WAIT)
+        .unwrap();
+    assert_eq!(bb.terminate(), Some(0));
+}
