@@ -153,7 +153,7 @@ impl StoreActor {
             return false;
         };
         let free = match nix::sys::statvfs::statvfs(dir) {
-            Ok(st) => st.blocks_available() as u64 * st.fragment_size() as u64,
+            Ok(st) => st.blocks_available().saturating_mul(st.fragment_size()),
             // Cannot tell: let sled try (it reports real errors).
             Err(_) => u64::MAX,
         };
