@@ -504,3 +504,59 @@ billing_timeout = "1s"
         sent.len()
     );
 }
+
+#[test]
+fn idle_connections_connect_storms_and_exact_size_records() {
+    let site = Site::new();
+    let config = site.config(
+        r#"
+[[ports]]
+name = "p"
+listen = "127.0.0.1:0"
+alias = "P"
+billing_eor = "\r\n"
+billing_records = 1000
+billing_timeout = "1s"
+max_record_bytes = 64
+"#,
+    );
+    let mut bb = Billbox::start(&config);
+    let addr = bb.listen_addr("p");
+    // A PBX that connects and sends nothing, for a while.
+    let idle = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(idle);
+    // Two thousand connect/disconnect cycles.
+    for _ in 0..2000 {
+        drop(TcpStream::connect(addr).unwrap());
+    }
+    // A record exactly at max_record_bytes (terminator included) is whole;
+    // one byte more is cut and flagged.
+    let exact = format!("{}\r\n", "E".repeat(62)).into_bytes();
+    let over = format!("{}\r\n", "O".repeat(63)).into_bytes();
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.write_all(&exact).unwrap();
+    conn.write_all(&over).unwrap();
+    conn.write_all(b"last\r\n").unwrap();
+    drop(conn);
+    let want = [exact.clone(), over.clone(), b"last\r\n".to_vec()].concat();
+    let found = wait_until(WAIT, || {
+        let got: Vec<u8> = site
+            .txt_files("P")
+            .iter()
+            .flat_map(|f| std::fs::read(f).unwrap())
+            .collect();
+        (got.len() >= want.len()).then_some(got)
+    })
+    .expect("records filed");
+    assert_eq!(found, want);
+    assert!(bb.alive());
+    // One truncation warning, no line per connection.
+    assert_eq!(bb.count_logs("reached max_record_bytes", Some("p")), 1);
+    assert!(
+        bb.dump().len() < 200,
+        "{} log lines for 2,000 connections",
+        bb.dump().len()
+    );
+    assert_eq!(bb.terminate(), Some(0));
+}

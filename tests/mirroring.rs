@@ -472,3 +472,40 @@ fn max_in_flight_posts_for_several_ports_at_once_each_in_order() {
     }
     assert_eq!(bb.terminate(), Some(0));
 }
+
+#[test]
+fn a_primary_answering_a_huge_body_loses_nothing() {
+    fault_test(Mode::Huge(10 << 20), "5s");
+}
+
+#[test]
+fn a_primary_answering_deeply_nested_xml_loses_nothing() {
+    static NESTED: std::sync::LazyLock<&'static str> = std::sync::LazyLock::new(|| {
+        let s = format!(
+            "<USG COMMAND=\"RMTLOG_ACK\">{}<ACK_VALUE>OK</ACK_VALUE><ERROR_CODE>1</ERROR_CODE>{}</USG>",
+            "<A>".repeat(5000),
+            "</A>".repeat(5000)
+        );
+        Box::leak(s.into_boxed_str())
+    });
+    fault_test(Mode::Body(&NESTED), "2s");
+}
+
+#[test]
+fn a_primary_answering_with_entities_loses_nothing() {
+    fault_test(
+        Mode::Body(
+            "<?xml version=\"1.0\"?><!DOCTYPE USG [<!ENTITY ok \"OK\"><!ENTITY lol \"lol&lol;&lol;\">]>\
+             <USG COMMAND=\"RMTLOG_ACK\"><ACK_VALUE>&ok;</ACK_VALUE><ERROR_CODE>1</ERROR_CODE></USG>",
+        ),
+        "2s",
+    );
+}
+
+#[test]
+fn a_primary_answering_malformed_xml_loses_nothing() {
+    fault_test(
+        Mode::Body("<USG COMMAND=\"RMTLOG_ACK\"><ACK_VALUE>OK</ERROR_CODE><ERROR_CODE>1</USG"),
+        "2s",
+    );
+}

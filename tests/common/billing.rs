@@ -29,6 +29,10 @@ pub enum Mode {
     Slow,
     /// Acknowledges after this many milliseconds.
     Delay(u64),
+    /// 200 with this body (hostile or malformed answers).
+    Body(&'static str),
+    /// 200 with a body of this many bytes of XML-ish filler.
+    Huge(usize),
 }
 
 /// One request as the server saw it.
@@ -212,6 +216,14 @@ fn handle(conn: TcpStream, name: &'static str, mode: &Mutex<Mode>, log: &Log, up
             Mode::Status(s) => reply(s, ACK_OK),
             Mode::AckError => reply(200, ACK_ERROR),
             Mode::Garbage => reply(200, "this is not an ack \u{1}\u{2}<<<"),
+            Mode::Body(b) => reply(200, b),
+            Mode::Huge(n) => {
+                let mut body =
+                    String::from("<USG COMMAND=\"RMTLOG_ACK\"><ACK_VALUE>OK</ACK_VALUE><X>");
+                body.push_str(&"A".repeat(n));
+                body.push_str("</X><ERROR_CODE>1</ERROR_CODE></USG>");
+                reply(200, &body)
+            }
             Mode::Empty => reply(200, ""),
             Mode::Hang => {
                 // Never answer; give up after a bounded time.

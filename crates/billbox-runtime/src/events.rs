@@ -10,15 +10,19 @@ use tracing::{debug, error, info, warn};
 pub struct PortLinkUp<'a> {
     pub port: &'a str,
     pub peer: &'a str,
+    /// False while the port's link changes too often to log each one.
+    pub log: bool,
 }
 
 impl PortLinkUp<'_> {
     pub fn emit(self) {
-        info!(
-            port = self.port,
-            peer = self.peer,
-            "Port link is up; reading records."
-        );
+        if self.log {
+            info!(
+                port = self.port,
+                peer = self.peer,
+                "Port link is up; reading records."
+            );
+        }
         counter!("billbox_port_link_up_total", "port" => self.port.to_owned()).increment(1);
     }
 }
@@ -27,15 +31,19 @@ impl PortLinkUp<'_> {
 pub struct PortLinkDown<'a> {
     pub port: &'a str,
     pub reason: &'a str,
+    /// False while the port's link changes too often to log each one.
+    pub log: bool,
 }
 
 impl PortLinkDown<'_> {
     pub fn emit(self) {
-        warn!(
-            port = self.port,
-            reason = self.reason,
-            "Port link went down; reopening with backoff."
-        );
+        if self.log {
+            warn!(
+                port = self.port,
+                reason = self.reason,
+                "Port link went down; reopening with backoff."
+            );
+        }
         counter!("billbox_port_link_down_total", "port" => self.port.to_owned()).increment(1);
     }
 }
@@ -76,15 +84,19 @@ impl PortListening<'_> {
 pub struct PortConnectionReplaced<'a> {
     pub port: &'a str,
     pub peer: &'a str,
+    /// False while the port's link changes too often to log each one.
+    pub log: bool,
 }
 
 impl PortConnectionReplaced<'_> {
     pub fn emit(self) {
-        warn!(
-            port = self.port,
-            peer = self.peer,
-            "A new PBX connection replaced the current one."
-        );
+        if self.log {
+            warn!(
+                port = self.port,
+                peer = self.peer,
+                "A new PBX connection replaced the current one."
+            );
+        }
         counter!("billbox_port_connections_replaced_total", "port" => self.port.to_owned())
             .increment(1);
     }
@@ -431,5 +443,21 @@ impl DataDiskOk<'_> {
     pub fn emit(self) {
         info!(path = %self.path.display(), free_bytes = self.free_bytes, "The data directory has space again; reading the ports.");
         metrics::gauge!("billbox_data_disk_low").set(0.0);
+    }
+}
+
+/// Link changes that were not logged one by one (too many in a minute).
+pub struct LinkChangesSuppressed<'a> {
+    pub port: &'a str,
+    pub changes: u64,
+}
+
+impl LinkChangesSuppressed<'_> {
+    pub fn emit(self) {
+        warn!(
+            port = self.port,
+            changes = self.changes,
+            "The port's link changed too often to log each change; these were counted, not logged."
+        );
     }
 }

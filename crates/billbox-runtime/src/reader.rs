@@ -133,6 +133,53 @@ struct Link {
     truncated_run: u64,
     mask: u8,
     stop: StopSignal,
+    quota: LogQuota,
+}
+
+/// Link changes logged per port per minute; more are counted and summarized.
+pub const LINK_LOGS_PER_MINUTE: u64 = 10;
+
+/// Limits how many link changes a port logs in a minute.
+#[derive(Debug)]
+struct LogQuota {
+    window: std::time::Instant,
+    logged: u64,
+    suppressed: u64,
+}
+
+impl LogQuota {
+    fn new() -> LogQuota {
+        LogQuota {
+            window: std::time::Instant::now(),
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether this change may be logged; reports suppressed ones when a
+    /// new minute starts.
+    fn allow(&mut self, port: &str) -> bool {
+        if self.window.elapsed() >= Duration::from_secs(60) {
+            if self.suppressed > 0 {
+                crate::events::LinkChangesSuppressed {
+                    port,
+                    changes: self.suppressed,
+                }
+                .emit();
+            }
+            *self = LogQuota::new();
+        }
+        if self.logged < LINK_LOGS_PER_MINUTE {
+            self.logged += 1;
+            true
+        } else {
+            if self.suppressed == 0 {
+                crate::events::LinkChangesSuppressed { port, changes: 0 }.emit();
+            }
+            self.suppressed += 1;
+            false
+        }
+    }
 }
 
 impl Link {
@@ -152,6 +199,7 @@ impl Link {
             truncated_run: 0,
             mask,
             stop,
+            quota: LogQuota::new(),
         }
     }
 
@@ -245,7 +293,8 @@ impl Link {
                         let _ = stream.set_nodelay(true);
                         let peer = peer.to_string();
                         if current.is_some() {
-                            PortConnectionReplaced { port: &self.name, peer: &peer }.emit();
+                            let log = self.quota.allow(&self.name);
+                            PortConnectionReplaced { port: &self.name, peer: &peer, log }.emit();
                             self.finish_partial().await;
                         }
                         self.link_up(&peer);
@@ -388,9 +437,11 @@ impl Link {
 
     fn link_up(&mut self, peer: &str) {
         if self.state != LinkState::Up {
+            let log = self.quota.allow(&self.name);
             PortLinkUp {
                 port: &self.name,
                 peer,
+                log,
             }
             .emit();
         }
@@ -402,9 +453,11 @@ impl Link {
         if self.stop.stopping() {
             tracing::info!(port = %self.name, "Port reader stopped.");
         } else if self.state != LinkState::Down {
+            let log = self.quota.allow(&self.name);
             PortLinkDown {
                 port: &self.name,
                 reason,
+                log,
             }
             .emit();
         }
