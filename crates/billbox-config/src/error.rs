@@ -21,9 +21,11 @@ pub struct Problem {
 
 impl Problem {
     /// A problem at `key`.
+    /// An empty key (TOML allows `"" = 1`) is shown as `""`.
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        let key = key.into();
         Problem {
-            key: key.into(),
+            key: if key.is_empty() { "\"\"".to_string() } else { key },
             message: message.into(),
         }
     }

@@ -1717,3 +1717,11 @@ fn env_delivery_problems() {
         );
     }
 }
+
+/// Found by the config fuzz target: an empty TOML key.
+#[test]
+fn an_empty_key_is_named_visibly() {
+    let e = from_toml_str("\"\" = 81").unwrap_err();
+    assert!(e.problems().iter().all(|p| !p.key.is_empty()), "{e}");
+    assert!(e.to_string().contains("\"\""), "{e}");
+}
