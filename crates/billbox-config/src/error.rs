@@ -25,7 +25,11 @@ impl Problem {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         let key = key.into();
         Problem {
-            key: if key.is_empty() { "\"\"".to_string() } else { key },
+            key: if key.is_empty() {
+                "\"\"".to_string()
+            } else {
+                key
+            },
             message: message.into(),
         }
     }

@@ -1,23 +1,37 @@
 //! Model-based test of the store, in the style of vector's disk-buffer model
-//! test: random sequences of append, flush, acknowledge, remove, crash (drop
-//! without a flush) and reopen, checked against a plain model of what must
+//! test: random sequences of append, flush, acknowledge (primary/secondary),
+//! carbon-copy acknowledge, remove, crash (drop without a flush) and reopen, checked against a plain model of what must
 //! survive.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use billbox_record::RecordFlags;
-use billbox_store::{NewRecord, Store, DELIVERY_CURSOR};
+use billbox_store::{carbon_copy_cursor, NewRecord, Store, DELIVERY_CURSOR};
 use proptest::prelude::*;
 
 const PORTS: [&str; 2] = ["a", "b"];
 
 #[derive(Debug, Clone)]
 enum Action {
-    Append { port: usize, n: usize },
+    Append {
+        port: usize,
+        n: usize,
+    },
     Flush,
-    Ack { port: usize, n: u64 },
-    Remove { port: usize },
+    Ack {
+        port: usize,
+        n: u64,
+    },
+    /// A reliable carbon copy acknowledges records (its own cursor).
+    CarbonCopy {
+        port: usize,
+        n: u64,
+    },
+    /// Removes what both the delivery and the carbon copy are done with.
+    Remove {
+        port: usize,
+    },
     Crash,
     Reopen,
 }
@@ -27,6 +41,7 @@ fn action() -> impl Strategy<Value = Action> {
         4 => (0..2usize, 1..5usize).prop_map(|(port, n)| Action::Append { port, n }),
         3 => Just(Action::Flush),
         2 => (0..2usize, 1..6u64).prop_map(|(port, n)| Action::Ack { port, n }),
+        2 => (0..2usize, 1..6u64).prop_map(|(port, n)| Action::CarbonCopy { port, n }),
         1 => (0..2usize).prop_map(|port| Action::Remove { port }),
         1 => Just(Action::Crash),
         1 => Just(Action::Reopen),
@@ -43,6 +58,9 @@ struct PortModel {
     /// Cursor as of the last flush (must survive), and as last set.
     cursor_flushed: u64,
     cursor: u64,
+    /// The reliable carbon copy's cursor, likewise.
+    cc_flushed: u64,
+    cc: u64,
     /// Everything up to here may be gone (removed); above must stay.
     removed: u64,
 }
@@ -78,6 +96,8 @@ fn check(store: &Store, models: &[PortModel; 2]) {
         }
         let cursor = store.cursor(port, DELIVERY_CURSOR).unwrap();
         assert!(cursor >= m.cursor_flushed, "{port}: cursor went back");
+        let cc = store.cursor(port, &carbon_copy_cursor("audit")).unwrap();
+        assert!(cc >= m.cc_flushed, "{port}: carbon-copy cursor went back");
     }
 }
 
@@ -116,6 +136,7 @@ proptest! {
                         s.mark_durable(PORTS[i], last);
                         m.durable = last;
                         m.cursor_flushed = m.cursor;
+                        m.cc_flushed = m.cc;
                     }
                 }
                 Action::Ack { port, n } => {
@@ -123,10 +144,16 @@ proptest! {
                     let to = (m.cursor + n).min(m.durable);
                     m.cursor = s.advance_cursor(PORTS[port], DELIVERY_CURSOR, to).unwrap();
                 }
+                Action::CarbonCopy { port, n } => {
+                    let m = &mut models[port];
+                    let to = (m.cc + n).min(m.durable);
+                    m.cc = s.advance_cursor(PORTS[port], &carbon_copy_cursor("audit"), to).unwrap();
+                }
                 Action::Remove { port } => {
                     let m = &mut models[port];
-                    s.remove_through(PORTS[port], m.cursor).unwrap();
-                    m.removed = m.removed.max(m.cursor.min(m.durable));
+                    let done = m.cursor.min(m.cc);
+                    s.remove_through(PORTS[port], done).unwrap();
+                    m.removed = m.removed.max(done.min(m.durable));
                 }
                 Action::Crash | Action::Reopen => {
                     if matches!(a, Action::Reopen) {
@@ -134,6 +161,7 @@ proptest! {
                         for (i, m) in models.iter_mut().enumerate() {
                             m.durable = s.last_seq(PORTS[i]).unwrap();
                             m.cursor_flushed = m.cursor;
+                            m.cc_flushed = m.cc;
                         }
                     }
                     // One sled Db per directory at a time: close before reopening.
@@ -144,6 +172,10 @@ proptest! {
                         // What survived beyond the flush point now counts as durable.
                         m.durable = m.durable.max(s.durable_seq(PORTS[i]));
                         m.cursor = s.cursor(PORTS[i], DELIVERY_CURSOR).unwrap().max(m.cursor_flushed);
+                        m.cc = s
+                            .cursor(PORTS[i], &carbon_copy_cursor("audit"))
+                            .unwrap()
+                            .max(m.cc_flushed);
                     }
                 }
             }
