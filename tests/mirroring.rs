@@ -509,3 +509,49 @@ fn a_primary_answering_malformed_xml_loses_nothing() {
         "2s",
     );
 }
+
+#[test]
+fn sigterm_while_the_store_is_full_commits_what_was_read_and_exits() {
+    let site = Site::new();
+    let log = Log::default();
+    let mut a = BillingServer::start("A", &log);
+    a.down();
+    let config = site.config(&format!(
+        "[store]\nmax_records = 50\nwhen_full = \"block\"\n{}{}",
+        port_toml(),
+        delivery(&a, None, "")
+    ));
+    let bb = Billbox::start(&config);
+    let addr = bb.listen_addr("p");
+    let feeder = std::thread::spawn(move || {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        for i in 1..=2000 {
+            if conn.write_all(format!("rec {i}\n").as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    bb.wait_log("The store is full", None, WAIT).unwrap();
+    // Readers wait for a commit the full store holds back; SIGTERM must
+    // still commit what they read and exit cleanly.
+    assert_eq!(bb.terminate(), Some(0));
+    feeder.join().unwrap();
+    let stats = site.inspect();
+    let last = stats["p"]["last_seq"].as_u64().unwrap();
+    assert!(
+        last > 50,
+        "the held records were committed at the stop: last_seq {last}"
+    );
+    // Nothing committed is lost: the next start files every record.
+    let bb = Billbox::start(&config);
+    wait_until(WAIT, || {
+        (site.records_in_files("P", b"\n").len() as u64 >= last).then_some(())
+    })
+    .expect("every committed record filed");
+    assert_eq!(bb.terminate(), Some(0));
+    let filed = site.records_in_files("P", b"\n");
+    let sent: Vec<Vec<u8>> = (1..=last)
+        .map(|i| format!("rec {i}\n").into_bytes())
+        .collect();
+    assert_exactly_once(&sent, &filed, "p");
+}

@@ -92,8 +92,10 @@ impl Billbox {
         self.child.wait().unwrap();
     }
 
-    /// SIGTERM, then waits; returns the exit code.
+    /// SIGTERM, then waits; returns the exit code. Waits first until
+    /// billbox says it runs (before that, SIGTERM has no handler yet).
     pub fn terminate(mut self) -> Option<i32> {
+        self.wait_log("billbox is running", None, Duration::from_secs(20));
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -340,12 +340,20 @@ impl Running {
     /// arbiter. Open `.tmp` files are completed at the next start.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        // A store held full (when_full = "block") would keep readers waiting
+        // for their commits: drain first, so those commits go through.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.store_actor.send(Drain)).await;
         if let Some(mut alive) = self.alive.take() {
             // Every reader holds a sender; recv() ends when all are dropped.
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, alive.recv()).await;
         }
         self.destinations.clear();
-        let _ = self.store_actor.send(Drain).await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.store_actor.send(Drain))
+            .await
+            .is_err()
+        {
+            tracing::error!("Records read before the stop could not be committed in time (is the data disk full?); they are not received.");
+        }
         let _ = self.store.flush().await;
         if let Err(e) = self.store.confirm() {
             tracing::error!(error = %e, "The sequence guard could not be written at shutdown.");

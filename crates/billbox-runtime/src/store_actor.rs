@@ -61,6 +61,8 @@ pub struct StoreActor {
     latency: Arc<LatencyHistogram>,
     consumers: Arc<Consumers>,
     full: bool,
+    /// Shutting down: commit what readers already read, capacity or not.
+    draining: bool,
     disk_low: bool,
     recheck_scheduled: bool,
     last_confirm: std::time::Instant,
@@ -84,6 +86,7 @@ impl StoreActor {
             latency,
             consumers,
             full: false,
+            draining: false,
             disk_low: false,
             recheck_scheduled: false,
             last_confirm: std::time::Instant::now(),
@@ -197,6 +200,9 @@ impl StoreActor {
         let Some((max, WhenFull::Block)) = self.consumers.capacity else {
             return false;
         };
+        if self.draining {
+            return false;
+        }
         let backlog = self.store.total_backlog(DELIVERY_CURSOR).unwrap_or(0);
         let incoming: u64 = self.pending.iter().map(|p| p.records.len() as u64).sum();
         if backlog > 0 && backlog + incoming > max {
@@ -431,6 +437,9 @@ impl Handler<Drain> for StoreActor {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _msg: Drain, ctx: &mut Context<Self>) -> Self::Result {
+        // Records the readers already took in are committed even past
+        // max_records: stopping must not lose them.
+        self.draining = true;
         let (tx, rx) = oneshot::channel();
         self.drained.push(tx);
         self.commit_next(ctx);
