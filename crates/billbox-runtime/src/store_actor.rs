@@ -298,7 +298,7 @@ impl StoreActor {
                 Ok(n) => RecordsRemoved {
                     port: &port,
                     count: n,
-                    through_seq: done,
+                    through_seq: self.store.first_held(&port).map_or(done, |f| f - 1),
                 }
                 .emit(),
                 Err(e) => {

@@ -181,6 +181,9 @@ struct Inner {
     cursors: Mutex<HashMap<(Arc<str>, String), u64>>,
 }
 
+/// The most records [`Store::remove_through`] removes in one call.
+pub const REMOVE_CHUNK: u64 = 50_000;
+
 /// The cursor of the ACS file rotator: the last sequence in a closed file.
 pub const FILES_CURSOR: &str = "files";
 /// The cursor of the primary/secondary exchange: the last acknowledged sequence.
@@ -648,15 +651,20 @@ impl Store {
         Ok(total)
     }
 
-    /// Removes the port's records up to `seq` (never past the flushed ones)
-    /// from the journal. Returns how many were removed. Durable with the next
+    /// Removes the port's records up to `seq` (never past the flushed ones,
+    /// and at most [`REMOVE_CHUNK`] per call) from the journal. Returns how
+    /// many were removed. Durable with the next
     /// flush; until then a crash brings them back, which is harmless.
     pub fn remove_through(&self, port: &str, seq: u64) -> Result<u64, StoreError> {
         let mut ports = self.inner.ports.lock().expect("store port table poisoned");
         let Some(p) = ports.get_mut(port) else {
             return Ok(0);
         };
-        let target = seq.min(p.durable.load(Ordering::Acquire));
+        // At most REMOVE_CHUNK per call: a drained backlog of millions is
+        // removed over several calls, not in one huge batch.
+        let target = seq
+            .min(p.durable.load(Ordering::Acquire))
+            .min(p.removed_through + REMOVE_CHUNK);
         if target <= p.removed_through {
             return Ok(0);
         }

@@ -194,3 +194,19 @@ async fn records_too_large_for_sleds_log_pages_go_to_blobs_and_survive() {
     let back = store.records("p", 1, 1).next().unwrap().unwrap();
     assert_eq!(back.bytes, big.bytes);
 }
+
+#[tokio::test]
+async fn a_large_removal_is_done_in_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let n = REMOVE_CHUNK * 2 + 10;
+    let recs: Vec<NewRecord> = (0..n).map(|_| rec("r\n")).collect();
+    let a = store.append(&[(Arc::from("p"), &recs[..])]).unwrap();
+    store.flush().await.unwrap();
+    store.mark_durable("p", a[0].last());
+    assert_eq!(store.remove_through("p", n).unwrap(), REMOVE_CHUNK);
+    assert_eq!(store.remove_through("p", n).unwrap(), REMOVE_CHUNK);
+    assert_eq!(store.remove_through("p", n).unwrap(), 10);
+    assert_eq!(store.remove_through("p", n).unwrap(), 0);
+    assert_eq!(store.first_held("p"), None);
+}
