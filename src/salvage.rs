@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use billbox_delivery::{CursorDestination, Endpoint, Retransmission};
+use billbox_delivery::CursorDestination;
 use billbox_spool::{Rotator, RotatorSettings};
 use billbox_store::{Store, DELIVERY_CURSOR};
 
@@ -86,29 +86,14 @@ pub fn main(config: &Path, dir: &Path, wait: Duration) -> ExitCode {
         let system = actix_rt::System::new();
         let left = system.block_on(async {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let mut endpoints = vec![Endpoint::new(d.primary.clone(), d.request_timeout)];
-            if let Some(s) = &d.secondary {
-                endpoints.push(Endpoint::new(s.clone(), d.request_timeout));
-            }
-            let dest = CursorDestination {
-                name: Arc::from("salvage"),
-                cursor: DELIVERY_CURSOR.to_string(),
-                gateway: Arc::from(config.gateway.name.as_str()),
-                ports: ports.clone(),
-                endpoints,
-                policy: Retransmission::new(
-                    d.method,
-                    d.attempts,
-                    d.secondary.is_some(),
-                    d.failback_after,
-                    Instant::now(),
-                ),
-                batch_max: d.batch_max,
-                retry_delay: d.retry_delay,
-                store: store.clone(),
-                wake: Arc::new(tokio::sync::Notify::new()),
-                max_in_flight: d.max_in_flight,
-            };
+            let dest = CursorDestination::primary_secondary(
+                Arc::from("salvage"),
+                &d,
+                Arc::from(config.gateway.name.as_str()),
+                ports.clone(),
+                store.clone(),
+                Arc::new(tokio::sync::Notify::new()),
+            );
             let task = tokio::task::spawn_local(dest.run(stop_rx));
             let deadline = Instant::now() + wait;
             while backlog(&store) > 0 && Instant::now() < deadline {

@@ -53,6 +53,43 @@ struct Shared {
     turn: Cell<usize>,
 }
 
+impl CursorDestination {
+    /// The primary/secondary exchange of a `[delivery]` section, moving the
+    /// `delivery` cursor of `store`.
+    pub fn primary_secondary(
+        name: Arc<str>,
+        d: &billbox_config::DeliveryConfig,
+        gateway: Arc<str>,
+        ports: Vec<Arc<str>>,
+        store: Store,
+        wake: Arc<Notify>,
+    ) -> CursorDestination {
+        let mut endpoints = vec![Endpoint::new(d.primary.clone(), d.request_timeout)];
+        if let Some(s) = &d.secondary {
+            endpoints.push(Endpoint::new(s.clone(), d.request_timeout));
+        }
+        CursorDestination {
+            name,
+            cursor: billbox_store::DELIVERY_CURSOR.to_string(),
+            gateway,
+            ports,
+            endpoints,
+            policy: Retransmission::new(
+                d.method,
+                d.attempts,
+                d.secondary.is_some(),
+                d.failback_after,
+                Instant::now(),
+            ),
+            batch_max: d.batch_max,
+            retry_delay: d.retry_delay,
+            store,
+            wake,
+            max_in_flight: d.max_in_flight,
+        }
+    }
+}
+
 enum Next {
     Batch(Arc<str>, Vec<Record>),
     Idle,

@@ -224,29 +224,14 @@ fn start_destinations(
             (store.clone(), gateway.clone(), ports.clone(), stop.clone());
         let name: Arc<str> = Arc::from("delivery");
         let make: LoopFactory = Box::new(move || {
-            let mut endpoints = vec![Endpoint::new(d.primary.clone(), d.request_timeout)];
-            if let Some(s) = &d.secondary {
-                endpoints.push(Endpoint::new(s.clone(), d.request_timeout));
-            }
-            let dest = CursorDestination {
-                name: Arc::from("delivery"),
-                cursor: DELIVERY_CURSOR.to_string(),
-                gateway: gateway.clone(),
-                ports: ports.clone(),
-                endpoints,
-                policy: Retransmission::new(
-                    d.method,
-                    d.attempts,
-                    d.secondary.is_some(),
-                    d.failback_after,
-                    Instant::now(),
-                ),
-                batch_max: d.batch_max,
-                retry_delay: d.retry_delay,
-                store: store.clone(),
-                wake: wake.clone(),
-                max_in_flight: d.max_in_flight,
-            };
+            let dest = CursorDestination::primary_secondary(
+                Arc::from("delivery"),
+                &d,
+                gateway.clone(),
+                ports.clone(),
+                store.clone(),
+                wake.clone(),
+            );
             Box::pin(dest.run(stop2.clone()))
         });
         let stop3 = stop.clone();
