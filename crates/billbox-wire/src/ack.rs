@@ -126,22 +126,10 @@ pub fn parse_ack(body: &[u8]) -> Result<Ack, AckError> {
         loop {
             match cur.next()? {
                 Node::Open { tag, empty } => {
-                    let name = tag.name().0;
-                    let field: &'static str = match name {
-                        "ACK_VALUE" => "ACK_VALUE",
-                        "ERROR_CODE" => "ERROR_CODE",
-                        "IP_ADDR" => "IP_ADDR",
-                        _ => {
-                            if !empty {
-                                cur.skip(name)?;
-                            }
-                            continue;
-                        }
-                    };
-                    let text = if empty {
-                        String::new()
-                    } else {
-                        cur.read_text(field)?
+                    let Some((field, text)) =
+                        cur.field(tag.name().0, empty, &["ACK_VALUE", "ERROR_CODE", "IP_ADDR"])?
+                    else {
+                        continue;
                     };
                     let text = text.trim();
                     match field {

@@ -172,26 +172,15 @@ fn read_cdr(cur: &mut Cursor<'_>, parent: &str, empty: bool) -> Result<ReceivedC
         loop {
             match cur.next()? {
                 Node::Open { tag, empty } => {
-                    let name = tag.name().0;
-                    let field: &'static str = match name {
-                        "REC_ID" => "REC_ID",
-                        "GATEWAY" => "GATEWAY",
-                        "PORT" => "PORT",
-                        "SEQ" => "SEQ",
-                        "RECEIVED" => "RECEIVED",
-                        "FLAGS" => "FLAGS",
-                        "DATA" => "DATA",
-                        _ => {
-                            if !empty {
-                                cur.skip(name)?;
-                            }
-                            continue;
-                        }
-                    };
-                    let text = if empty {
-                        String::new()
-                    } else {
-                        cur.read_text(field)?
+                    let Some((field, text)) = cur.field(
+                        tag.name().0,
+                        empty,
+                        &[
+                            "REC_ID", "GATEWAY", "PORT", "SEQ", "RECEIVED", "FLAGS", "DATA",
+                        ],
+                    )?
+                    else {
+                        continue;
                     };
                     match field {
                         "REC_ID" => set(&mut rec_id, text.trim().to_owned(), field)?,
@@ -300,28 +289,23 @@ fn read_transaction(cur: &mut Cursor<'_>, empty: bool) -> Result<Transaction, Pa
         loop {
             match cur.next()? {
                 Node::Open { tag, empty } => {
-                    let name = tag.name().0;
-                    let field: &'static str = match name {
-                        "REC_NUM" => "REC_NUM",
-                        "USG_ID" => "USG_ID",
-                        "PROPERTY_ID" => "PROPERTY_ID",
-                        "DATE" => "DATE",
-                        "TIME" => "TIME",
-                        "ROOM_NUM" => "ROOM_NUM",
-                        "AMOUNT" => "AMOUNT",
-                        "TRANS_TYPE" => "TRANS_TYPE",
-                        "SIGNATURE" => "SIGNATURE",
-                        _ => {
-                            if !empty {
-                                cur.skip(name)?;
-                            }
-                            continue;
-                        }
-                    };
-                    let text = if empty {
-                        String::new()
-                    } else {
-                        cur.read_text(field)?
+                    let Some((field, text)) = cur.field(
+                        tag.name().0,
+                        empty,
+                        &[
+                            "REC_NUM",
+                            "USG_ID",
+                            "PROPERTY_ID",
+                            "DATE",
+                            "TIME",
+                            "ROOM_NUM",
+                            "AMOUNT",
+                            "TRANS_TYPE",
+                            "SIGNATURE",
+                        ],
+                    )?
+                    else {
+                        continue;
                     };
                     let t = text.trim();
                     match field {

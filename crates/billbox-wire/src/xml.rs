@@ -299,6 +299,29 @@ impl<'a> Cursor<'a> {
 
     /// Skips element `name`, whose start tag was just read (not
     /// self-closing), with everything inside it.
+    /// For a child element `name` (`empty` when self-closing): when it is one
+    /// of `fields`, reads its text and returns that field; otherwise skips
+    /// the element (unknown elements are allowed) and returns `None`.
+    pub(crate) fn field(
+        &mut self,
+        name: &str,
+        empty: bool,
+        fields: &[&'static str],
+    ) -> Result<Option<(&'static str, String)>, XmlError> {
+        let Some(field) = fields.iter().copied().find(|f| *f == name) else {
+            if !empty {
+                self.skip(name)?;
+            }
+            return Ok(None);
+        };
+        let text = if empty {
+            String::new()
+        } else {
+            self.read_text(field)?
+        };
+        Ok(Some((field, text)))
+    }
+
     pub(crate) fn skip(&mut self, name: &str) -> Result<(), XmlError> {
         // Bounded by the depth limit that `next` enforces.
         let mut open: Vec<String> = vec![name.to_owned()];
