@@ -66,7 +66,6 @@ pub struct StoreActor {
     disk_low: bool,
     recheck_scheduled: bool,
     last_confirm: std::time::Instant,
-    confirm_after_flush: bool,
     mirror_overflow: HashMap<Arc<str>, bool>,
     pending: Vec<Pending>,
     flushing: bool,
@@ -90,7 +89,6 @@ impl StoreActor {
             disk_low: false,
             recheck_scheduled: false,
             last_confirm: std::time::Instant::now(),
-            confirm_after_flush: false,
             mirror_overflow: HashMap::new(),
             pending: Vec::new(),
             flushing: false,
@@ -310,10 +308,6 @@ impl StoreActor {
 
     fn committed(&mut self, batch: Vec<Pending>, assigned: Vec<Assigned>) {
         let flushed_us = crate::now_us();
-        if self.last_confirm.elapsed() >= CONFIRM_EVERY {
-            self.last_confirm = std::time::Instant::now();
-            self.confirm_after_flush = true;
-        }
         for (p, a) in batch.into_iter().zip(assigned) {
             // The records of one append were read together.
             if let Some(r) = p.records.first() {
@@ -368,7 +362,9 @@ impl StoreActor {
             }
             let _ = p.reply.send(Ok(a));
         }
-        if std::mem::take(&mut self.confirm_after_flush) {
+        // The guard learns what is flushed about once a second.
+        if self.last_confirm.elapsed() >= CONFIRM_EVERY {
+            self.last_confirm = std::time::Instant::now();
             if let Err(e) = self.store.confirm() {
                 tracing::error!(error = %e, "The sequence guard could not be written; a damaged store would go unnoticed.");
             }
