@@ -338,8 +338,7 @@ impl Link {
                     if self.mask != 0xff {
                         buf[..n].iter_mut().for_each(|b| *b &= self.mask);
                     }
-                    let data = buf[..n].to_vec();
-                    self.ingest(&data).await;
+                    self.ingest(&buf[..n]).await;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return format!("reading failed: {e}"),
