@@ -155,10 +155,19 @@ failback_after = "2s"
             .ok_or("the TCP port did not start listening")?;
         ports[2].link = format!("TCP listen {addr}");
         let start = chrono::Utc::now();
+        // The serial feeders hand their pty back: a pty closed right after
+        // the last write takes unread bytes with it, which a real PBX that
+        // stays plugged in never does.
         let feeders = vec![
-            std::thread::spawn(move || feed_pty(&mut panasonic, Format::Panasonic, n, start)),
-            std::thread::spawn(move || feed_pty(&mut nec, Format::Nec, n, start)),
-            std::thread::spawn(move || feed_tcp(addr, Format::AvayaIpOffice, n, start)),
+            std::thread::spawn(move || {
+                let sent = feed_pty(&mut panasonic, Format::Panasonic, n, start);
+                (sent, Some(panasonic))
+            }),
+            std::thread::spawn(move || {
+                let sent = feed_pty(&mut nec, Format::Nec, n, start);
+                (sent, Some(nec))
+            }),
+            std::thread::spawn(move || (feed_tcp(addr, Format::AvayaIpOffice, n, start), None)),
         ];
         // Halfway through, the primary billing server goes away.
         tokio::time::sleep(RECORD_GAP * (n / 2) as u32).await;
@@ -166,9 +175,12 @@ failback_after = "2s"
         primary.stop(false).await;
         // Join the feeders off the event loop, which must keep reading.
         let mut sent = Vec::new();
+        let mut ptys = Vec::new();
         for f in feeders {
             let joined = tokio::task::spawn_blocking(move || f.join()).await?;
-            sent.push(joined.map_err(|_| "a feeder panicked")??);
+            let (records, pty) = joined.map_err(|_| "a feeder panicked")?;
+            sent.push(records?);
+            ptys.extend(pty);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         println!("  ... the primary comes back; after failback_after (2 s) delivery returns to it");
@@ -190,6 +202,7 @@ failback_after = "2s"
         };
         wait_for(SETTLE_LIMIT, done).await;
         running.shutdown().await;
+        drop(ptys);
         primary.stop(true).await;
         secondary.stop(true).await;
         Ok::<_, Box<dyn std::error::Error>>((sent, primary_addr, secondary_addr))
