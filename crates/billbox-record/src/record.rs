@@ -83,8 +83,10 @@ pub struct Record {
 pub enum DecodeError {
     #[error("the stored record is {0} bytes, shorter than its 10-byte header")]
     TooShort(usize),
-    #[error("the stored record has encoding version {0}, this build reads version 1")]
+    #[error("the stored record has encoding version {0}, this build reads versions 1 and 2")]
     UnknownVersion(u8),
+    #[error("the stored chunk of records is cut short at byte {0}")]
+    ChunkCut(usize),
 }
 
 const ENCODING_VERSION: u8 = 1;

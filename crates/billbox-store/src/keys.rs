@@ -2,9 +2,9 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `r` port `0x00` seq (u64 big endian) | the record ([`billbox_record::Record::encode_value`]) |
+//! | `r` port `0x00` seq (u64 big endian) | a chunk of records whose first has sequence `seq` ([`crate::chunk`]) |
 //! | `s` port | the port's last handed-out sequence (u64 big endian) |
-//! | `m` port `0x00` name | a metadata entry of the port (rotator state, cursors) |
+//! | `m` port `0x00` name | a metadata entry of the port (rotator state, cursors, the removal watermark) |
 //!
 //! Port names never contain NUL (the config refuses them), so the `0x00`
 //! separator keeps one port's keys from running into another's, and big-endian

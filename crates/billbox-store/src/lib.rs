@@ -24,6 +24,7 @@
 //!   of the journal (the file rotator) never go past it.
 #![forbid(unsafe_code)]
 
+pub mod chunk;
 pub mod guard;
 pub mod keys;
 
@@ -32,7 +33,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use billbox_record::record::encode_value;
 use billbox_record::{DecodeError, Record, RecordFlags};
 
 /// What billbox syncs after sled's flush.
@@ -194,6 +194,10 @@ pub fn carbon_copy_cursor(name: &str) -> String {
     format!("cc:{name}")
 }
 
+/// Metadata entry: every sequence up to this one is removed (chunks that hold
+/// removed and kept records stay until all their records are removed).
+const REMOVED_META: &str = "removed_through";
+
 fn cursor_meta(name: &str) -> String {
     format!("cursor/{name}")
 }
@@ -271,13 +275,18 @@ impl Store {
             let port = keys::port_of_seq_key(&k)
                 .ok_or_else(|| StoreError::BadMeta(String::from_utf8_lossy(&k).into_owned()))?;
             let last = keys::decode_u64(&v).ok_or_else(|| StoreError::BadMeta(port.clone()))?;
-            let removed_through = match journal.scan_prefix(keys::record_prefix(&port)).next() {
+            let held_from = match journal.scan_prefix(keys::record_prefix(&port)).next() {
                 Some(item) => {
                     let (k, _) = item?;
                     keys::seq_of_record_key(&k).map_or(0, |first| first - 1)
                 }
                 None => last,
             };
+            let marked = match journal.get(keys::meta_key(&port, REMOVED_META))? {
+                Some(v) => keys::decode_u64(&v).ok_or_else(|| StoreError::BadMeta(port.clone()))?,
+                None => 0,
+            };
+            let removed_through = held_from.max(marked).min(last);
             ports.insert(
                 Arc::<str>::from(port),
                 PortSeqs {
@@ -446,12 +455,10 @@ impl Store {
             let start = *next
                 .entry(port.as_ref())
                 .or_insert_with(|| ports.get(port.as_ref()).map_or(0, |p| p.assigned));
-            for (i, r) in records.iter().enumerate() {
-                let seq = start + 1 + i as u64;
-                sled_batch.insert(
-                    keys::record_key(port, seq),
-                    encode_value(r.received_us, r.flags, &r.bytes),
-                );
+            let mut seq = start + 1;
+            for run in chunk::runs(records) {
+                sled_batch.insert(keys::record_key(port, seq), chunk::encode(run));
+                seq += run.len() as u64;
             }
             let last = start + records.len() as u64;
             next.insert(port.as_ref(), last);
@@ -511,7 +518,8 @@ impl Store {
             .map_or(0, |p| p.durable.load(Ordering::Acquire))
     }
 
-    /// Reads the port's records with sequences in `from..=to`, in order.
+    /// Reads the port's records with sequences in `from..=to`, in order
+    /// (never the removed ones).
     pub fn records(
         &self,
         port: &str,
@@ -519,37 +527,90 @@ impl Store {
         to: u64,
     ) -> impl Iterator<Item = Result<Record, StoreError>> + '_ {
         let port_arc: Arc<str> = Arc::from(port);
-        let range = keys::record_key(port, from)..=keys::record_key(port, to.max(from));
+        let from = from.max(self.removed_through(port) + 1);
         let empty = to < from;
-        self.journal
-            .range(range)
-            .take_while(move |_| !empty)
-            .map(move |item| {
-                let (k, v) = item?;
-                let seq = keys::seq_of_record_key(&k)
+        // The chunk holding `from` starts at or before it.
+        let start = if empty {
+            keys::record_key(port, from)
+        } else {
+            match self
+                .journal
+                .range(keys::record_prefix(port)..=keys::record_key(port, from))
+                .next_back()
+            {
+                Some(Ok((k, _))) => k.to_vec(),
+                _ => keys::record_key(port, from),
+            }
+        };
+        let end = keys::record_key(port, to.max(from));
+        let chunks = self.journal.range(start..=end).take_while(move |_| !empty);
+        let mut out: Vec<Result<Record, StoreError>> = Vec::new();
+        chunks.flat_map(move |item| {
+            out.clear();
+            let decoded = item.map_err(StoreError::from).and_then(|(k, v)| {
+                let first = keys::seq_of_record_key(&k)
                     .ok_or_else(|| StoreError::BadMeta(port_arc.to_string()))?;
-                Record::decode_value(port_arc.clone(), seq, &v).map_err(|source| {
-                    StoreError::Corrupt {
-                        port: port_arc.to_string(),
-                        seq,
-                        source,
+                Ok((first, v))
+            });
+            match decoded {
+                Err(e) => out.push(Err(e)),
+                Ok((first, v)) => {
+                    for (seq, entry) in (first..).zip(chunk::entries(&v)) {
+                        if seq > to {
+                            break;
+                        }
+                        match entry {
+                            Ok(_) if seq < from => {}
+                            Ok(e) => out.push(Ok(Record {
+                                port: port_arc.clone(),
+                                seq,
+                                received_us: e.received_us,
+                                flags: e.flags,
+                                bytes: e.bytes.to_vec(),
+                            })),
+                            Err(source) => {
+                                out.push(Err(StoreError::Corrupt {
+                                    port: port_arc.to_string(),
+                                    seq,
+                                    source,
+                                }));
+                                break;
+                            }
+                        }
                     }
-                })
-            })
+                }
+            }
+            std::mem::take(&mut out)
+        })
     }
 
-    /// Counts a port's records (walks them: O(records)).
+    fn removed_through(&self, port: &str) -> u64 {
+        let ports = self.inner.ports.lock().expect("store port table poisoned");
+        ports.get(port).map_or(0, |p| p.removed_through)
+    }
+
+    /// Counts a port's records (walks its chunks: O(records / chunk size)).
     pub fn port_stats(&self, port: &str) -> Result<PortStats, StoreError> {
         let mut stats = PortStats {
             last_seq: self.last_seq(port)?,
             ..PortStats::default()
         };
+        let removed = self.removed_through(port);
         for item in self.journal.scan_prefix(keys::record_prefix(port)) {
-            let (k, _) = item?;
-            let seq =
+            let (k, v) = item?;
+            let first =
                 keys::seq_of_record_key(&k).ok_or_else(|| StoreError::BadMeta(port.to_string()))?;
-            stats.first_seq.get_or_insert(seq);
-            stats.records += 1;
+            let n = chunk::count(&v).map_err(|source| StoreError::Corrupt {
+                port: port.to_string(),
+                seq: first,
+                source,
+            })?;
+            let held_from = first.max(removed + 1);
+            let last = first + n - 1;
+            if n > 0 && last >= held_from {
+                stats.first_seq.get_or_insert(held_from);
+                stats.records += last - held_from + 1;
+            }
         }
         Ok(stats)
     }
@@ -668,10 +729,24 @@ impl Store {
         if target <= p.removed_through {
             return Ok(0);
         }
+        // Whole chunks at or below the target go; a chunk that straddles it
+        // stays, and the watermark hides its removed records.
         let mut batch = sled::Batch::default();
-        for s in p.removed_through + 1..=target {
-            batch.remove(keys::record_key(port, s));
+        for item in self.journal.scan_prefix(keys::record_prefix(port)) {
+            let (k, v) = item?;
+            let first =
+                keys::seq_of_record_key(&k).ok_or_else(|| StoreError::BadMeta(port.to_string()))?;
+            let n = chunk::count(&v).map_err(|source| StoreError::Corrupt {
+                port: port.to_string(),
+                seq: first,
+                source,
+            })?;
+            if first + n.max(1) - 1 > target {
+                break;
+            }
+            batch.remove(k);
         }
+        batch.insert(keys::meta_key(port, REMOVED_META), &target.to_be_bytes());
         self.journal.apply_batch(batch)?;
         let removed = target - p.removed_through;
         p.removed_through = target;
