@@ -149,9 +149,10 @@ async fn receive(
 
 impl State {
     fn file_cdrs(&mut self, cdrs: &[ReceivedCdr]) -> std::io::Result<()> {
-        let mut touched: Vec<(String, String)> = Vec::new();
+        // One write per file per packet: the records and id lines of each
+        // port are gathered first.
+        let mut out: Vec<((String, String), Vec<u8>, Vec<u8>)> = Vec::new();
         for cdr in cdrs {
-            let key = (cdr.gateway.clone(), cdr.port.clone());
             let highest = self.ledger.highest(&cdr.gateway, &cdr.port).unwrap_or(0);
             if self.ledger.accept(&cdr.gateway, &cdr.port, cdr.seq) == Accepted::Duplicate {
                 tracing::debug!(rec_id = %cdr.rec_id, "A duplicate record was dropped.");
@@ -166,32 +167,44 @@ impl State {
                     "Records are missing before this one (a gap, so far)."
                 );
             }
-            let files = match self.files.get_mut(&key) {
-                Some(f) => f,
+            let i = match out
+                .iter()
+                .position(|(k, _, _)| k.0 == cdr.gateway && k.1 == cdr.port)
+            {
+                Some(i) => i,
                 None => {
-                    let f = open_port_files(&self.out, &cdr.gateway, &cdr.port)?;
-                    self.files.entry(key.clone()).or_insert(f)
+                    out.push((
+                        (cdr.gateway.clone(), cdr.port.clone()),
+                        Vec::new(),
+                        Vec::new(),
+                    ));
+                    out.len() - 1
                 }
             };
-            files.records.write_all(&cdr.data)?;
+            let (_, records, ids) = &mut out[i];
+            records.extend_from_slice(&cdr.data);
             writeln!(
-                files.ids,
+                ids,
                 "{}\t{}\t{}\t{}",
                 cdr.seq,
                 cdr.received,
                 if cdr.truncated { "truncated" } else { "-" },
                 cdr.data.len()
             )?;
-            if !touched.contains(&key) {
-                touched.push(key);
-            }
         }
-        if self.durable {
-            for key in touched {
-                if let Some(f) = self.files.get_mut(&key) {
-                    f.records.sync_data()?;
-                    f.ids.sync_data()?;
+        for (key, records, ids) in out {
+            let files = match self.files.get_mut(&key) {
+                Some(f) => f,
+                None => {
+                    let f = open_port_files(&self.out, &key.0, &key.1)?;
+                    self.files.entry(key.clone()).or_insert(f)
                 }
+            };
+            files.records.write_all(&records)?;
+            files.ids.write_all(&ids)?;
+            if self.durable {
+                files.records.sync_data()?;
+                files.ids.sync_data()?;
             }
         }
         Ok(())

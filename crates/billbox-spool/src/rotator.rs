@@ -1,7 +1,7 @@
 //! The file rotation rules of one port.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +59,9 @@ pub enum SpoolError {
 }
 
 struct Writing {
-    file: File,
+    /// Buffered: written through at the end of every call into the rotator
+    /// and before the file is synced.
+    file: BufWriter<File>,
     stem: String,
     first_seq: u64,
     last_seq: u64,
@@ -181,12 +183,28 @@ impl Rotator {
         &mut self,
         f: impl FnOnce(&mut Rotator) -> Result<(), SpoolError>,
     ) -> Result<(), SpoolError> {
-        let result = f(self);
+        let mut result = f(self);
+        if result.is_ok() {
+            result = self.write_through();
+        }
         if result.is_err() {
             self.writing = None;
             self.recovered = false;
         }
         result
+    }
+
+    /// Hands what is buffered for the open file to the OS, so the `.tmp`
+    /// file shows every record taken so far.
+    fn write_through(&mut self) -> Result<(), SpoolError> {
+        let Some(w) = self.writing.as_mut() else {
+            return Ok(());
+        };
+        w.file.flush().map_err(|source| SpoolError::Io {
+            op: "writing",
+            path: self.settings.dir.join(format!("{}.{TMP}", w.stem)),
+            source,
+        })
     }
 
     fn recover_inner(&mut self, now_us: i64) -> Result<(), SpoolError> {
@@ -327,7 +345,7 @@ impl Rotator {
                 source,
             })?;
         self.writing = Some(Writing {
-            file,
+            file: BufWriter::with_capacity(64 * 1024, file),
             stem,
             first_seq: rec.seq,
             last_seq: rec.seq - 1,
@@ -341,12 +359,17 @@ impl Rotator {
             return Ok(());
         };
         let path = self.path(&w.stem, TMP);
-        w.file.sync_all().map_err(|source| SpoolError::Io {
+        let file = w.file.into_inner().map_err(|e| SpoolError::Io {
+            op: "writing",
+            path: path.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(|source| SpoolError::Io {
             op: "syncing",
             path,
             source,
         })?;
-        drop(w.file);
+        drop(file);
         self.mark_closing(w.last_seq)?;
         self.rename_closed(&w.stem, w.first_seq, w.last_seq)
     }
