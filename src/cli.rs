@@ -58,6 +58,19 @@ pub enum Command {
         /// The quarantined store directory (data_dir/store.quarantined-...).
         dir: PathBuf,
     },
+    /// Ask a running billbox whether it is healthy (for container health
+    /// checks): exit 0 when `/healthz` (or `/readyz`) answers 200, 1 otherwise.
+    Health {
+        /// The metrics listener of the billbox to ask (`metrics.listen`).
+        #[arg(long, default_value = "127.0.0.1:9109")]
+        addr: std::net::SocketAddr,
+        /// Ask `/readyz` (store open, config loaded) instead of `/healthz`.
+        #[arg(long)]
+        ready: bool,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Run the reference billing server: acknowledges billbox packets, files
     /// records per gateway and port, drops duplicates and reports gaps.
     Receive {

@@ -8,6 +8,7 @@
 
 mod cli;
 mod demo;
+mod health;
 mod logging;
 mod salvage;
 
@@ -33,6 +34,11 @@ fn main() -> ExitCode {
             durable,
         } => receive(listen, out, durable),
         Command::Salvage { config, wait, dir } => salvage::main(&config, &dir, wait),
+        Command::Health {
+            addr,
+            ready,
+            timeout,
+        } => health::main(addr, ready, timeout),
     }
 }
 
@@ -91,8 +97,30 @@ fn run(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // Before anything counts: counters counted earlier would be lost.
+    let prometheus = if config.metrics.enabled {
+        match billbox_monitor::install_recorder() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!("billbox: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let system = actix_rt::System::new();
     let code = system.block_on(async move {
+        // The listener comes first, so /readyz answers 503 while the store
+        // opens (recovery of a large store takes a while).
+        let monitor = match prometheus.map(|p| billbox_monitor::serve(&config, p)) {
+            None => None,
+            Some(Ok(m)) => Some(m),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "billbox cannot start.");
+                return ExitCode::from(2);
+            }
+        };
         let running = match billbox_runtime::start(&config) {
             Ok(r) => r,
             Err(e) => {
@@ -100,9 +128,13 @@ fn run(path: &Path) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        if let Some(m) = &monitor {
+            m.set_ready(running.store().clone());
+        }
         tracing::info!(
             gateway = %config.gateway.name,
             ports = running.readers(),
+            metrics = ?monitor.as_ref().map(|m| m.addr()),
             version = env!("CARGO_PKG_VERSION"),
             "billbox is running."
         );
@@ -111,7 +143,13 @@ fn run(path: &Path) -> ExitCode {
             signal,
             "Stopping: no more reading, committing what was read."
         );
+        if let Some(m) = &monitor {
+            m.set_stopping();
+        }
         running.shutdown().await;
+        if let Some(m) = &monitor {
+            m.stop().await;
+        }
         ExitCode::SUCCESS
     });
     actix_rt::System::current().stop();

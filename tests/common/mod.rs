@@ -30,6 +30,12 @@ impl Billbox {
                 "--config",
             ])
             .arg(config)
+            // Tests run side by side: each billbox's metrics listener takes
+            // a free port (see `metrics_addr`), unless the test chose one.
+            .env(
+                "BILLBOX__METRICS__LISTEN",
+                std::env::var("BILLBOX__METRICS__LISTEN").unwrap_or_else(|_| "127.0.0.1:0".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -77,6 +83,23 @@ impl Billbox {
             .wait_log("listening for its PBX", Some(port), Duration::from_secs(20))
             .unwrap_or_else(|| panic!("port {port} never listened; logs: {:?}", self.dump()));
         v["local_addr"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// The address of the metrics and health listener, from its log line.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        let v = self
+            .wait_log(
+                "Metrics and health are served",
+                None,
+                Duration::from_secs(20),
+            )
+            .unwrap_or_else(|| panic!("no metrics listener; logs: {:?}", self.dump()));
+        v["listen"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// GETs `path` from the metrics listener: (HTTP status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.metrics_addr(), path)
     }
 
     pub fn dump(&self) -> Vec<Value> {
@@ -282,3 +305,38 @@ pub fn assert_exactly_once(sent: &[Vec<u8>], found: &[Vec<u8>], what: &str) {
 }
 
 pub mod billing;
+
+/// One HTTP/1.0 GET on 127.0.0.1: (status, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let status = answer.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// The value of a Prometheus sample whose name and labels match `series`
+/// (e.g. `billbox_records_received_total{port="p"}`), if present.
+pub fn metric(page: &str, series: &str) -> Option<f64> {
+    let (name, labels) = series
+        .split_once('{')
+        .map_or((series, ""), |(n, l)| (n, l.trim_end_matches('}')));
+    let want: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
+    page.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (head, value) = l.rsplit_once(' ')?;
+        let (n, ls) = head
+            .split_once('{')
+            .map_or((head, ""), |(n, l)| (n, l.trim_end_matches('}')));
+        (n == name && want.iter().all(|w| ls.split(',').any(|x| x == *w)))
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}

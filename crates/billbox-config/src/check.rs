@@ -18,12 +18,12 @@ use crate::duration::{parse_duration, show, BareUnit};
 use crate::error::Problem;
 use crate::escape::decode_escapes;
 use crate::model::{
-    CarbonCopyConfig, Config, DeliveryConfig, Flow, GatewayConfig, Method, Parity, PortConfig,
-    PortSource, SerialSettings, StoreConfig, WhenFull, MAX_PORTS,
+    CarbonCopyConfig, Config, DeliveryConfig, Flow, GatewayConfig, Method, MetricsConfig, Parity,
+    PortConfig, PortSource, SerialSettings, StoreConfig, WhenFull, MAX_PORTS,
 };
 use crate::raw::{
-    self, Bool, DurationValue, Int, RawCarbonCopy, RawDelivery, RawGateway, RawPort, RawRoot,
-    RawStore, Text,
+    self, Bool, DurationValue, Int, RawCarbonCopy, RawDelivery, RawGateway, RawMetrics, RawPort,
+    RawRoot, RawStore, Text,
 };
 use crate::section::{expect_array, expect_table, join, read_table, Broken};
 use crate::server_url::ServerUrl;
@@ -56,6 +56,12 @@ const MAX_BATCH: i64 = 10_000;
 const MAX_FAILBACK: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// The largest `delivery.max_in_flight`.
 const MAX_IN_FLIGHT: i64 = 64;
+/// The shortest `metrics.delivery_alarm` and `quiet_alarm`.
+const MIN_ALARM: Duration = Duration::from_secs(1);
+/// The longest `metrics.delivery_alarm`.
+const MAX_DELIVERY_ALARM: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// The longest `quiet_alarm`.
+const MAX_QUIET_ALARM: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// An example server URL for messages.
 const URL_EXAMPLE: &str = "\"http://billing-a:8080/billing\"";
 
@@ -83,7 +89,7 @@ pub(crate) fn check(root: Map<String, Value>, problems: &mut Problems) -> Option
     };
     let store = StoreConfig::check(store.0, &store.1, problems);
 
-    let ports = check_ports(root.ports, problems);
+    let (ports, port_identities) = check_ports(root.ports, problems);
 
     let delivery = root.delivery.and_then(|v| {
         let table = expect_table("delivery", v, "a [delivery] table", problems)?;
@@ -93,6 +99,14 @@ pub(crate) fn check(root: Map<String, Value>, problems: &mut Problems) -> Option
 
     let carbon_copies = check_carbon_copies(root.carbon_copy, problems);
 
+    let metrics = match root.metrics {
+        Some(v) => expect_table("metrics", v, "a [metrics] table", problems)
+            .map(|t| read_table::<RawMetrics>("metrics", t, problems))
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
+    let metrics = MetricsConfig::check(metrics.0, &port_identities, problems);
+
     if problems.is_empty() {
         Some(Config {
             gateway,
@@ -100,6 +114,7 @@ pub(crate) fn check(root: Map<String, Value>, problems: &mut Problems) -> Option
             ports,
             delivery,
             carbon_copies,
+            metrics,
         })
     } else {
         None
@@ -342,6 +357,44 @@ fn check_seconds(
     }
 }
 
+/// A duration from `min` (above 0) to `max` (bare numbers in seconds), or
+/// `None` (with a problem at `key` when it was given but is not valid).
+/// `zero` is the message for a 0.
+fn check_between(
+    key: &str,
+    value: Option<&DurationValue>,
+    min: Duration,
+    max: Duration,
+    zero: &str,
+    problems: &mut Problems,
+) -> Option<Duration> {
+    match parse_duration(value?, BareUnit::Seconds) {
+        Ok(d) if d.is_zero() => {
+            problems.push(Problem::new(key, zero));
+            None
+        }
+        Ok(d) if d < min => {
+            problems.push(Problem::new(
+                key,
+                format!("{} is too short; at least {}", show(d), show(min)),
+            ));
+            None
+        }
+        Ok(d) if d > max => {
+            problems.push(Problem::new(
+                key,
+                format!("{} is too long; at most {}", show(d), show(max)),
+            ));
+            None
+        }
+        Ok(d) => Some(d),
+        Err(why) => {
+            problems.push(Problem::new(key, why));
+            None
+        }
+    }
+}
+
 /// A server URL, or `None` (with a problem at `key` when it was given but
 /// is not valid).
 fn check_url(key: &str, value: Option<Text>, problems: &mut Problems) -> Option<ServerUrl> {
@@ -469,6 +522,66 @@ impl DeliveryConfig {
             failback_after: failback_after.unwrap_or_else(raw::default_failback_after),
             max_in_flight: max_in_flight.map_or_else(raw::default_max_in_flight, |n| n as usize),
         })
+    }
+}
+
+impl MetricsConfig {
+    /// Checks `[metrics]`; rejected values fall back to their defaults (the
+    /// problem is recorded). `ports` are the ports' identities, whose
+    /// listen addresses the metrics listener must not take.
+    fn check(raw: RawMetrics, ports: &[Identity], problems: &mut Problems) -> MetricsConfig {
+        let enabled = raw
+            .enabled
+            .map_or_else(raw::default_metrics_enabled, |Bool(b)| b);
+        let listen = match raw.listen {
+            Some(Text(addr)) => match addr.parse::<SocketAddr>() {
+                Ok(parsed) => Some(parsed),
+                Err(_) => {
+                    problems.push(Problem::new(
+                        "metrics.listen",
+                        format!(
+                            "{addr:?} is not an address; write IP:PORT, e.g. \"127.0.0.1:9109\""
+                        ),
+                    ));
+                    None
+                }
+            },
+            None => Some(raw::default_metrics_listen()),
+        };
+        // Port 0 asks for any free port, which never clashes.
+        if let Some(addr) = listen.filter(|a| enabled && a.port() != 0) {
+            if let Some(index) = ports.iter().position(|p| p.listen == Some(addr)) {
+                problems.push(Problem::new(
+                    "metrics.listen",
+                    format!(
+                        "{addr} is also the listen address of ports[{index}]; \
+                         give the metrics listener another address"
+                    ),
+                ));
+            }
+        }
+        let delivery_alarm = check_between(
+            "metrics.delivery_alarm",
+            raw.delivery_alarm.as_ref(),
+            MIN_ALARM,
+            MAX_DELIVERY_ALARM,
+            "must be greater than 0",
+            problems,
+        );
+        let store_alarm_percent = check_int(
+            "metrics.store_alarm_percent",
+            raw.store_alarm_percent,
+            1..=100,
+            "percent of store.max_records",
+            problems,
+        );
+        MetricsConfig {
+            enabled,
+            listen: listen.unwrap_or_else(raw::default_metrics_listen),
+            delivery_alarm: delivery_alarm.unwrap_or_else(raw::default_delivery_alarm),
+            store_alarm_percent: store_alarm_percent
+                .map_or_else(raw::default_store_alarm_percent, |n| n as u8),
+        }
     }
 }
 
@@ -626,16 +739,18 @@ struct Identity {
     listen: Option<SocketAddr>,
 }
 
-fn check_ports(ports: Option<Value>, problems: &mut Problems) -> Vec<PortConfig> {
+/// The valid ports, and what the checks between ports (and with
+/// `metrics.listen`) compare of every `[[ports]]` table, by index.
+fn check_ports(ports: Option<Value>, problems: &mut Problems) -> (Vec<PortConfig>, Vec<Identity>) {
     let Some(ports) = ports else {
         problems.push(Problem::new(
             "ports",
             "configure at least one port (a [[ports]] table)",
         ));
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let Some(ports) = expect_array("ports", ports, "[[ports]] tables", problems) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     if ports.is_empty() {
         problems.push(Problem::new(
@@ -667,7 +782,7 @@ fn check_ports(ports: Option<Value>, problems: &mut Problems) -> Vec<PortConfig>
         identities.push(identity);
     }
     check_unique(&identities, problems);
-    out
+    (out, identities)
 }
 
 /// Names, devices and listen addresses must not repeat.
@@ -885,6 +1000,16 @@ impl PortConfig {
             None => raw::default_reconnect_max(),
         };
 
+        let quiet_alarm = check_between(
+            &at("quiet_alarm"),
+            raw.quiet_alarm.as_ref(),
+            MIN_ALARM,
+            MAX_QUIET_ALARM,
+            "must be greater than 0; leave quiet_alarm out for no alarm",
+            problems,
+        )
+        .or_else(raw::default_quiet_alarm);
+
         let ok = problems.len() == before && broken.is_empty();
         let port = match (ok, source, billing_eor) {
             (true, Some(source), Some(billing_eor)) => Some(PortConfig {
@@ -897,6 +1022,7 @@ impl PortConfig {
                 billing_timeout,
                 max_record_bytes,
                 reconnect_max,
+                quiet_alarm,
             }),
             _ => None,
         };

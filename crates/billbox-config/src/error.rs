@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 ///
 /// `key` names where the problem is, in the file's terms: `gateway.name`,
 /// `store.cache_mb`, `ports[1].data_bits`, `ports[0]` (the whole port),
-/// `ports` (the list), `delivery.primary`, `carbon_copy[0].url`, the
-/// file's path (for a file that cannot be read or is not TOML) or the
+/// `ports` (the list), `delivery.primary`, `carbon_copy[0].url`,
+/// `metrics.listen`, the file's path (for a file that cannot be read or is not TOML) or the
 /// environment variable's name (for a malformed override). Displays as
 /// `key: message` on one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +145,8 @@ impl ConfigError {
     /// Every problem found, in file order: top-level keys, `[gateway]`,
     /// `[store]`, then each port, then problems between ports, then
     /// `[delivery]`, then each carbon copy, then problems between carbon
-    /// copies. Problems with environment variables come first. Never empty.
+    /// copies, then `[metrics]`. Problems with environment variables come
+    /// first. Never empty.
     pub fn problems(&self) -> &[Problem] {
         &self.problems
     }

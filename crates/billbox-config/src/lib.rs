@@ -26,7 +26,7 @@
 //! - `model` (re-exported here): the public, validated types — [`Config`],
 //!   [`GatewayConfig`], [`StoreConfig`], [`WhenFull`], [`PortConfig`],
 //!   [`PortSource`], [`SerialSettings`], [`Parity`], [`Flow`],
-//!   [`DeliveryConfig`], [`Method`], [`CarbonCopyConfig`].
+//!   [`DeliveryConfig`], [`Method`], [`CarbonCopyConfig`], [`MetricsConfig`].
 //! - `server_url` (re-exported here): [`ServerUrl`], the checked `http://`
 //!   address of a billing server, and [`UrlError`].
 //! - `error`: [`ConfigError`], [`ConfigErrorKind`] and [`Problem`].
@@ -64,8 +64,8 @@ use std::path::Path;
 pub use error::{ConfigError, ConfigErrorKind, Problem};
 pub use escape::{decode_escapes, EscapeError};
 pub use model::{
-    CarbonCopyConfig, Config, DeliveryConfig, Flow, GatewayConfig, Method, Parity, PortConfig,
-    PortSource, SerialSettings, StoreConfig, UnknownName, WhenFull, MAX_PORTS,
+    CarbonCopyConfig, Config, DeliveryConfig, Flow, GatewayConfig, Method, MetricsConfig, Parity,
+    PortConfig, PortSource, SerialSettings, StoreConfig, UnknownName, WhenFull, MAX_PORTS,
 };
 pub use server_url::{ServerUrl, UrlError};
 
@@ -125,9 +125,12 @@ fn from_text(
     let built = builder
         .build()
         .map_err(|e| ConfigError::syntax(path, syntax_message(&e)))?;
-    let root: config::Map<String, config::Value> = built
+    let mut root: config::Map<String, config::Value> = built
         .try_deserialize()
         .map_err(|e| ConfigError::syntax(path, format!("not a TOML table: {e}")))?;
+    if let Some(overrides) = &overrides {
+        overrides.read_booleans(&mut root);
+    }
 
     let mut problems = Vec::new();
     let config = check::check(root, &mut problems);

@@ -5,6 +5,7 @@
 //! tests can build them directly.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,6 +31,9 @@ pub struct Config {
     /// `[[carbon_copy]]`: the mirror servers, in file order; names and
     /// URLs unique among them. Empty when there are none.
     pub carbon_copies: Vec<CarbonCopyConfig>,
+    /// `[metrics]`: the monitoring listener and the `/healthz` alarms.
+    /// Always present: [`MetricsConfig::default`] when the section is absent.
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -86,6 +90,35 @@ impl Default for StoreConfig {
             max_records: raw::default_max_records(),
             when_full: raw::default_when_full(),
             min_free_mb: raw::default_min_free_mb(),
+        }
+    }
+}
+
+/// `[metrics]`: the monitoring listener (Prometheus `/metrics`, `/healthz`, `/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Serve the endpoints. Default true.
+    pub enabled: bool,
+    /// Where to listen. Default 127.0.0.1:9109. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// `/healthz` turns unhealthy when records wait for delivery to the
+    /// primary/secondary servers and none has been acknowledged for this long.
+    /// Default 10 minutes; 1 second to 7 days.
+    pub delivery_alarm: Duration,
+    /// `/healthz` turns unhealthy when records waiting in the store reach
+    /// this percentage of `store.max_records`. Default 90; 1 to 100.
+    pub store_alarm_percent: u8,
+}
+
+impl Default for MetricsConfig {
+    /// Enabled on 127.0.0.1:9109; alarms after 10 minutes without an
+    /// acknowledgement or at 90% of the store's capacity.
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: raw::default_metrics_enabled(),
+            listen: raw::default_metrics_listen(),
+            delivery_alarm: raw::default_delivery_alarm(),
+            store_alarm_percent: raw::default_store_alarm_percent(),
         }
     }
 }
@@ -207,6 +240,10 @@ pub struct PortConfig {
     /// The cap of the backoff between attempts to reopen the device or
     /// reconnect; above zero, at most one hour. Default 30 seconds.
     pub reconnect_max: Duration,
+    /// `/healthz` turns unhealthy when the port has committed no record
+    /// for longer than this; 1 second to 30 days. Default `None`: no alarm
+    /// (many PBXes are quiet at night).
+    pub quiet_alarm: Option<Duration>,
 }
 
 impl PortConfig {

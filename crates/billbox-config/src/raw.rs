@@ -9,6 +9,7 @@
 //! into 1, `speed = 9600.7` into 9601 and `name = 1234` into `"1234"`).
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use serde::Deserialize;
 
 use crate::model::{Method, WhenFull};
 
-/// The top level of the file: five sections. Values stay untyped here so
+/// The top level of the file: six sections. Values stay untyped here so
 /// each section is checked on its own and its problems are all reported.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +35,9 @@ pub(crate) struct RawRoot {
     /// `[[carbon_copy]]`: servers that get a copy of every record; zero
     /// or more.
     pub carbon_copy: Option<config::Value>,
+    /// `[metrics]`: the monitoring listener. Absent: every key at its
+    /// default.
+    pub metrics: Option<config::Value>,
 }
 
 /// `[gateway]`: this machine's identity and directories.
@@ -102,6 +106,27 @@ pub(crate) struct RawDelivery {
     pub max_in_flight: Option<Int>,
 }
 
+/// `[metrics]`: the monitoring listener (Prometheus `/metrics`, `/healthz`,
+/// `/readyz`) and the limits of the `/healthz` alarms.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    /// Serve the endpoints: `true` or `false` (from the environment, the
+    /// words `true` or `false`; see `env::BOOLEANS`). Default `true`.
+    pub enabled: Option<Bool>,
+    /// The address to listen on, `IP:PORT` (IPv6 in brackets; no host
+    /// names); port 0 picks a free port. Default `127.0.0.1:9109`.
+    pub listen: Option<Text>,
+    /// `/healthz` turns unhealthy when records wait for delivery to the
+    /// primary/secondary servers and none has been acknowledged for this
+    /// long: a duration string or a whole number of seconds, 1 second to
+    /// 7 days. Default 10 minutes.
+    pub delivery_alarm: Option<DurationValue>,
+    /// `/healthz` turns unhealthy when the records waiting in the store
+    /// reach this percentage of `store.max_records`, 1 to 100. Default 90.
+    pub store_alarm_percent: Option<Int>,
+}
+
 /// One `[[carbon_copy]]` entry: a server that gets a copy of every record.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,6 +186,10 @@ pub(crate) struct RawPort {
     /// a duration string or a whole number of seconds, above 0 and at most
     /// 1 hour. Default 30 seconds.
     pub reconnect_max: Option<DurationValue>,
+    /// `/healthz` turns unhealthy when the port has committed no record
+    /// for longer than this: a duration string or a whole number of
+    /// seconds, 1 second to 30 days. Default: no alarm.
+    pub quiet_alarm: Option<DurationValue>,
 }
 
 /// Default of `gateway.data_dir`.
@@ -228,6 +257,26 @@ pub(crate) fn default_max_in_flight() -> usize {
     1
 }
 
+/// Default of `metrics.enabled`.
+pub(crate) fn default_metrics_enabled() -> bool {
+    true
+}
+
+/// Default of `metrics.listen`: loopback only, port 9109.
+pub(crate) fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9109))
+}
+
+/// Default of `metrics.delivery_alarm`.
+pub(crate) fn default_delivery_alarm() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+
+/// Default of `metrics.store_alarm_percent`.
+pub(crate) fn default_store_alarm_percent() -> u8 {
+    90
+}
+
 /// Default of a carbon copy's `name`: `cc1` for the first `[[carbon_copy]]`
 /// table (`index` 0), `cc2` for the second, ...
 pub(crate) fn default_carbon_copy_name(index: usize) -> String {
@@ -277,6 +326,11 @@ pub(crate) fn default_max_record_bytes() -> usize {
 /// Default of `reconnect_max`.
 pub(crate) fn default_reconnect_max() -> Duration {
     Duration::from_secs(30)
+}
+
+/// Default of `quiet_alarm`: no alarm (many PBXes are quiet at night).
+pub(crate) fn default_quiet_alarm() -> Option<Duration> {
+    None
 }
 
 /// A string value. Unlike `String` it refuses numbers and booleans, which
@@ -511,7 +565,14 @@ mod tests {
     fn field_names_follow_the_structs() {
         assert_eq!(
             field_names::<RawRoot>(),
-            ["gateway", "store", "ports", "delivery", "carbon_copy"]
+            [
+                "gateway",
+                "store",
+                "ports",
+                "delivery",
+                "carbon_copy",
+                "metrics"
+            ]
         );
         assert_eq!(
             field_names::<RawGateway>(),
@@ -524,7 +585,12 @@ mod tests {
         assert_eq!(field_names::<RawDelivery>().len(), 9);
         assert_eq!(field_names::<RawDelivery>()[0], "method");
         assert_eq!(field_names::<RawCarbonCopy>(), ["name", "url", "reliable"]);
-        assert_eq!(field_names::<RawPort>().len(), 15);
+        assert_eq!(
+            field_names::<RawMetrics>(),
+            ["enabled", "listen", "delivery_alarm", "store_alarm_percent"]
+        );
+        assert_eq!(field_names::<RawPort>().len(), 16);
+        assert_eq!(field_names::<RawPort>()[15], "quiet_alarm");
         assert_eq!(field_names::<RawPort>()[0], "name");
     }
 }

@@ -68,6 +68,7 @@ billing_records = 100
 billing_timeout = "90s"
 max_record_bytes = 2048
 reconnect_max = "2m"
+quiet_alarm = "2h"
 
 [[ports]]
 name = "pbx2.tcp"
@@ -96,6 +97,7 @@ fn full_config_parses_with_defaults_filled() {
         billing_timeout: Some(Duration::from_secs(3600)),
         max_record_bytes: 4096,
         reconnect_max: Duration::from_secs(30),
+        quiet_alarm: None,
     };
     let expected = Config {
         gateway: GatewayConfig {
@@ -128,6 +130,7 @@ fn full_config_parses_with_defaults_filled() {
                 billing_timeout: Some(Duration::from_secs(90)),
                 max_record_bytes: 2048,
                 reconnect_max: Duration::from_secs(120),
+                quiet_alarm: Some(Duration::from_secs(2 * 3600)),
             },
             PortConfig {
                 name: "pbx2.tcp".into(),
@@ -149,6 +152,7 @@ fn full_config_parses_with_defaults_filled() {
         ],
         delivery: None,
         carbon_copies: Vec::new(),
+        metrics: MetricsConfig::default(),
     };
     assert_eq!(config, expected);
 
@@ -172,6 +176,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(config.store, StoreConfig::default());
     assert_eq!(config.delivery, None);
     assert_eq!(config.carbon_copies, []);
+    assert_eq!(config.metrics, MetricsConfig::default());
     // The default name is the host name (this machine's is a valid one).
     let host = hostname::get().unwrap().into_string().unwrap();
     assert_eq!(config.gateway.name, host);
@@ -193,6 +198,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(port.billing_timeout, Some(Duration::from_secs(60 * 60)));
     assert_eq!(port.max_record_bytes, 4096);
     assert_eq!(port.reconnect_max, Duration::from_secs(30));
+    assert_eq!(port.quiet_alarm, None);
 }
 
 #[test]
@@ -923,7 +929,7 @@ fn env_problems() {
         ),
         (
             &[("BILLBOX__COLOUR__X", "x")],
-            "colour: unknown key; the keys here are gateway, store, ports, delivery, carbon_copy (set by environment variable BILLBOX__COLOUR__X)",
+            "colour: unknown key; the keys here are gateway, store, ports, delivery, carbon_copy, metrics (set by environment variable BILLBOX__COLOUR__X)",
         ),
         (
             &[("BILLBOX__PORTS__0__NAME", "x")],
@@ -986,7 +992,12 @@ fn documentation_matches_the_code() {
     assert!(config.ports.len() >= 3);
     assert!(config.delivery.is_some());
     assert!(config.carbon_copies.len() >= 2);
-    for section in ["## `[delivery]`", "## `[[carbon_copy]]`"] {
+    assert!(
+        example.contains("\n[metrics]\n"),
+        "the example lacks [metrics]"
+    );
+    assert!(config.ports.iter().any(|p| p.quiet_alarm.is_some()));
+    for section in ["## `[delivery]`", "## `[[carbon_copy]]`", "## `[metrics]`"] {
         assert!(doc.contains(section), "docs lack {section}");
     }
     for key in raw::field_names::<raw::RawGateway>()
@@ -995,10 +1006,23 @@ fn documentation_matches_the_code() {
         .chain(raw::field_names::<raw::RawPort>())
         .chain(raw::field_names::<raw::RawDelivery>())
         .chain(raw::field_names::<raw::RawCarbonCopy>())
+        .chain(raw::field_names::<raw::RawMetrics>())
     {
         assert!(
             doc.contains(&format!("### `{key}`")),
             "docs lack a section for {key}"
+        );
+    }
+    // `listen` is also a port key: the [metrics] section needs its own.
+    let metrics = doc
+        .split("\n## `[metrics]`\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a ## `[metrics]` section");
+    for key in raw::field_names::<raw::RawMetrics>() {
+        assert!(
+            metrics.contains(&format!("### `{key}`")),
+            "the [metrics] docs lack a section for {key}"
         );
     }
 }
@@ -1724,4 +1748,455 @@ fn an_empty_key_is_named_visibly() {
     let e = from_toml_str("\"\" = 81").unwrap_err();
     assert!(e.problems().iter().all(|p| !p.key.is_empty()), "{e}");
     assert!(e.to_string().contains("\"\""), "{e}");
+}
+
+#[test]
+fn metrics_defaults() {
+    let config = from_toml_str(&serial_port("")).unwrap();
+    let expected = MetricsConfig {
+        enabled: true,
+        listen: "127.0.0.1:9109".parse().unwrap(),
+        delivery_alarm: Duration::from_secs(600),
+        store_alarm_percent: 90,
+    };
+    assert_eq!(config.metrics, expected);
+    assert_eq!(MetricsConfig::default(), expected);
+    // An empty section is the same as none.
+    let config = from_toml_str(&serial_port("[metrics]")).unwrap();
+    assert_eq!(config.metrics, expected);
+}
+
+#[test]
+fn metrics_values() {
+    let metrics = |extra: &str| {
+        from_toml_str(&serial_port(&format!("[metrics]\n{extra}")))
+            .unwrap_or_else(|e| panic!("{extra}: {e}"))
+            .metrics
+    };
+    let all = metrics(
+        "enabled = false\nlisten = \"0.0.0.0:9200\"\ndelivery_alarm = \"30m\"\nstore_alarm_percent = 75",
+    );
+    assert_eq!(
+        all,
+        MetricsConfig {
+            enabled: false,
+            listen: "0.0.0.0:9200".parse().unwrap(),
+            delivery_alarm: Duration::from_secs(1800),
+            store_alarm_percent: 75,
+        }
+    );
+    assert!(metrics("enabled = true").enabled);
+    for addr in ["127.0.0.1:0", "[::]:9109", "[::1]:1", "10.0.0.5:65535"] {
+        assert_eq!(
+            metrics(&format!("listen = \"{addr}\"")).listen,
+            addr.parse::<std::net::SocketAddr>().unwrap(),
+            "{addr}"
+        );
+    }
+    for (value, expected) in [
+        ("1", Duration::from_secs(1)),
+        ("\"90\"", Duration::from_secs(90)),
+        ("600", Duration::from_secs(600)),
+        ("\"1s\"", Duration::from_secs(1)),
+        ("\"1500ms\"", Duration::from_millis(1500)),
+        ("\"1h 30m\"", Duration::from_secs(5400)),
+        ("\"7days\"", Duration::from_secs(7 * 86400)),
+        ("604800", Duration::from_secs(7 * 86400)),
+    ] {
+        assert_eq!(
+            metrics(&format!("delivery_alarm = {value}")).delivery_alarm,
+            expected,
+            "{value}"
+        );
+    }
+    for (value, expected) in [("1", 1), ("100", 100), ("\"50\"", 50)] {
+        assert_eq!(
+            metrics(&format!("store_alarm_percent = {value}")).store_alarm_percent,
+            expected,
+            "{value}"
+        );
+    }
+    // A disabled listener may share a port's address: it is not opened.
+    let config = from_toml_str(&bare_port(
+        "listen = \"0.0.0.0:9109\"\n[metrics]\nenabled = false\nlisten = \"0.0.0.0:9109\"",
+    ))
+    .unwrap();
+    assert!(!config.metrics.enabled);
+    // Port 0 never clashes.
+    assert!(from_toml_str(&bare_port(
+        "listen = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\""
+    ))
+    .is_ok());
+}
+
+#[test]
+fn quiet_alarm_forms() {
+    for (value, expected) in [
+        ("1", Duration::from_secs(1)),
+        ("\"1\"", Duration::from_secs(1)),
+        ("3600", Duration::from_secs(3600)),
+        ("\"1s\"", Duration::from_secs(1)),
+        ("\"90s\"", Duration::from_secs(90)),
+        ("\"2h\"", Duration::from_secs(7200)),
+        ("\"1h 30m\"", Duration::from_secs(5400)),
+        ("\"1500ms\"", Duration::from_millis(1500)),
+        ("\"30days\"", Duration::from_secs(30 * 86400)),
+        ("2592000", Duration::from_secs(30 * 86400)),
+    ] {
+        let port = one_port(&serial_port(&format!("quiet_alarm = {value}")));
+        assert_eq!(port.quiet_alarm, Some(expected), "{value}");
+    }
+    // TCP ports take it too; it is not a serial key.
+    let port = one_port(&bare_port("connect = \"pbx:1752\"\nquiet_alarm = \"4h\""));
+    assert_eq!(port.quiet_alarm, Some(Duration::from_secs(4 * 3600)));
+}
+
+/// One invalid value per case; the problem must name the key.
+#[test]
+fn every_invalid_monitoring_value_names_its_key() {
+    let cases: &[(String, &str)] = &[
+        // metrics.enabled
+        (
+            serial_port("[metrics]\nenabled = \"true\""),
+            "metrics.enabled: expected true or false, found string \"true\"",
+        ),
+        (
+            serial_port("[metrics]\nenabled = \"no\""),
+            "metrics.enabled: expected true or false, found string \"no\"",
+        ),
+        (
+            serial_port("[metrics]\nenabled = 1"),
+            "metrics.enabled: expected true or false, found integer 1",
+        ),
+        (
+            serial_port("[metrics]\nenabled = 0.0"),
+            "metrics.enabled: expected true or false, found number 0",
+        ),
+        // metrics.listen
+        (
+            serial_port("[metrics]\nlisten = \"localhost\""),
+            "metrics.listen: \"localhost\" is not an address; write IP:PORT, e.g. \"127.0.0.1:9109\"",
+        ),
+        (
+            serial_port("[metrics]\nlisten = \"localhost:9109\""),
+            "metrics.listen: \"localhost:9109\" is not an address; write IP:PORT",
+        ),
+        (
+            serial_port("[metrics]\nlisten = \"127.0.0.1\""),
+            "metrics.listen: \"127.0.0.1\" is not an address",
+        ),
+        (
+            serial_port("[metrics]\nlisten = \"127.0.0.1:65536\""),
+            "metrics.listen: \"127.0.0.1:65536\" is not an address",
+        ),
+        (
+            serial_port("[metrics]\nlisten = \"::1:9109\""),
+            "metrics.listen: \"::1:9109\" is not an address",
+        ),
+        (
+            serial_port("[metrics]\nlisten = \"\""),
+            "metrics.listen: \"\" is not an address",
+        ),
+        (
+            serial_port("[metrics]\nlisten = 9109"),
+            "metrics.listen: expected a string, found integer 9109",
+        ),
+        (
+            bare_port("listen = \"0.0.0.0:9109\"\n[metrics]\nlisten = \"0.0.0.0:9109\""),
+            "metrics.listen: 0.0.0.0:9109 is also the listen address of ports[0]; give the metrics listener another address",
+        ),
+        // metrics.delivery_alarm
+        (
+            serial_port("[metrics]\ndelivery_alarm = 0"),
+            "metrics.delivery_alarm: must be greater than 0",
+        ),
+        (
+            serial_port("[metrics]\ndelivery_alarm = \"0s\""),
+            "metrics.delivery_alarm: must be greater than 0",
+        ),
+        (
+            serial_port("[metrics]\ndelivery_alarm = \"500ms\""),
+            "metrics.delivery_alarm: 500ms is too short; at least 1s",
+        ),
+        (
+            serial_port("[metrics]\ndelivery_alarm = \"8days\""),
+            "metrics.delivery_alarm: 8days is too long; at most 7days",
+        ),
+        (
+            serial_port("[metrics]\ndelivery_alarm = 604801"),
+            "metrics.delivery_alarm: 7days 1s is too long; at most 7days",
+        ),
+        (
+            serial_port("[metrics]\ndelivery_alarm = -1"),
+            "metrics.delivery_alarm: -1 is negative",
+        ),
+        (
+            serial_port("[metrics]\ndelivery_alarm = \"soon\""),
+            "metrics.delivery_alarm: \"soon\" is not a duration",
+        ),
+        (
+            serial_port("[metrics]\ndelivery_alarm = 1.5"),
+            "metrics.delivery_alarm: expected a duration",
+        ),
+        (
+            serial_port("[metrics]\ndelivery_alarm = true"),
+            "metrics.delivery_alarm: expected a duration",
+        ),
+        // metrics.store_alarm_percent
+        (
+            serial_port("[metrics]\nstore_alarm_percent = 0"),
+            "metrics.store_alarm_percent: 0 is out of range; use 1 to 100 (percent of store.max_records)",
+        ),
+        (
+            serial_port("[metrics]\nstore_alarm_percent = 101"),
+            "metrics.store_alarm_percent: 101 is out of range; use 1 to 100",
+        ),
+        (
+            serial_port("[metrics]\nstore_alarm_percent = -5"),
+            "metrics.store_alarm_percent: -5 is out of range",
+        ),
+        (
+            serial_port("[metrics]\nstore_alarm_percent = 90.5"),
+            "metrics.store_alarm_percent: expected a whole number, found number 90.5",
+        ),
+        (
+            serial_port("[metrics]\nstore_alarm_percent = \"90%\""),
+            "metrics.store_alarm_percent: expected a whole number, found string \"90%\"",
+        ),
+        // [metrics] itself
+        (
+            serial_port("[metrics]\nport = 9109"),
+            "metrics.port: unknown key; the keys here are enabled, listen, delivery_alarm, store_alarm_percent",
+        ),
+        (
+            serial_port("[metrics]\nenable = true"),
+            "metrics.enable: unknown key; did you mean `enabled`?",
+        ),
+        (
+            serial_port("[metrics]\ndelivery = \"5m\""),
+            "metrics.delivery: unknown key; did you mean `delivery_alarm`?",
+        ),
+        (
+            serial_port("").replace("[gateway]", "metrics = true\n[gateway]"),
+            "metrics: expected a [metrics] table, found boolean true",
+        ),
+        (
+            serial_port("").replace("[gateway]", "[[metrics]]\n[gateway]"),
+            "metrics: expected a [metrics] table, found an array",
+        ),
+        (
+            serial_port("").replace("[gateway]", "[metric]\n[gateway]"),
+            "metric: unknown key; did you mean `metrics`?",
+        ),
+        // quiet_alarm
+        (
+            serial_port("quiet_alarm = 0"),
+            "ports[0].quiet_alarm: must be greater than 0; leave quiet_alarm out for no alarm",
+        ),
+        (
+            serial_port("quiet_alarm = \"0s\""),
+            "ports[0].quiet_alarm: must be greater than 0",
+        ),
+        (
+            serial_port("quiet_alarm = \"999ms\""),
+            "ports[0].quiet_alarm: 999ms is too short; at least 1s",
+        ),
+        (
+            serial_port("quiet_alarm = \"30days 1h\""),
+            "ports[0].quiet_alarm: 30days 1h is too long; at most 30days",
+        ),
+        (
+            serial_port("quiet_alarm = 2592001"),
+            "ports[0].quiet_alarm: 30days 1s is too long; at most 30days",
+        ),
+        (
+            serial_port("quiet_alarm = -60"),
+            "ports[0].quiet_alarm: -60 is negative",
+        ),
+        (
+            serial_port("quiet_alarm = \"-1h\""),
+            "ports[0].quiet_alarm: \"-1h\" is negative",
+        ),
+        (
+            serial_port("quiet_alarm = \"night\""),
+            "ports[0].quiet_alarm: \"night\" is not a duration",
+        ),
+        (
+            serial_port("quiet_alarm = 1.5"),
+            "ports[0].quiet_alarm: expected a duration",
+        ),
+        (
+            serial_port("quiet_alarm = false"),
+            "ports[0].quiet_alarm: expected a duration",
+        ),
+        (
+            serial_port("quiet = \"1h\""),
+            "ports[0].quiet: unknown key; did you mean `quiet_alarm`?",
+        ),
+    ];
+    for (text, expected) in cases {
+        let found = problems(text);
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "expected a problem starting with\n  {expected}\nin\n{text}\ngot\n{found:#?}"
+        );
+        assert_eq!(
+            found.len(),
+            1,
+            "one problem expected for\n{text}\ngot\n{found:#?}"
+        );
+    }
+}
+
+#[test]
+fn all_monitoring_problems_are_reported_at_once() {
+    let text = r#"
+        [metrics]
+        enabled = "yes"
+        listen = "localhost"
+        delivery_alarm = 0
+        store_alarm_percent = 0
+        colour = "blue"
+        [[ports]]
+        name = "p"
+        device = "/dev/ttyS0"
+        quiet_alarm = "forever"
+        [[carbon_copy]]
+        url = "ftp://a/"
+    "#;
+    let err = from_toml_str(text).unwrap_err();
+    let found: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "ports[0].quiet_alarm",
+            "carbon_copy[0].url",
+            "metrics.colour",
+            "metrics.enabled",
+            "metrics.listen",
+            "metrics.delivery_alarm",
+            "metrics.store_alarm_percent",
+        ],
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn env_overrides_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "c.toml", serial_port("").as_bytes());
+    // Variables alone make the section.
+    let config =
+        load_with_env(&path, env(&[("BILLBOX__METRICS__LISTEN", "0.0.0.0:9109")])).unwrap();
+    assert_eq!(config.metrics.listen, "0.0.0.0:9109".parse().unwrap());
+    assert_eq!(
+        config.metrics,
+        MetricsConfig {
+            listen: "0.0.0.0:9109".parse().unwrap(),
+            ..MetricsConfig::default()
+        }
+    );
+
+    // Over the file's values, every key.
+    let path = write(
+        &dir,
+        "m.toml",
+        serial_port(
+            "[metrics]\nenabled = true\nlisten = \"127.0.0.1:9200\"\n\
+             delivery_alarm = \"1h\"\nstore_alarm_percent = 50",
+        )
+        .as_bytes(),
+    );
+    let config = load_with_env(&path, HashMap::new()).unwrap();
+    assert_eq!(config.metrics.listen, "127.0.0.1:9200".parse().unwrap());
+    let config = load_with_env(
+        &path,
+        env(&[
+            ("BILLBOX__METRICS__ENABLED", "false"),
+            ("BILLBOX__METRICS__LISTEN", "[::]:0"),
+            ("BILLBOX__METRICS__DELIVERY_ALARM", "90"),
+            ("billbox__metrics__store_alarm_percent", "99"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        config.metrics,
+        MetricsConfig {
+            enabled: false,
+            listen: "[::]:0".parse().unwrap(),
+            delivery_alarm: Duration::from_secs(90),
+            store_alarm_percent: 99,
+        }
+    );
+    let config = load_with_env(&path, env(&[("BILLBOX__METRICS__ENABLED", "true")])).unwrap();
+    assert!(config.metrics.enabled);
+    let config = load_with_env(&path, env(&[("BILLBOX__METRICS__DELIVERY_ALARM", "2m")])).unwrap();
+    assert_eq!(config.metrics.delivery_alarm, Duration::from_secs(120));
+
+    // The file's own booleans stay strict: only a variable's "true" or
+    // "false" is read as a boolean.
+    let quoted = write(
+        &dir,
+        "q.toml",
+        serial_port("[metrics]\nenabled = \"false\"").as_bytes(),
+    );
+    let err = load_with_env(&quoted, HashMap::new()).unwrap_err();
+    assert_eq!(
+        err.problems()[0].to_string(),
+        "metrics.enabled: expected true or false, found string \"false\""
+    );
+}
+
+#[test]
+fn env_metrics_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "c.toml", serial_port("").as_bytes());
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("BILLBOX__METRICS__LISTEN", "localhost:9109")],
+            "metrics.listen: \"localhost:9109\" is not an address; write IP:PORT, e.g. \"127.0.0.1:9109\" (set by environment variable BILLBOX__METRICS__LISTEN)",
+        ),
+        (
+            &[("BILLBOX__METRICS__LISTEN", "")],
+            "metrics.listen: \"\" is not an address; write IP:PORT, e.g. \"127.0.0.1:9109\" (set by environment variable BILLBOX__METRICS__LISTEN)",
+        ),
+        (
+            &[("BILLBOX__METRICS__ENABLED", "yes")],
+            "metrics.enabled: expected true or false, found string \"yes\" (set by environment variable BILLBOX__METRICS__ENABLED)",
+        ),
+        (
+            &[("BILLBOX__METRICS__ENABLED", "TRUE")],
+            "metrics.enabled: expected true or false, found string \"TRUE\"",
+        ),
+        (
+            &[("BILLBOX__METRICS__ENABLED", "1")],
+            "metrics.enabled: expected true or false, found string \"1\"",
+        ),
+        (
+            &[("BILLBOX__METRICS__DELIVERY_ALARM", "0")],
+            "metrics.delivery_alarm: must be greater than 0 (set by environment variable BILLBOX__METRICS__DELIVERY_ALARM)",
+        ),
+        (
+            &[("BILLBOX__METRICS__STORE_ALARM_PERCENT", "101")],
+            "metrics.store_alarm_percent: 101 is out of range; use 1 to 100 (percent of store.max_records) (set by environment variable BILLBOX__METRICS__STORE_ALARM_PERCENT)",
+        ),
+        (
+            &[("BILLBOX__METRICS__PORT", "9109")],
+            "metrics.port: unknown key; the keys here are enabled, listen, delivery_alarm, store_alarm_percent (set by environment variable BILLBOX__METRICS__PORT)",
+        ),
+        (
+            &[("BILLBOX__PORTS__0__QUIET_ALARM", "1h")],
+            "ports: ports cannot be set from the environment (BILLBOX__PORTS__0__QUIET_ALARM); configure [[ports]] in the file",
+        ),
+    ];
+    for (vars, expected) in cases {
+        let err = load_with_env(&path, env(vars)).unwrap_err();
+        let found: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(err.kind(), ConfigErrorKind::Invalid);
+        assert!(
+            found.len() == 1 && found[0].starts_with(expected),
+            "expected\n  {expected}\ngot\n{found:#?}"
+        );
+    }
 }

@@ -27,8 +27,18 @@ impl Delivered<'_> {
             last_seq = self.last_seq,
             "Records are acknowledged."
         );
-        counter!("billbox_delivered_records_total", "destination" => self.destination.to_owned(), "server" => self.server.to_owned())
-            .increment(self.last_seq + 1 - self.first_seq);
+        counter!(
+            "billbox_delivered_records_total",
+            "destination" => self.destination.to_owned(),
+            "server" => self.server.to_owned(),
+            "port" => self.port.to_owned()
+        )
+        .increment(self.last_seq + 1 - self.first_seq);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        metrics::gauge!("billbox_last_delivery_timestamp_seconds", "destination" => self.destination.to_owned())
+            .set(now);
     }
 }
 

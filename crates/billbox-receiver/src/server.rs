@@ -147,11 +147,14 @@ async fn receive(
     }
 }
 
+/// What one packet adds to one port's files: (gateway, port), records, id lines.
+type PortWrites = ((String, String), Vec<u8>, Vec<u8>);
+
 impl State {
     fn file_cdrs(&mut self, cdrs: &[ReceivedCdr]) -> std::io::Result<()> {
         // One write per file per packet: the records and id lines of each
         // port are gathered first.
-        let mut out: Vec<((String, String), Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut out: Vec<PortWrites> = Vec::new();
         for cdr in cdrs {
             let highest = self.ledger.highest(&cdr.gateway, &cdr.port).unwrap_or(0);
             if self.ledger.accept(&cdr.gateway, &cdr.port, cdr.seq) == Accepted::Duplicate {

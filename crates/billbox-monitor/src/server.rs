@@ -1,0 +1,263 @@
+//! The monitoring HTTP listener.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use billbox_config::Config;
+use billbox_store::Store;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::health::{Alarm, Limits, Tracker};
+
+/// How often the store is sampled for the alarms.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Why monitoring could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("the metrics recorder could not be installed: {0}")]
+    Recorder(String),
+    #[error("cannot listen on {addr} for metrics and health (set metrics.listen, or metrics.enabled = false): {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return
+/// the same handle). Counters counted before it is installed are lost, so
+/// install it first thing.
+pub fn install_recorder() -> Result<PrometheusHandle, MonitorError> {
+    if let Some(h) = RECORDER.get() {
+        return Ok(h.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| MonitorError::Recorder(e.to_string()))?;
+    Ok(RECORDER.get_or_init(|| handle).clone())
+}
+
+struct State {
+    prometheus: PrometheusHandle,
+    config: Config,
+    store: Mutex<Option<Store>>,
+    ready: AtomicBool,
+    stopped: AtomicBool,
+    tracker: Mutex<Tracker>,
+    alarms: Mutex<Vec<Alarm>>,
+}
+
+impl State {
+    fn store(&self) -> Option<Store> {
+        self.store.lock().expect("monitor state poisoned").clone()
+    }
+
+    /// Samples the store, updates the alarms, and logs the ones that start
+    /// or end.
+    fn sample(&self) {
+        let Some(store) = self.store() else {
+            return;
+        };
+        let sample = crate::sample::take(&store, &self.config);
+        let now_alarms = self
+            .tracker
+            .lock()
+            .expect("monitor state poisoned")
+            .observe(Instant::now(), &sample);
+        let mut alarms = self.alarms.lock().expect("monitor state poisoned");
+        let same = |a: &Alarm, b: &Alarm| a.kind() == b.kind() && a.subject() == b.subject();
+        for a in now_alarms
+            .iter()
+            .filter(|a| !alarms.iter().any(|b| same(a, b)))
+        {
+            AlarmRaised(a).emit();
+        }
+        for a in alarms
+            .iter()
+            .filter(|a| !now_alarms.iter().any(|b| same(a, b)))
+        {
+            AlarmCleared(a).emit();
+        }
+        *alarms = now_alarms;
+    }
+}
+
+/// An alarm started: logged once, counted, and its gauge set.
+struct AlarmRaised<'a>(&'a Alarm);
+
+impl AlarmRaised<'_> {
+    fn emit(self) {
+        let a = self.0;
+        let detail = a.to_json().to_string();
+        match a {
+            Alarm::StoreNearCapacity { .. } => tracing::error!(
+                alarm = a.kind(), subject = a.subject(), detail = %detail,
+                "The store is near capacity: records are at risk unless delivery resumes; /healthz reports unhealthy."
+            ),
+            Alarm::PortQuiet { .. } => tracing::warn!(
+                alarm = a.kind(), port = a.subject(), detail = %detail,
+                "A port has received no record for longer than its quiet_alarm; /healthz reports unhealthy."
+            ),
+            Alarm::DeliveryStalled { .. } => tracing::warn!(
+                alarm = a.kind(), subject = a.subject(), detail = %detail,
+                "Records wait for delivery and no server has acknowledged any for longer than metrics.delivery_alarm; they stay stored. /healthz reports unhealthy."
+            ),
+        }
+        metrics::counter!("billbox_alarms_total", "alarm" => a.kind()).increment(1);
+        metrics::gauge!("billbox_alarm", "alarm" => a.kind(), "subject" => a.subject().to_owned())
+            .set(1.0);
+    }
+}
+
+/// An alarm ended.
+struct AlarmCleared<'a>(&'a Alarm);
+
+impl AlarmCleared<'_> {
+    fn emit(self) {
+        let a = self.0;
+        tracing::info!(
+            alarm = a.kind(),
+            subject = a.subject(),
+            "An alarm has cleared."
+        );
+        metrics::gauge!("billbox_alarm", "alarm" => a.kind(), "subject" => a.subject().to_owned())
+            .set(0.0);
+    }
+}
+
+/// The running listener.
+pub struct Monitor {
+    addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+    state: Arc<State>,
+}
+
+impl Monitor {
+    /// The address it listens on (the real port when configured with 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The store is open and the pipeline started: `/readyz` answers 200
+    /// and the alarms are watched from now on.
+    pub fn set_ready(&self, store: Store) {
+        *self.state.store.lock().expect("monitor state poisoned") = Some(store);
+        self.state.sample();
+        self.state.ready.store(true, Ordering::Release);
+    }
+
+    /// billbox is stopping: `/readyz` answers 503 again.
+    pub fn set_stopping(&self) {
+        self.state.ready.store(false, Ordering::Release);
+    }
+
+    /// The alarms that held at the last sample.
+    pub fn alarms(&self) -> Vec<Alarm> {
+        self.state
+            .alarms
+            .lock()
+            .expect("monitor state poisoned")
+            .clone()
+    }
+
+    /// Stops the listener and the sampling.
+    pub async fn stop(&self) {
+        self.state.stopped.store(true, Ordering::Release);
+        self.handle.stop(true).await;
+        // Drop the store handle: the process opens the store once.
+        self.state
+            .store
+            .lock()
+            .expect("monitor state poisoned")
+            .take();
+    }
+}
+
+/// Starts the listener of `config.metrics` (call inside an actix system).
+/// `/readyz` answers 503 until [`Monitor::set_ready`].
+pub fn serve(config: &Config, prometheus: PrometheusHandle) -> Result<Monitor, MonitorError> {
+    let state = Arc::new(State {
+        prometheus,
+        config: config.clone(),
+        store: Mutex::new(None),
+        ready: AtomicBool::new(false),
+        stopped: AtomicBool::new(false),
+        tracker: Mutex::new(Tracker::new(Limits::from_config(config))),
+        alarms: Mutex::new(Vec::new()),
+    });
+    let addr = config.metrics.listen;
+    let data = web::Data::from(state.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(metrics_page))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)
+    .map_err(|source| MonitorError::Bind { addr, source })?;
+    let bound = server.addrs().first().copied().unwrap_or(addr);
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let sampler = state.clone();
+    actix_web::rt::spawn(async move {
+        let mut every = actix_web::rt::time::interval(SAMPLE_EVERY);
+        while !sampler.stopped.load(Ordering::Acquire) {
+            every.tick().await;
+            sampler.sample();
+            sampler.prometheus.run_upkeep();
+        }
+    });
+    tracing::info!(listen = %bound, "Metrics and health are served at /metrics, /healthz and /readyz.");
+    Ok(Monitor {
+        addr: bound,
+        handle,
+        state,
+    })
+}
+
+async fn metrics_page(state: web::Data<State>) -> HttpResponse {
+    if let Some(store) = state.store() {
+        crate::sample::take(&store, &state.config);
+        if let Ok(bytes) = store.size_on_disk() {
+            metrics::gauge!("billbox_store_bytes").set(bytes as f64);
+        }
+    }
+    metrics::gauge!("billbox_ready").set(if state.ready.load(Ordering::Acquire) {
+        1.0
+    } else {
+        0.0
+    });
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.prometheus.render())
+}
+
+async fn healthz(state: web::Data<State>) -> HttpResponse {
+    let alarms = state.alarms.lock().expect("monitor state poisoned").clone();
+    let body = serde_json::json!({
+        "status": if alarms.is_empty() { "ok" } else { "alarm" },
+        "alarms": alarms.iter().map(Alarm::to_json).collect::<Vec<_>>(),
+    });
+    if alarms.is_empty() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn readyz(state: web::Data<State>) -> HttpResponse {
+    if state.ready.load(Ordering::Acquire) {
+        HttpResponse::Ok().json(serde_json::json!({"ready": true}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({"ready": false}))
+    }
+}
