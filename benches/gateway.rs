@@ -1,0 +1,344 @@
+//! The gateway-sized figures, measured on the real `billbox` binary as a
+//! child process (so its CPU and memory are its own):
+//!
+//! - **backlog**: `BENCH_PORTS` TCP ports (default 64) take
+//!   `BENCH_BACKLOG` records (default 1,000,000, 145 bytes each) while the
+//!   billing server is down; then the server (the reference receiver, in
+//!   this process, not syncing) comes up and the backlog drains. Reports
+//!   the durable ingest rate, the drain rate, peak RSS, and the store's
+//!   size on disk per record at the peak.
+//! - **serial fan-in**: `BENCH_SERIAL` pseudo-terminal ports (default 64
+//!   and 256), each sending an SMDR record every `BENCH_SERIAL_EVERY_MS`
+//!   (default 250 ms: about 400 bytes/s per port, a busy PBX at 9600 baud)
+//!   for `BENCH_SERIAL_SECS` (default 20 s). Reports billbox's CPU % (user +
+//!   system, of one core) and RSS, and checks every record was committed.
+//!
+//! `cargo bench --bench gateway` runs the full sizes; without `--bench` (as
+//! `cargo test` runs it) a small smoke run that checks counts only.
+//! Progress is read from billbox's own `/metrics`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_billbox");
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The child billbox; killed on drop so a failed bench leaves nothing behind.
+struct Billbox {
+    child: Child,
+    metrics: SocketAddr,
+    listens: Vec<SocketAddr>,
+}
+
+impl Drop for Billbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Billbox {
+    fn start(config: &Path, ports: usize, tcp: bool) -> Billbox {
+        let mut child = Command::new(BIN)
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(config)
+            .env("BILLBOX__METRICS__LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("billbox starts");
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in stderr.lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    // Keep draining so billbox never blocks on its log.
+                    continue;
+                }
+            }
+        });
+        let mut metrics = None;
+        let mut listens = vec![None; ports];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while metrics.is_none() || (tcp && listens.iter().any(Option::is_none)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "billbox did not start");
+            let Ok(line) = rx.recv_timeout(left) else {
+                panic!("billbox did not start")
+            };
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            let msg = v["fields"]["message"]
+                .as_str()
+                .or(v["message"].as_str())
+                .unwrap_or("");
+            let field = |k: &str| {
+                v["fields"][k]
+                    .as_str()
+                    .or(v[k].as_str())
+                    .map(str::to_string)
+            };
+            if msg.contains("Metrics and health are served") {
+                metrics = field("listen").map(|a| a.parse().unwrap());
+            }
+            if msg.contains("listening for its PBX") {
+                let port = field("port").unwrap();
+                let i: usize = port[1..].parse().unwrap();
+                listens[i] = field("local_addr").map(|a| a.parse().unwrap());
+            }
+        }
+        Billbox {
+            child,
+            metrics: metrics.unwrap(),
+            listens: listens.into_iter().flatten().collect(),
+        }
+    }
+
+    fn metrics(&self) -> String {
+        let mut conn = TcpStream::connect(self.metrics).expect("metrics listener");
+        write!(conn, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut page = String::new();
+        conn.read_to_string(&mut page).unwrap();
+        page
+    }
+
+    /// Sum of a metric over all its series.
+    fn sum(&self, name: &str) -> f64 {
+        sum_metric(&self.metrics(), name)
+    }
+
+    fn proc_status(&self, key: &str) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        s.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// CPU time (user + system) so far, in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let after = &s[s.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+
+    fn wait_sum(&self, name: &str, want: f64, limit: Duration) -> Duration {
+        let start = Instant::now();
+        while self.sum(name) < want {
+            assert!(
+                start.elapsed() < limit,
+                "{name} stayed at {} (want {want})",
+                self.sum(name)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        start.elapsed()
+    }
+}
+
+fn sum_metric(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+fn header(dir: &Path) -> String {
+    format!(
+        "[gateway]\nname = \"bench\"\ndata_dir = \"{}\"\nspool_dir = \"{}\"\n",
+        dir.join("data").display(),
+        dir.join("spool").display()
+    )
+}
+
+fn backlog(full: bool) {
+    let ports = env_or("BENCH_PORTS", if full { 64 } else { 4 }) as usize;
+    let total = env_or("BENCH_BACKLOG", if full { 1_000_000 } else { 4_000 });
+    let batch = env_or("BENCH_BATCH", 1000);
+    let per_port = total / ports as u64;
+    let total = per_port * ports as u64;
+    let dir = tempfile::tempdir().unwrap();
+    let receiver_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut toml = header(dir.path());
+    toml.push_str(&format!(
+        "[store]\nmax_records = {}\n[delivery]\nprimary = \"http://{receiver_addr}/billing\"\nbatch_max = {batch}\nmax_in_flight = 2\nretry_delay = \"200ms\"\n",
+        total * 2
+    ));
+    for p in 0..ports {
+        toml.push_str(&format!(
+            "[[ports]]\nname = \"p{p}\"\nlisten = \"127.0.0.1:0\"\nbilling_eor = \"\\r\\n\"\nbilling_records = 1000\nbilling_timeout = \"5s\"\n"
+        ));
+    }
+    let config = dir.path().join("billbox.toml");
+    std::fs::write(&config, toml).unwrap();
+    let bb = Billbox::start(&config, ports, true);
+    let rss_idle = bb.proc_status("VmRSS:");
+
+    let start = Instant::now();
+    let senders: Vec<_> = bb
+        .listens
+        .iter()
+        .enumerate()
+        .map(|(p, addr)| {
+            let addr = *addr;
+            std::thread::spawn(move || {
+                let mut conn = TcpStream::connect(addr).unwrap();
+                let mut buf = Vec::with_capacity(64 * 1024);
+                for i in 0..per_port {
+                    let mut rec =
+                        format!("{p:03}{i:010},2026/11/24 13:00:00,00:01:05,4321,").into_bytes();
+                    rec.resize(143, b'x');
+                    rec.extend_from_slice(b"\r\n");
+                    buf.extend_from_slice(&rec);
+                    if buf.len() >= 60 * 1024 {
+                        conn.write_all(&buf).unwrap();
+                        buf.clear();
+                    }
+                }
+                conn.write_all(&buf).unwrap();
+                conn
+            })
+        })
+        .collect();
+    let limit = Duration::from_secs(600);
+    bb.wait_sum("billbox_port_committed_sequence", total as f64, limit);
+    let ingest = start.elapsed();
+    let _conns: Vec<TcpStream> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+    let page = bb.metrics();
+    let store_bytes = sum_metric(&page, "billbox_store_bytes");
+    let rss_ingested = bb.proc_status("VmRSS:");
+
+    // The server comes up: drain.
+    let out = dir.path().join("received");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let receiver = std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let r = billbox_receiver::serve(billbox_receiver::ReceiverOptions {
+                listen: receiver_addr.to_string(),
+                out,
+                durable: false,
+            })
+            .expect("receiver starts");
+            let deadline = Instant::now() + Duration::from_secs(600);
+            let drain_start = Instant::now();
+            while r.counts().0 < total {
+                assert!(Instant::now() < deadline, "drain did not finish");
+                actix_rt::time::sleep(Duration::from_millis(5)).await;
+            }
+            tx.send(drain_start.elapsed()).unwrap();
+            r.stop(true).await;
+        })
+    });
+    let drain = rx
+        .recv_timeout(Duration::from_secs(700))
+        .expect("drain finished");
+    receiver.join().unwrap();
+    let peak = bb.proc_status("VmHWM:");
+    bb.wait_sum(
+        "billbox_delivered_records_total",
+        total as f64,
+        Duration::from_secs(30),
+    );
+    println!(
+        "backlog: {ports} TCP ports, {total} records of 145 bytes: durable ingest {:.3} s = {:.0} records/s; \
+         drain (batch_max {batch}) {:.3} s = {:.0} records/s acknowledged",
+        ingest.as_secs_f64(),
+        total as f64 / ingest.as_secs_f64(),
+        drain.as_secs_f64(),
+        total as f64 / drain.as_secs_f64()
+    );
+    println!(
+        "memory: RSS idle {:.1} MB, with the backlog stored {:.1} MB, peak {:.1} MB; store on disk {:.1} MB = {:.0} bytes per record",
+        rss_idle as f64 / 1024.0,
+        rss_ingested as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        store_bytes / 1e6,
+        store_bytes / total as f64
+    );
+}
+
+fn serial(full: bool, ports: usize) {
+    let secs = env_or("BENCH_SERIAL_SECS", if full { 20 } else { 2 });
+    let every = Duration::from_millis(env_or("BENCH_SERIAL_EVERY_MS", 250));
+    let dir = tempfile::tempdir().unwrap();
+    let mut ptys = Vec::new();
+    let mut toml = header(dir.path());
+    for p in 0..ports {
+        let pty = billbox_sim::PtyPbx::open().expect("a pty");
+        toml.push_str(&format!(
+            "[[ports]]\nname = \"p{p}\"\ndevice = \"{}\"\nspeed = 9600\nbilling_eor = \"\\r\\n\"\nbilling_records = 1000\nbilling_timeout = \"60s\"\n",
+            pty.path().display()
+        ));
+        ptys.push(pty);
+    }
+    let config = dir.path().join("billbox.toml");
+    std::fs::write(&config, toml).unwrap();
+    let bb = Billbox::start(&config, ports, false);
+    // Let every port open.
+    std::thread::sleep(Duration::from_secs(2));
+    let ticks0 = bb.cpu_ticks();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut n = 0u64;
+    let mut rss_max = 0;
+    while start.elapsed() < Duration::from_secs(secs) {
+        let round = Instant::now();
+        for pty in ptys.iter_mut() {
+            let rec = billbox_sim::smdr::Format::AvayaIpOffice.record(n, chrono::Utc::now());
+            pty.send(&rec).expect("pty write");
+            sent += 1;
+        }
+        n += 1;
+        rss_max = rss_max.max(bb.proc_status("VmRSS:"));
+        std::thread::sleep(every.saturating_sub(round.elapsed()));
+    }
+    let elapsed = start.elapsed();
+    let ticks = bb.cpu_ticks() - ticks0;
+    bb.wait_sum(
+        "billbox_port_committed_sequence",
+        sent as f64,
+        Duration::from_secs(60),
+    );
+    let hz = 100.0; // USER_HZ on Linux
+    println!(
+        "serial fan-in: {ports} pty ports, one SMDR record per port every {} ms for {:.0} s ({sent} records, all committed): \
+         CPU {:.1} % of one core, RSS max {:.1} MB",
+        every.as_millis(),
+        elapsed.as_secs_f64(),
+        100.0 * ticks as f64 / hz / elapsed.as_secs_f64(),
+        rss_max as f64 / 1024.0
+    );
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let what = std::env::var("BENCH_WHAT").unwrap_or_else(|_| "backlog,serial".into());
+    if what.contains("backlog") {
+        backlog(full);
+    }
+    if what.contains("serial") {
+        let sizes: Vec<usize> = match std::env::var("BENCH_SERIAL") {
+            Ok(v) => v.split(',').map(|s| s.parse().unwrap()).collect(),
+            Err(_) if full => vec![64, 256],
+            Err(_) => vec![4],
+        };
+        for ports in sizes {
+            serial(full, ports);
+        }
+    }
+}
