@@ -52,6 +52,7 @@ impl Billbox {
             .args(["--log-format", "json", "run", "--config"])
             .arg(config)
             .env("BILLBOX__METRICS__LISTEN", "127.0.0.1:0")
+            .envs(std::env::vars().filter(|(k, _)| k.starts_with("BILLBOX__") || k.starts_with("MALLOC_")))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -222,6 +223,7 @@ fn backlog(full: bool) {
     let page = bb.metrics();
     let store_bytes = sum_metric(&page, "billbox_store_bytes");
     let rss_ingested = bb.proc_status("VmRSS:");
+    let peak_ingest = bb.proc_status("VmHWM:");
 
     // The server comes up: drain.
     let out = dir.path().join("received");
@@ -263,9 +265,10 @@ fn backlog(full: bool) {
         total as f64 / drain.as_secs_f64()
     );
     println!(
-        "memory: RSS idle {:.1} MB, with the backlog stored {:.1} MB, peak {:.1} MB; store on disk {:.1} MB = {:.0} bytes per record",
+        "memory: RSS idle {:.1} MB, with the backlog stored {:.1} MB, peak while ingesting {:.1} MB, peak overall {:.1} MB; store on disk {:.1} MB = {:.0} bytes per record",
         rss_idle as f64 / 1024.0,
         rss_ingested as f64 / 1024.0,
+        peak_ingest as f64 / 1024.0,
         peak as f64 / 1024.0,
         store_bytes / 1e6,
         store_bytes / total as f64

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use actix::Message;
-use billbox_record::Record;
 use billbox_store::{Assigned, NewRecord};
 
 /// A port reader hands framed records to the store. The reply comes once the
@@ -23,11 +22,10 @@ impl Message for Append {
 #[error("the records were not committed: {0}")]
 pub struct AppendError(pub String);
 
-/// Flushed records of one port, for its file rotator.
-#[derive(Debug, Clone)]
-pub struct Committed {
-    pub records: Arc<Vec<Record>>,
-}
+/// A port has newly flushed records: its file rotator reads them from the
+/// store (so no copy of them waits in a mailbox).
+#[derive(Debug, Clone, Copy)]
+pub struct Committed;
 
 impl Message for Committed {
     type Result = ();

@@ -88,7 +88,8 @@ impl Actor for RotatorActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(1024);
+        // One pending wake-up is enough: it reads everything flushed by then.
+        ctx.set_mailbox_capacity(1);
         self.deadline = None;
         let r = self.rotator.recover(now_us());
         if r.is_ok() {
@@ -112,8 +113,8 @@ impl Supervised for RotatorActor {}
 impl Handler<Committed> for RotatorActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Committed, ctx: &mut Context<Self>) {
-        let r = self.rotator.take(&msg.records, now_us());
+    fn handle(&mut self, _: Committed, ctx: &mut Context<Self>) {
+        let r = self.rotator.catch_up(now_us());
         self.after(r, ctx);
     }
 }

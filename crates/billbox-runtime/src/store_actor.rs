@@ -323,8 +323,11 @@ impl StoreActor {
                 last_seq: a.last(),
             }
             .emit();
-            let rotator = self.rotators.get(&p.port);
-            if rotator.is_some() || !self.consumers.mirrors.is_empty() {
+            if let Some(rotator) = self.rotators.get(&p.port) {
+                // A full mailbox is fine: the pending wake-up reads these too.
+                let _ = rotator.try_send(Committed);
+            }
+            if !self.consumers.mirrors.is_empty() {
                 let records: Arc<Vec<Record>> = Arc::new(
                     p.records
                         .iter()
@@ -338,12 +341,6 @@ impl StoreActor {
                         })
                         .collect(),
                 );
-                if let Some(rotator) = rotator {
-                    // A full mailbox is fine: the rotator catches up from the store.
-                    let _ = rotator.try_send(Committed {
-                        records: records.clone(),
-                    });
-                }
                 for (name, mirror) in &self.consumers.mirrors {
                     let overflow = mirror.try_send(records.clone()).is_err();
                     let was = self

@@ -213,7 +213,10 @@ mod tests {
     #[test]
     fn unknown_versions_are_refused() {
         assert_eq!(count(&[9, 0, 0, 0, 1]), Err(DecodeError::UnknownVersion(9)));
-        assert!(matches!(entries(&[9]).next(), Some(Err(DecodeError::UnknownVersion(9)))));
+        assert!(matches!(
+            entries(&[9]).next(),
+            Some(Err(DecodeError::UnknownVersion(9)))
+        ));
         assert!(entries(&[]).next().unwrap().is_err());
     }
 }
