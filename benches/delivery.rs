@@ -30,11 +30,130 @@ fn main() {
         Ok(b) => vec![b.parse().expect("BENCH_BATCH is a number")],
         Err(_) => vec![1, 100],
     };
-    for batch in batches {
+    for batch in batches.iter().copied() {
         for drain in [false, true] {
             run(records, batch, drain, durable);
         }
     }
+    // Latency at a steady rate below capacity (a busy gateway, not a flood).
+    let rate = env_or("BENCH_RATE", 20_000);
+    let secs = env_or("BENCH_LATENCY_SECS", if full { 10 } else { 1 });
+    latency(rate, secs, *batches.last().unwrap(), durable);
+}
+
+/// Sends at `rate` records/s for `secs` and measures, per record, the time
+/// from its last byte written to the socket to (a) its flush (the port's
+/// durable sequence passing it) and (b) its acknowledgement (the delivery
+/// cursor passing it), by polling both every 200 µs from another thread.
+fn latency(rate: u64, secs: u64, batch: u64, durable: bool) {
+    let total = rate * secs;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let receiver_addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let receiver = billbox_receiver::serve(billbox_receiver::ReceiverOptions {
+            listen: receiver_addr.to_string(),
+            out: dir.path().join("received"),
+            durable,
+        })
+        .expect("receiver starts");
+        let toml = format!(
+            "[gateway]\nname = \"bench\"\ndata_dir = \"{}\"\nspool_dir = \"{}\"\n\
+             [[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nbilling_eor = \"\\r\\n\"\nbilling_records = 1000\nbilling_timeout = \"1s\"\n\
+             [delivery]\nprimary = \"http://{receiver_addr}/billing\"\nbatch_max = {batch}\nretry_delay = \"100ms\"\n",
+            dir.path().join("data").display(),
+            dir.path().join("spool").display(),
+        );
+        let config = billbox_config::from_toml_str(&toml).expect("bench config is valid");
+        let running = billbox_runtime::start(&config).expect("pipeline starts");
+        let addr = loop {
+            if let Some(a) = running.listen_addr("p") {
+                break a;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let store = running.store().clone();
+        let start = Instant::now();
+        let watcher = std::thread::spawn(move || {
+            let mut flushed = Vec::with_capacity(total as usize);
+            let mut acked = Vec::with_capacity(total as usize);
+            let deadline = Instant::now() + Duration::from_secs(secs + 120);
+            while (acked.len() as u64) < total && Instant::now() < deadline {
+                let now = start.elapsed();
+                let d = store.durable_seq("p").min(total);
+                while (flushed.len() as u64) < d {
+                    flushed.push(now);
+                }
+                let c = store
+                    .cursor("p", billbox_store::DELIVERY_CURSOR)
+                    .unwrap_or(0)
+                    .min(total);
+                while (acked.len() as u64) < c {
+                    acked.push(now);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            (flushed, acked)
+        });
+        let sender = std::thread::spawn(move || {
+            let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+            conn.set_nodelay(true).unwrap();
+            let mut sent = Vec::with_capacity(total as usize);
+            // Records go out in small bursts every millisecond.
+            let per_ms = (rate / 1000).max(1);
+            let mut i = 0u64;
+            while i < total {
+                let due = start + Duration::from_micros(i * 1_000_000 / rate);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let mut buf = Vec::new();
+                let n = per_ms.min(total - i);
+                for k in i..i + n {
+                    let mut rec = format!("{k:010},2026/11/24 13:00:00,00:01:05,4321,").into_bytes();
+                    rec.resize(143, b'x');
+                    rec.extend_from_slice(b"\r\n");
+                    buf.extend_from_slice(&rec);
+                }
+                conn.write_all(&buf).expect("send");
+                let at = start.elapsed();
+                sent.extend(std::iter::repeat_n(at, n as usize));
+                i += n;
+            }
+            (conn, sent)
+        });
+        let (_conn, sent) = tokio::task::spawn_blocking(move || sender.join().unwrap())
+            .await
+            .unwrap();
+        let (flushed, acked) = tokio::task::spawn_blocking(move || watcher.join().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(acked.len() as u64, total, "not every record was acknowledged");
+        let pct = |mut v: Vec<Duration>| {
+            v.sort_unstable();
+            let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+            (at(0.5), at(0.99), at(1.0))
+        };
+        let lat = |done: &[Duration]| {
+            pct(sent
+                .iter()
+                .zip(done)
+                .map(|(s, d)| d.saturating_sub(*s))
+                .collect())
+        };
+        let (f50, f99, fmax) = lat(&flushed);
+        let (a50, a99, amax) = lat(&acked);
+        println!(
+            "latency at {rate} records/s for {secs} s (batch_max {batch}, polled every 0.2 ms): \
+             record-to-flush p50 {f50:.2} ms, p99 {f99:.2} ms, max {fmax:.2} ms; \
+             record-to-ack p50 {a50:.2} ms, p99 {a99:.2} ms, max {amax:.2} ms"
+        );
+        running.shutdown().await;
+        receiver.stop(true).await;
+    });
 }
 
 fn run(records: u64, batch: u64, drain: bool, durable: bool) {
