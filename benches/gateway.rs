@@ -52,7 +52,10 @@ impl Billbox {
             .args(["--log-format", "json", "run", "--config"])
             .arg(config)
             .env("BILLBOX__METRICS__LISTEN", "127.0.0.1:0")
-            .envs(std::env::vars().filter(|(k, _)| k.starts_with("BILLBOX__") || k.starts_with("MALLOC_")))
+            .envs(
+                std::env::vars()
+                    .filter(|(k, _)| k.starts_with("BILLBOX__") || k.starts_with("MALLOC_")),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -17,6 +17,10 @@ use crate::policy::{Retransmission, Server};
 /// How long an idle destination sleeps when nobody wakes it.
 pub const IDLE_CHECK: Duration = Duration::from_secs(1);
 
+/// How long a POST in flight when billbox stops may still take: its answer
+/// is waited for, then it is abandoned (its records stay stored).
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Delivers every stored record past its cursor, in order per port, until a
 /// server acknowledges it; the cursor then moves past it.
 ///
@@ -172,9 +176,27 @@ impl CursorDestination {
                 Server::Secondary if self.endpoints.len() > 1 => &self.endpoints[1],
                 _ => &self.endpoints[0],
             };
+            let post = endpoint.post(packet.clone());
+            tokio::pin!(post);
+            let mut stopping = false;
             let result = tokio::select! {
-                r = endpoint.post(packet.clone()) => r,
-                _ = stop.wait_for(|s| *s) => return true,
+                r = &mut post => r,
+                stop_seen = stop.wait_for(|s| *s) => {
+                    // The watch's read lock must not be held while waiting:
+                    // the stopping side sends on it again.
+                    drop(stop_seen);
+                    // Stopping: an answer may be on its way; wait for it a
+                    // little, so acknowledged records are not sent again.
+                    stopping = true;
+                    match tokio::time::timeout(STOP_GRACE, &mut post).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::info!(destination = %self.name, port = %port, first_seq = first, last_seq = last,
+                                "Stopping: an unanswered POST was abandoned; its records stay stored and are sent again.");
+                            return true;
+                        }
+                    }
+                }
             };
             match result {
                 Ok(()) => {
@@ -194,8 +216,9 @@ impl CursorDestination {
                         last_seq: last,
                     }
                     .emit();
-                    return false;
+                    return stopping;
                 }
+                Err(_) if stopping => return true,
                 Err(e) => {
                     shared.policy.borrow_mut().on_failure(Instant::now());
                     let backlog = self.store.backlog(port, &self.cursor).unwrap_or(0);

@@ -135,6 +135,11 @@ impl Tracker {
         }
     }
 
+    /// New limits (a reloaded config); what was observed so far is kept.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// Takes a sample taken at `now` and returns the alarms that hold.
     pub fn observe(&mut self, now: Instant, sample: &Sample) -> Vec<Alarm> {
         let mut alarms = Vec::new();

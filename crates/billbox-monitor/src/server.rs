@@ -44,7 +44,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, MonitorError> {
 
 struct State {
     prometheus: PrometheusHandle,
-    config: Config,
+    config: Mutex<Config>,
     store: Mutex<Option<Store>>,
     ready: AtomicBool,
     stopped: AtomicBool,
@@ -63,7 +63,8 @@ impl State {
         let Some(store) = self.store() else {
             return;
         };
-        let sample = crate::sample::take(&store, &self.config);
+        let config = self.config.lock().expect("monitor state poisoned").clone();
+        let sample = crate::sample::take(&store, &config);
         let now_alarms = self
             .tracker
             .lock()
@@ -151,6 +152,17 @@ impl Monitor {
         self.state.ready.store(true, Ordering::Release);
     }
 
+    /// A reloaded config: its ports, quiet alarms and limits apply from the
+    /// next sample on.
+    pub fn set_config(&self, config: &Config) {
+        *self.state.config.lock().expect("monitor state poisoned") = config.clone();
+        self.state
+            .tracker
+            .lock()
+            .expect("monitor state poisoned")
+            .set_limits(Limits::from_config(config));
+    }
+
     /// billbox is stopping: `/readyz` answers 503 again.
     pub fn set_stopping(&self) {
         self.state.ready.store(false, Ordering::Release);
@@ -183,7 +195,7 @@ impl Monitor {
 pub fn serve(config: &Config, prometheus: PrometheusHandle) -> Result<Monitor, MonitorError> {
     let state = Arc::new(State {
         prometheus,
-        config: config.clone(),
+        config: Mutex::new(config.clone()),
         store: Mutex::new(None),
         ready: AtomicBool::new(false),
         stopped: AtomicBool::new(false),
@@ -226,7 +238,8 @@ pub fn serve(config: &Config, prometheus: PrometheusHandle) -> Result<Monitor, M
 
 async fn metrics_page(state: web::Data<State>) -> HttpResponse {
     if let Some(store) = state.store() {
-        crate::sample::take(&store, &state.config);
+        let config = state.config.lock().expect("monitor state poisoned").clone();
+        crate::sample::take(&store, &config);
         if let Ok(bytes) = store.size_on_disk() {
             metrics::gauge!("billbox_store_bytes").set(bytes as f64);
         }

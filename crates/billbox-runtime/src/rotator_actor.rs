@@ -21,6 +21,29 @@ pub struct RotatorActor {
     rotator: Rotator,
     failing: bool,
     deadline: Option<(i64, SpawnHandle)>,
+    /// Handed over to a new rotator of the port (config reload): does
+    /// nothing more, and ends once its addresses are dropped.
+    retired: bool,
+}
+
+/// Stop touching the port's files: another rotator takes over. The reply
+/// comes once this one is idle.
+#[derive(Debug, Clone, Copy)]
+pub struct Retire;
+
+impl Message for Retire {
+    type Result = ();
+}
+
+impl Handler<Retire> for RotatorActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        self.retired = true;
+        if let Some((_, handle)) = self.deadline.take() {
+            ctx.cancel_future(handle);
+        }
+    }
 }
 
 impl RotatorActor {
@@ -29,11 +52,15 @@ impl RotatorActor {
             rotator,
             failing: false,
             deadline: None,
+            retired: false,
         }
     }
 
     /// Logs what a rotator call did and re-arms the deadline timer.
     fn after(&mut self, result: Result<(), SpoolError>, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
         let port = self.rotator.settings().port.clone();
         for f in self.rotator.drain_closed() {
             FileClosed {
@@ -76,6 +103,9 @@ impl RotatorActor {
             let wait = Duration::from_micros((at - now_us()).max(0) as u64);
             let handle = ctx.run_later(wait, |act, ctx| {
                 act.deadline = None;
+                if act.retired {
+                    return;
+                }
                 let r = act.rotator.tick(now_us());
                 act.after(r, ctx);
             });
@@ -91,6 +121,9 @@ impl Actor for RotatorActor {
         // One pending wake-up is enough: it reads everything flushed by then.
         ctx.set_mailbox_capacity(1);
         self.deadline = None;
+        if self.retired {
+            return;
+        }
         let r = self.rotator.recover(now_us());
         if r.is_ok() {
             FilesRecovered {
@@ -102,6 +135,9 @@ impl Actor for RotatorActor {
         }
         self.after(r, ctx);
         ctx.run_interval(CATCH_UP_EVERY, |act, ctx| {
+            if act.retired {
+                return;
+            }
             let r = act.rotator.catch_up(now_us());
             act.after(r, ctx);
         });
@@ -114,6 +150,9 @@ impl Handler<Committed> for RotatorActor {
     type Result = ();
 
     fn handle(&mut self, _: Committed, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
         let r = self.rotator.catch_up(now_us());
         self.after(r, ctx);
     }

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use billbox_config::Config;
+use billbox_config::{Config, PortConfig};
 use billbox_spool::{Rotator, RotatorSettings};
 use billbox_store::{Store, StoreError};
+use std::collections::HashMap;
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -31,9 +32,11 @@ use crate::destination_actor::{DestinationActor, LoopFactory};
 use crate::events::StoreQuarantined;
 use crate::messages::{Drain, SubscribeCommitted};
 use crate::reader::{ListenAddrs, PortReader, StopSignal};
+use crate::rotator_actor::Retire;
 use crate::rotator_actor::RotatorActor;
 use crate::stats::LatencyHistogram;
 use crate::store_actor::Consumers;
+use crate::store_actor::SharedConsumers;
 use crate::store_actor::StoreActor;
 
 /// How long [`Running::shutdown`] waits for readers to hand over what they read.
@@ -56,14 +59,78 @@ pub struct Running {
     store: Store,
     latency: Arc<LatencyHistogram>,
     store_actor: Addr<StoreActor>,
+    consumers: SharedConsumers,
     files: Option<Arbiter>,
     listen_addrs: ListenAddrs,
-    stop: tokio::sync::watch::Sender<bool>,
-    alive: Option<tokio::sync::mpsc::Receiver<()>>,
-    readers: Vec<Addr<PortReader>>,
-    rotators: Vec<Addr<RotatorActor>>,
-    destinations: Vec<Addr<DestinationActor>>,
+    config: Config,
+    /// The ports being read, by name.
+    ports: HashMap<String, PortRun>,
+    /// Rotators of ports removed by a reload: they finish the port's files
+    /// (close the open one at its deadline, file records still unfiled).
+    retired_ports: HashMap<String, Addr<RotatorActor>>,
+    destinations: Destinations,
 }
+
+/// One port's reader and rotator, and how to stop the reader.
+struct PortRun {
+    config: PortConfig,
+    settings: RotatorSettings,
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Ends (recv returns None) once the reader has handed over what it read.
+    alive: tokio::sync::mpsc::Receiver<()>,
+    reader: Addr<PortReader>,
+    rotator: Addr<RotatorActor>,
+}
+
+/// The delivery loops and their own stop signal (a reload replaces them).
+struct Destinations {
+    stop: tokio::sync::watch::Sender<bool>,
+    actors: Vec<Addr<DestinationActor>>,
+    live: LiveLoops,
+}
+
+/// Counts the delivery loops running, so a stop can wait for them.
+#[derive(Clone, Default)]
+struct LiveLoops(Arc<std::sync::atomic::AtomicUsize>);
+
+struct LiveGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl LiveLoops {
+    fn enter(&self) -> LiveGuard {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        LiveGuard(self.0.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Why a reload was refused (the old config keeps running).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0} cannot change while billbox runs; restart billbox to change it")]
+    NeedsRestart(&'static str),
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub destinations_restarted: bool,
+}
+
+/// How long in-flight POSTs may take to finish at a stop or reload before
+/// they are abandoned (their records stay stored and are sent again).
+pub const POST_GRACE: Duration = Duration::from_secs(5);
 
 /// Starts every actor of `config`. Call inside a running actix `System`.
 pub fn start(config: &Config) -> Result<Running, StartError> {
@@ -80,69 +147,72 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         ports = config.ports.len(),
         "The store is open."
     );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (consumers, destinations) = start_destinations(config, &store, &stop_rx);
-    let consumers = Arc::new(consumers);
+    let (dest_stop, dest_stop_rx) = tokio::sync::watch::channel(false);
+    let live = LiveLoops::default();
+    let (consumers, actors) = start_destinations(config, &store, &dest_stop_rx, &live);
+    let consumers: SharedConsumers = Arc::new(std::sync::RwLock::new(Arc::new(consumers)));
     let store_for_actor = store.clone();
     let latency = Arc::new(LatencyHistogram::default());
     let latency_for_actor = latency.clone();
+    let consumers_for_actor = consumers.clone();
     let store_actor = Supervisor::start(move |_| {
         StoreActor::new(
             store_for_actor.clone(),
             latency_for_actor.clone(),
-            consumers.clone(),
+            consumers_for_actor.clone(),
         )
     });
-
-    let files = Arbiter::new();
-    let (alive_tx, alive_rx) = tokio::sync::mpsc::channel(1);
-    let listen_addrs = ListenAddrs::default();
-    let mut readers = Vec::new();
-    let mut rotators = Vec::new();
+    let mut running = Running {
+        store,
+        latency,
+        store_actor,
+        consumers,
+        files: Some(Arbiter::new()),
+        listen_addrs: ListenAddrs::default(),
+        config: config.clone(),
+        ports: HashMap::new(),
+        retired_ports: HashMap::new(),
+        destinations: Destinations {
+            stop: dest_stop,
+            actors,
+            live,
+        },
+    };
     for port in config.ports.iter().filter(|p| p.enabled()) {
-        let settings = RotatorSettings {
-            port: Arc::from(port.name.as_str()),
-            prefix: port.file_prefix(&config.gateway.name).to_string(),
-            dir: config.gateway.spool_dir.clone(),
-            records_per_file: port.billing_records,
-            timeout: port.billing_timeout,
-        };
-        let store_for_rotator = store.clone();
-        let rotator = Supervisor::start_in_arbiter(&files.handle(), move |_| {
-            RotatorActor::new(Rotator::new(settings, store_for_rotator))
-        });
-        store_actor.do_send(SubscribeCommitted {
-            port: Arc::from(port.name.as_str()),
-            recipient: rotator.clone().recipient(),
-        });
-        rotators.push(rotator);
-
-        let port = Arc::new(port.clone());
-        let (sa, la) = (store_actor.clone(), listen_addrs.clone());
-        let stop = StopSignal {
-            stop: stop_rx.clone(),
-            alive: Some(alive_tx.clone()),
-        };
-        readers.push(Supervisor::start(move |_| {
-            PortReader::new(port.clone(), sa.clone(), la.clone(), stop.clone())
-        }));
+        running.start_port(port);
     }
     for port in config.ports.iter().filter(|p| !p.enabled()) {
         tracing::info!(port = %port.name, "Port is off (billing_records = 0); not reading it.");
     }
-    drop(alive_tx);
-    Ok(Running {
-        store,
-        latency,
-        store_actor,
-        files: Some(files),
-        listen_addrs,
-        stop: stop_tx,
-        alive: Some(alive_rx),
-        readers,
-        rotators,
-        destinations,
-    })
+    running.start_retired_rotators();
+    Ok(running)
+}
+
+fn rotator_settings(config: &Config, port: &PortConfig) -> RotatorSettings {
+    RotatorSettings {
+        port: Arc::from(port.name.as_str()),
+        prefix: port.file_prefix(&config.gateway.name).to_string(),
+        dir: config.gateway.spool_dir.clone(),
+        records_per_file: port.billing_records,
+        timeout: port.billing_timeout,
+    }
+}
+
+/// Settings for a port the store knows but the config no longer reads: its
+/// files are finished with the gateway name as prefix and default limits.
+fn retired_settings(config: &Config, port: &str) -> RotatorSettings {
+    let defaults = billbox_config::from_toml_str(
+        "[gateway]\nname = \"x\"\n[[ports]]\nname = \"x\"\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .ok()
+    .and_then(|c| c.ports.into_iter().next());
+    RotatorSettings {
+        port: Arc::from(port),
+        prefix: config.gateway.name.clone(),
+        dir: config.gateway.spool_dir.clone(),
+        records_per_file: defaults.as_ref().map_or(1000, |p| p.billing_records),
+        timeout: defaults.and_then(|p| p.billing_timeout),
+    }
 }
 
 /// Opens the store; a damaged one is moved aside (never deleted) and a fresh
@@ -184,6 +254,7 @@ fn start_destinations(
     config: &Config,
     store: &Store,
     stop: &tokio::sync::watch::Receiver<bool>,
+    live: &LiveLoops,
 ) -> (Consumers, Vec<Addr<DestinationActor>>) {
     let mut consumers = Consumers {
         removal_cursors: vec![FILES_CURSOR.to_string()],
@@ -197,12 +268,18 @@ fn start_destinations(
     };
     let mut actors = Vec::new();
     let gateway: Arc<str> = Arc::from(config.gateway.name.as_str());
-    let ports: Vec<Arc<str>> = config
+    // Ports the config no longer reads still have their records delivered.
+    let mut ports: Vec<Arc<str>> = config
         .ports
         .iter()
         .filter(|p| p.enabled())
         .map(|p| Arc::from(p.name.as_str()))
         .collect();
+    for p in store.ports() {
+        if !ports.contains(&p) {
+            ports.push(p);
+        }
+    }
     let delivery = config.delivery.clone();
     let (retry_delay, timeout, batch_max, max_in_flight) =
         delivery
@@ -223,6 +300,7 @@ fn start_destinations(
         let (store, gateway, ports, stop2) =
             (store.clone(), gateway.clone(), ports.clone(), stop.clone());
         let name: Arc<str> = Arc::from("delivery");
+        let live = live.clone();
         let make: LoopFactory = Box::new(move || {
             let dest = CursorDestination::primary_secondary(
                 Arc::from("delivery"),
@@ -232,7 +310,12 @@ fn start_destinations(
                 store.clone(),
                 wake.clone(),
             );
-            Box::pin(dest.run(stop2.clone()))
+            let guard = live.enter();
+            let stop = stop2.clone();
+            Box::pin(async move {
+                dest.run(stop).await;
+                drop(guard);
+            })
         });
         let stop3 = stop.clone();
         let make = Rc::new(make);
@@ -244,6 +327,7 @@ fn start_destinations(
     for cc in &config.carbon_copies {
         let name: Arc<str> = Arc::from(format!("cc:{}", cc.name).as_str());
         let (url, gateway, stop2) = (cc.url.clone(), gateway.clone(), stop.clone());
+        let live = live.clone();
         let make: LoopFactory = if cc.reliable {
             let cursor = carbon_copy_cursor(&cc.name);
             consumers.removal_cursors.push(cursor.clone());
@@ -264,7 +348,12 @@ fn start_destinations(
                     wake: wake.clone(),
                     max_in_flight,
                 };
-                Box::pin(dest.run(stop2.clone()))
+                let guard = live.enter();
+                let stop = stop2.clone();
+                Box::pin(async move {
+                    dest.run(stop).await;
+                    drop(guard);
+                })
             })
         } else {
             let (tx, rx) = tokio::sync::mpsc::channel(MIRROR_QUEUE);
@@ -279,7 +368,12 @@ fn start_destinations(
                     batch_max,
                     records: queue.clone(),
                 };
-                Box::pin(dest.run(stop2.clone()))
+                let guard = live.enter();
+                let stop = stop2.clone();
+                Box::pin(async move {
+                    dest.run(stop).await;
+                    drop(guard);
+                })
             })
         };
         let stop3 = stop.clone();
@@ -316,38 +410,229 @@ impl Running {
         &self.latency
     }
 
-    /// Number of port readers started.
+    /// Number of port readers running.
     pub fn readers(&self) -> usize {
-        self.readers.len()
+        self.ports.len()
     }
 
-    /// Stops reading, commits what readers already read, and stops the file
-    /// arbiter. Open `.tmp` files are completed at the next start.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        // A store held full (when_full = "block") would keep readers waiting
-        // for their commits: drain first, so those commits go through.
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.store_actor.send(Drain)).await;
-        if let Some(mut alive) = self.alive.take() {
-            // Every reader holds a sender; recv() ends when all are dropped.
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, alive.recv()).await;
+    /// The config running now.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn files(&self) -> actix::ArbiterHandle {
+        self.files
+            .as_ref()
+            .expect("the files arbiter runs until shutdown")
+            .handle()
+    }
+
+    /// Starts a port's rotator and reader.
+    fn start_port(&mut self, port: &PortConfig) {
+        let settings = rotator_settings(&self.config, port);
+        let store = self.store.clone();
+        let s2 = settings.clone();
+        let rotator = Supervisor::start_in_arbiter(&self.files(), move |_| {
+            RotatorActor::new(Rotator::new(s2.clone(), store.clone()))
+        });
+        self.store_actor.do_send(SubscribeCommitted {
+            port: Arc::from(port.name.as_str()),
+            recipient: rotator.clone().recipient(),
+        });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (alive_tx, alive_rx) = tokio::sync::mpsc::channel(1);
+        let stop = StopSignal {
+            stop: stop_rx,
+            alive: Some(alive_tx),
+        };
+        let port_arc = Arc::new(port.clone());
+        let (sa, la) = (self.store_actor.clone(), self.listen_addrs.clone());
+        let reader = Supervisor::start(move |_| {
+            PortReader::new(port_arc.clone(), sa.clone(), la.clone(), stop.clone())
+        });
+        self.ports.insert(
+            port.name.clone(),
+            PortRun {
+                config: port.clone(),
+                settings,
+                stop: stop_tx,
+                alive: alive_rx,
+                reader,
+                rotator,
+            },
+        );
+    }
+
+    /// Ports the store holds records of that the config does not read get a
+    /// rotator, so their files are finished.
+    fn start_retired_rotators(&mut self) {
+        for port in self.store.ports() {
+            let name = port.to_string();
+            if self.ports.contains_key(&name) || self.retired_ports.contains_key(&name) {
+                continue;
+            }
+            let settings = retired_settings(&self.config, &name);
+            let store = self.store.clone();
+            let rotator = Supervisor::start_in_arbiter(&self.files(), move |_| {
+                RotatorActor::new(Rotator::new(settings.clone(), store.clone()))
+            });
+            self.retired_ports.insert(name, rotator);
         }
-        self.destinations.clear();
+    }
+
+    /// Stops the readers of `names` and commits what they read.
+    async fn stop_readers(&mut self, names: &[String]) -> Vec<PortRun> {
+        let mut stopped: Vec<PortRun> = names.iter().filter_map(|n| self.ports.remove(n)).collect();
+        for run in &stopped {
+            let _ = run.stop.send(true);
+        }
+        // A store held full would keep readers waiting for their commits.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.store_actor.send(Drain)).await;
+        for run in &mut stopped {
+            // Every reader holds a sender; recv() ends when it is dropped.
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, run.alive.recv()).await;
+        }
         if tokio::time::timeout(SHUTDOWN_GRACE, self.store_actor.send(Drain))
             .await
             .is_err()
         {
             tracing::error!("Records read before the stop could not be committed in time (is the data disk full?); they are not received.");
         }
+        for run in &stopped {
+            drop(run.reader.clone());
+        }
+        stopped
+    }
+
+    /// Stops the delivery loops, letting in-flight POSTs finish for up to
+    /// [`POST_GRACE`].
+    async fn stop_destinations(&mut self) {
+        let _ = self.destinations.stop.send(true);
+        let deadline = Instant::now() + POST_GRACE + Duration::from_secs(1);
+        while self.destinations.live.count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.destinations.actors.clear();
+    }
+
+    /// Applies a new config without a restart: ports added, removed or
+    /// changed, servers changed. Unchanged ports keep reading (their links
+    /// stay up). A removed port's records are still filed and delivered.
+    /// Settings that need a restart make the reload fail, and the old
+    /// config keeps running.
+    pub async fn reload(&mut self, new: &Config) -> Result<ReloadSummary, ReloadError> {
+        let old = &self.config;
+        if new.gateway.data_dir != old.gateway.data_dir {
+            return Err(ReloadError::NeedsRestart("gateway.data_dir"));
+        }
+        if new.gateway.spool_dir != old.gateway.spool_dir {
+            return Err(ReloadError::NeedsRestart("gateway.spool_dir"));
+        }
+        if new.store.cache_mb != old.store.cache_mb {
+            return Err(ReloadError::NeedsRestart("store.cache_mb"));
+        }
+        if new.metrics.listen != old.metrics.listen || new.metrics.enabled != old.metrics.enabled {
+            return Err(ReloadError::NeedsRestart(
+                "metrics.listen and metrics.enabled",
+            ));
+        }
+        let mut summary = ReloadSummary::default();
+        let wanted: HashMap<&str, &PortConfig> = new
+            .ports
+            .iter()
+            .filter(|p| p.enabled())
+            .map(|p| (p.name.as_str(), p))
+            .collect();
+        for name in self.ports.keys() {
+            match wanted.get(name.as_str()) {
+                None => summary.removed.push(name.clone()),
+                Some(p) => {
+                    let run = &self.ports[name];
+                    let settings = rotator_settings(new, p);
+                    if **p != run.config || !same_settings(&settings, &run.settings) {
+                        summary.changed.push(name.clone());
+                    }
+                }
+            }
+        }
+        for name in wanted.keys() {
+            if !self.ports.contains_key(*name) {
+                summary.added.push(name.to_string());
+            }
+        }
+        summary.added.sort();
+        summary.removed.sort();
+        summary.changed.sort();
+        let ports_changed = !summary.added.is_empty() || !summary.removed.is_empty();
+        let destinations_changed = new.delivery != old.delivery
+            || new.carbon_copies != old.carbon_copies
+            || new.gateway.name != old.gateway.name
+            || new.store != old.store
+            || ports_changed;
+        // Readers of removed and changed ports stop and hand over first.
+        let mut stopping = summary.removed.clone();
+        stopping.extend(summary.changed.iter().cloned());
+        let stopped = self.stop_readers(&stopping).await;
+        self.config = new.clone();
+        for run in stopped {
+            if summary.removed.contains(&run.config.name) {
+                // It finishes the port's files with its old settings.
+                self.retired_ports
+                    .insert(run.config.name.clone(), run.rotator);
+            } else {
+                let _ = run.rotator.send(Retire).await;
+            }
+        }
+        for name in summary.added.iter().chain(summary.changed.iter()) {
+            if let Some(old_rotator) = self.retired_ports.remove(name) {
+                let _ = old_rotator.send(Retire).await;
+            }
+            let port = (*wanted.get(name.as_str()).expect("a wanted port")).clone();
+            self.start_port(&port);
+        }
+        if destinations_changed {
+            self.stop_destinations().await;
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let live = LiveLoops::default();
+            let (consumers, actors) =
+                start_destinations(&self.config, &self.store, &stop_rx, &live);
+            *self.consumers.write().expect("consumer table poisoned") = Arc::new(consumers);
+            self.destinations = Destinations {
+                stop: stop_tx,
+                actors,
+                live,
+            };
+            summary.destinations_restarted = true;
+        }
+        Ok(summary)
+    }
+
+    /// Stops reading, commits what readers already read, lets in-flight
+    /// POSTs finish (for up to [`POST_GRACE`]), and stops the file arbiter.
+    /// Open `.tmp` files are completed at the next start.
+    pub async fn shutdown(mut self) {
+        let names: Vec<String> = self.ports.keys().cloned().collect();
+        let _ = self.destinations.stop.send(true);
+        let stopped = self.stop_readers(&names).await;
+        self.stop_destinations().await;
         let _ = self.store.flush().await;
         if let Err(e) = self.store.confirm() {
             tracing::error!(error = %e, "The sequence guard could not be written at shutdown.");
         }
-        self.rotators.clear();
+        drop(stopped);
+        self.retired_ports.clear();
         if let Some(files) = self.files.take() {
             files.stop();
             let _ = tokio::task::spawn_blocking(move || files.join()).await;
         }
         tracing::info!("billbox stopped; every record read is committed.");
     }
+}
+
+fn same_settings(a: &RotatorSettings, b: &RotatorSettings) -> bool {
+    a.port == b.port
+        && a.prefix == b.prefix
+        && a.dir == b.dir
+        && a.records_per_file == b.records_per_file
+        && a.timeout == b.timeout
 }

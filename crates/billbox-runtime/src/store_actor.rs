@@ -38,6 +38,9 @@ pub const FULL_RECHECK: Duration = Duration::from_millis(100);
 /// The queue of committed batches to a fire-once mirror.
 pub type MirrorQueue = mpsc::Sender<Arc<Vec<Record>>>;
 
+/// The consumers, replaceable while running (a config reload changes them).
+pub type SharedConsumers = Arc<std::sync::RwLock<Arc<Consumers>>>;
+
 /// Who consumes committed records besides the rotators.
 #[derive(Default)]
 pub struct Consumers {
@@ -59,7 +62,7 @@ pub struct Consumers {
 pub struct StoreActor {
     store: Store,
     latency: Arc<LatencyHistogram>,
-    consumers: Arc<Consumers>,
+    consumers: SharedConsumers,
     full: bool,
     /// Shutting down: commit what readers already read, capacity or not.
     draining: bool,
@@ -74,11 +77,19 @@ pub struct StoreActor {
 }
 
 impl StoreActor {
+    /// The consumers as they stand now.
+    fn consumers(&self) -> Arc<Consumers> {
+        self.consumers
+            .read()
+            .expect("consumer table poisoned")
+            .clone()
+    }
+
     /// `latency` counts, per record, the time from its read to its flush.
     pub fn new(
         store: Store,
         latency: Arc<LatencyHistogram>,
-        consumers: Arc<Consumers>,
+        consumers: SharedConsumers,
     ) -> StoreActor {
         StoreActor {
             store,
@@ -150,7 +161,8 @@ impl StoreActor {
     /// Holds the pending appends while the data directory's file system has
     /// less than `min_free` bytes free.
     fn blocked_by_disk(&mut self, ctx: &mut Context<Self>) -> bool {
-        let Some((dir, min_free)) = &self.consumers.min_free else {
+        let consumers = self.consumers();
+        let Some((dir, min_free)) = &consumers.min_free else {
             return false;
         };
         let free = match nix::sys::statvfs::statvfs(dir) {
@@ -195,7 +207,7 @@ impl StoreActor {
     /// With `when_full = "block"`: holds the pending appends (and so the port
     /// readers) while the records waiting for delivery fill the capacity.
     fn blocked_by_capacity(&mut self, ctx: &mut Context<Self>) -> bool {
-        let Some((max, WhenFull::Block)) = self.consumers.capacity else {
+        let Some((max, WhenFull::Block)) = self.consumers().capacity else {
             return false;
         };
         if self.draining {
@@ -229,7 +241,7 @@ impl StoreActor {
     /// With `when_full = "drop_oldest"`: gives up delivery of the oldest
     /// records beyond the capacity (they stay for the files).
     fn drop_oldest(&mut self) {
-        let Some((max, WhenFull::DropOldest)) = self.consumers.capacity else {
+        let Some((max, WhenFull::DropOldest)) = self.consumers().capacity else {
             return;
         };
         let mut excess = self
@@ -280,12 +292,12 @@ impl StoreActor {
 
     /// Removes the records every consumer is done with.
     fn remove_done(&mut self) {
-        if self.consumers.removal_cursors.is_empty() {
+        let consumers = self.consumers();
+        if consumers.removal_cursors.is_empty() {
             return;
         }
         for port in self.store.ports() {
-            let done = self
-                .consumers
+            let done = consumers
                 .removal_cursors
                 .iter()
                 .map(|c| self.store.cursor(&port, c).unwrap_or(0))
@@ -307,6 +319,7 @@ impl StoreActor {
     }
 
     fn committed(&mut self, batch: Vec<Pending>, assigned: Vec<Assigned>) {
+        let consumers = self.consumers();
         let flushed_us = crate::now_us();
         for (p, a) in batch.into_iter().zip(assigned) {
             // The records of one append were read together.
@@ -327,7 +340,7 @@ impl StoreActor {
                 // A full mailbox is fine: the pending wake-up reads these too.
                 let _ = rotator.try_send(Committed);
             }
-            if !self.consumers.mirrors.is_empty() {
+            if !consumers.mirrors.is_empty() {
                 let records: Arc<Vec<Record>> = Arc::new(
                     p.records
                         .iter()
@@ -341,7 +354,7 @@ impl StoreActor {
                         })
                         .collect(),
                 );
-                for (name, mirror) in &self.consumers.mirrors {
+                for (name, mirror) in &consumers.mirrors {
                     let overflow = mirror.try_send(records.clone()).is_err();
                     let was = self
                         .mirror_overflow
@@ -367,7 +380,7 @@ impl StoreActor {
             }
         }
         self.drop_oldest();
-        for wake in &self.consumers.wakes {
+        for wake in &consumers.wakes {
             wake.notify_one();
         }
     }
