@@ -83,6 +83,33 @@ pub enum Command {
         /// Sync files before acknowledging (turn off only for benchmarks).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         durable: bool,
+        /// Check every packet's X-Billbox-Signature with this key (the
+        /// `secret_key` of billbox's config, at least 16 bytes): a packet
+        /// whose signature is missing or wrong is refused (403, ERROR ack)
+        /// and billbox sends it again. Other users of the machine can see
+        /// arguments: prefer --secret-key-file.
+        #[arg(
+            long,
+            value_name = "KEY",
+            conflicts_with = "secret_key_file",
+            value_parser = |text: &str| billbox_config::SecretKey::new(text).map_err(|why| format!("the key {why}")),
+        )]
+        secret_key: Option<billbox_config::SecretKey>,
+        /// Like --secret-key, with the key read from this file (a line
+        /// break at its end is not part of the key).
+        #[arg(long, value_name = "FILE")]
+        secret_key_file: Option<PathBuf>,
+        /// Serve HTTPS with this PEM certificate (chain, the server's own
+        /// certificate first); needs --tls-key.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Require clients (billbox) to present a certificate signed by an
+        /// authority in this PEM file (mutual TLS); needs --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        client_ca: Option<PathBuf>,
     },
 }
 

@@ -23,16 +23,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, &cli.log_level);
     logging::install_panic_hook();
+    // Billing records are private: everything billbox creates (store, guard,
+    // ACS files, directories) is readable by its group at most: files 0640,
+    // directories 0750.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     match cli.command {
         Command::Run { config } => run(&config),
         Command::Validate { config } => validate(&config),
         Command::Inspect { config } => inspect(&config),
         Command::Demo(args) => demo::main(args),
-        Command::Receive {
-            listen,
-            out,
-            durable,
-        } => receive(listen, out, durable),
+        cmd @ Command::Receive { .. } => receive(cmd),
         Command::Salvage { config, wait, dir } => salvage::main(&config, &dir, wait),
         Command::Health {
             addr,
@@ -42,7 +42,41 @@ fn main() -> ExitCode {
     }
 }
 
-fn receive(listen: String, out: std::path::PathBuf, durable: bool) -> ExitCode {
+/// `billbox receive`: the reference billing server, until SIGTERM/SIGINT.
+fn receive(command: Command) -> ExitCode {
+    let Command::Receive {
+        listen,
+        out,
+        durable,
+        secret_key,
+        secret_key_file,
+        tls_cert,
+        tls_key,
+        client_ca,
+    } = command
+    else {
+        unreachable!("receive() is called for `billbox receive` only");
+    };
+    let secret_key = match (secret_key, secret_key_file) {
+        (Some(key), _) => Some(key),
+        (None, Some(file)) => match billbox_config::SecretKey::from_file(&file) {
+            Ok(key) => Some(key),
+            Err(why) => {
+                tracing::error!(error = %why, "The receiver cannot start: --secret-key-file.");
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => None,
+    };
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some(billbox_receiver::ReceiverTls {
+            cert,
+            key,
+            client_ca,
+        }),
+        _ => None,
+    };
+    let security = billbox_receiver::ReceiverSecurity { secret_key, tls };
     let system = actix_rt::System::new();
     system.block_on(async move {
         let opts = billbox_receiver::ReceiverOptions {
@@ -50,7 +84,7 @@ fn receive(listen: String, out: std::path::PathBuf, durable: bool) -> ExitCode {
             out,
             durable,
         };
-        let running = match billbox_receiver::serve(opts) {
+        let running = match billbox_receiver::serve_secure(opts, security) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "The receiver cannot start.");
@@ -109,6 +143,7 @@ fn run(path: &Path) -> ExitCode {
     } else {
         None
     };
+    let path = path.to_path_buf();
     let system = actix_rt::System::new();
     let code = system.block_on(async move {
         // The listener comes first, so /readyz answers 503 while the store
@@ -121,7 +156,7 @@ fn run(path: &Path) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let running = match billbox_runtime::start(&config) {
+        let mut running = match billbox_runtime::start(&config) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "billbox cannot start.");
@@ -138,7 +173,12 @@ fn run(path: &Path) -> ExitCode {
             version = env!("CARGO_PKG_VERSION"),
             "billbox is running."
         );
-        let signal = wait_for_stop_signal().await;
+        let signal = loop {
+            match wait_for_signal().await {
+                Signal::Reload => reload(&path, &mut running, monitor.as_ref()).await,
+                Signal::Stop(name) => break name,
+            }
+        };
         tracing::info!(
             signal,
             "Stopping: no more reading, committing what was read."
@@ -154,6 +194,66 @@ fn run(path: &Path) -> ExitCode {
     });
     actix_rt::System::current().stop();
     code
+}
+
+enum Signal {
+    Stop(&'static str),
+    Reload,
+}
+
+async fn wait_for_signal() -> Signal {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
+    tokio::select! {
+        _ = term.recv() => Signal::Stop("SIGTERM"),
+        _ = int.recv() => Signal::Stop("SIGINT"),
+        _ = hup.recv() => Signal::Reload,
+    }
+}
+
+/// SIGHUP: reads the config file again and applies it; a config that is not
+/// valid, or that changes what needs a restart, is refused and the running
+/// one stays.
+async fn reload(
+    path: &Path,
+    running: &mut billbox_runtime::Running,
+    monitor: Option<&billbox_monitor::Monitor>,
+) {
+    tracing::info!(config = %path.display(), "SIGHUP: reloading the config.");
+    let new = match billbox_config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            let problems: Vec<String> = e.problems().iter().map(|p| p.to_string()).collect();
+            tracing::error!(
+                config = %path.display(),
+                error = %e,
+                problems = ?problems,
+                "The new config is not valid; billbox keeps running with the old one."
+            );
+            return;
+        }
+    };
+    match running.reload(&new).await {
+        Ok(summary) => {
+            if let Some(m) = monitor {
+                m.set_config(&new);
+            }
+            tracing::info!(
+                added = ?summary.added,
+                removed = ?summary.removed,
+                changed = ?summary.changed,
+                destinations_restarted = summary.destinations_restarted,
+                ports = running.readers(),
+                "The config is reloaded."
+            );
+        }
+        Err(e) => tracing::error!(
+            error = %e,
+            "The new config was refused; billbox keeps running with the old one."
+        ),
+    }
 }
 
 async fn wait_for_stop_signal() -> &'static str {

@@ -206,3 +206,42 @@ fn sighup_adds_and_removes_ports_and_refuses_a_bad_config() {
     assert_exactly_once(&sent_c, &site.records_in_files("C", b"\n"), "port c files");
     assert_eq!(bb.terminate(), Some(0));
 }
+
+#[test]
+fn files_and_the_store_are_private_to_billboxs_user_and_group() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::new();
+    let config = site.config(&port("a", "A"));
+    let bb = Billbox::start(&config);
+    let mut conn = TcpStream::connect(bb.listen_addr("a")).unwrap();
+    let sent = send(&mut conn, "a", 1, 20);
+    wait_until(WAIT, || {
+        (site.records_in_files("A", b"\n").len() == sent.len()).then_some(())
+    })
+    .expect("records filed");
+    assert_eq!(bb.terminate(), Some(0));
+    let mut checked = 0;
+    let mut stack = vec![site.data(), site.spool()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(
+                mode & 0o027,
+                0,
+                "{} is {mode:o}, wider than 0750",
+                path.display()
+            );
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(
+                mode & 0o137,
+                0,
+                "{} is {mode:o}, wider than 0640",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 5, "only {checked} paths checked");
+}

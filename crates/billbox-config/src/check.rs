@@ -23,9 +23,10 @@ use crate::model::{
 };
 use crate::raw::{
     self, Bool, DurationValue, Int, RawCarbonCopy, RawDelivery, RawGateway, RawMetrics, RawPort,
-    RawRoot, RawStore, Text,
+    RawRoot, RawStore, SecretText, Text,
 };
 use crate::section::{expect_array, expect_table, join, read_table, Broken};
+use crate::security::{SecretKey, ServerSecurity, TlsFiles};
 use crate::server_url::ServerUrl;
 
 /// The longest gateway name, alias or port name, in characters.
@@ -404,6 +405,105 @@ fn check_url(key: &str, value: Option<Text>, problems: &mut Problems) -> Option<
         .ok()
 }
 
+/// The security keys of one server table, as written.
+struct RawSecurity {
+    ca_file: Option<Text>,
+    client_cert: Option<Text>,
+    client_key: Option<Text>,
+    secret_key: Option<SecretText>,
+    secret_key_file: Option<Text>,
+}
+
+/// Checks the security keys of the table at `section` (`delivery`,
+/// `carbon_copy[0]`) and reads their files. `https` says whether a server
+/// of the table is `https://` (`None` when its URLs were rejected: the
+/// TLS keys are then not checked against it). `None` when something was
+/// wrong (the problem is recorded).
+fn check_security(
+    section: &str,
+    raw: RawSecurity,
+    https: Option<bool>,
+    problems: &mut Problems,
+) -> Option<ServerSecurity> {
+    let before = problems.len();
+    let path = |field: &str, value: Option<Text>, problems: &mut Problems| {
+        let Text(text) = value?;
+        match check_path(&text) {
+            Ok(()) => Some(PathBuf::from(text)),
+            Err(why) => {
+                problems.push(Problem::new(join(section, field), why));
+                None
+            }
+        }
+    };
+    let given = [
+        ("ca_file", raw.ca_file.is_some()),
+        ("client_cert", raw.client_cert.is_some()),
+        ("client_key", raw.client_key.is_some()),
+    ];
+    let tls = TlsFiles {
+        ca_file: path("ca_file", raw.ca_file, problems),
+        client_cert: path("client_cert", raw.client_cert, problems),
+        client_key: path("client_key", raw.client_key, problems),
+    };
+    let tls_checked = problems.len() == before;
+    if https == Some(false) {
+        for (field, _) in given.iter().filter(|(_, g)| *g) {
+            problems.push(Problem::new(
+                join(section, field),
+                format!(
+                    "only https:// servers use TLS, and {}; use an https:// URL or remove {field}",
+                    if section == "delivery" {
+                        "no server of [delivery] is https://"
+                    } else {
+                        "the url is http://"
+                    }
+                ),
+            ));
+        }
+    }
+
+    let secret_key = match (raw.secret_key, raw.secret_key_file) {
+        (Some(_), Some(_)) => {
+            problems.push(Problem::new(
+                join(section, "secret_key_file"),
+                "give secret_key or secret_key_file, not both",
+            ));
+            None
+        }
+        (Some(SecretText(text)), None) => SecretKey::new(&text)
+            .map_err(|why| problems.push(Problem::new(join(section, "secret_key"), why)))
+            .ok(),
+        (None, Some(Text(file))) => match check_path(&file) {
+            Ok(()) => SecretKey::from_file(std::path::Path::new(&file))
+                .map_err(|why| problems.push(Problem::new(join(section, "secret_key_file"), why)))
+                .ok(),
+            Err(why) => {
+                problems.push(Problem::new(join(section, "secret_key_file"), why));
+                None
+            }
+        },
+        (None, None) => None,
+    };
+
+    // The files are read (and their problems reported) for https servers
+    // only, whatever else is wrong.
+    let tls = if tls_checked && https == Some(true) {
+        tls
+    } else {
+        TlsFiles::default()
+    };
+    let security = ServerSecurity::new(tls, None)
+        .map_err(|(field, why)| problems.push(Problem::new(join(section, field), why)))
+        .ok();
+    if problems.len() != before {
+        return None;
+    }
+    let mut security = security?;
+    security.secret_key = secret_key;
+    Some(security)
+}
+
 impl DeliveryConfig {
     /// Checks `[delivery]`; `None` when a value was rejected (the problem
     /// is recorded).
@@ -427,6 +527,7 @@ impl DeliveryConfig {
                 None
             }
         };
+        let secondary_given = raw.secondary.is_some();
         let secondary = check_url("delivery.secondary", raw.secondary, problems);
         if let (Some(primary), Some(secondary)) = (&primary, &secondary) {
             if primary.same_target(secondary) {
@@ -508,13 +609,33 @@ impl DeliveryConfig {
             problems,
         );
 
+        // Whether a server is https, when that is known.
+        let https = match (&primary, &secondary) {
+            (Some(p), Some(s)) => Some(p.is_https() || s.is_https()),
+            (Some(p), None) if !secondary_given || p.is_https() => Some(p.is_https()),
+            _ => None,
+        };
+        let security = check_security(
+            "delivery",
+            RawSecurity {
+                ca_file: raw.ca_file,
+                client_cert: raw.client_cert,
+                client_key: raw.client_key,
+                secret_key: raw.secret_key,
+                secret_key_file: raw.secret_key_file,
+            },
+            https,
+            problems,
+        );
+
         if problems.len() != before || !broken.is_empty() {
             return None;
         }
+        let security = security?;
         Some(DeliveryConfig {
             method,
-            primary: primary?,
-            secondary,
+            primary: primary?.with_security(security.clone()),
+            secondary: secondary.map(|s| s.with_security(security)),
             attempts: attempts.map_or_else(raw::default_attempts, |n| n as u32),
             retry_delay: retry_delay.unwrap_or_else(raw::default_retry_delay),
             request_timeout: request_timeout.unwrap_or_else(raw::default_request_timeout),
@@ -674,12 +795,27 @@ impl CarbonCopyConfig {
 
         let reliable = raw.reliable.map_or_else(raw::default_reliable, |Bool(b)| b);
 
-        let copy = match url {
-            Some(url) if problems.len() == before && broken.is_empty() => Some(CarbonCopyConfig {
-                name,
-                url,
-                reliable,
-            }),
+        let security = check_security(
+            key,
+            RawSecurity {
+                ca_file: raw.ca_file,
+                client_cert: raw.client_cert,
+                client_key: raw.client_key,
+                secret_key: raw.secret_key,
+                secret_key_file: raw.secret_key_file,
+            },
+            url.as_ref().map(ServerUrl::is_https),
+            problems,
+        );
+
+        let copy = match (url, security) {
+            (Some(url), Some(security)) if problems.len() == before && broken.is_empty() => {
+                Some(CarbonCopyConfig {
+                    name,
+                    url: url.with_security(security),
+                    reliable,
+                })
+            }
             _ => None,
         };
         (copy, identity)

@@ -28,7 +28,11 @@
 //!   [`PortSource`], [`SerialSettings`], [`Parity`], [`Flow`],
 //!   [`DeliveryConfig`], [`Method`], [`CarbonCopyConfig`], [`MetricsConfig`].
 //! - `server_url` (re-exported here): [`ServerUrl`], the checked `http://`
-//!   address of a billing server, and [`UrlError`].
+//!   or `https://` address of a billing server, and [`UrlError`].
+//! - `security` (re-exported here): [`ServerSecurity`], a server's TLS
+//!   files ([`TlsFiles`]) and signing key ([`SecretKey`], never shown),
+//!   checked and read at load time; it travels inside the server's
+//!   [`ServerUrl`].
 //! - `error`: [`ConfigError`], [`ConfigErrorKind`] and [`Problem`].
 //! - `raw`: the serde structs as written in TOML (`deny_unknown_fields`,
 //!   every field optional, doc comment per key, `default_*` functions) and
@@ -56,6 +60,7 @@ mod escape;
 mod model;
 mod raw;
 mod section;
+mod security;
 mod server_url;
 
 use std::collections::HashMap;
@@ -66,6 +71,10 @@ pub use escape::{decode_escapes, EscapeError};
 pub use model::{
     CarbonCopyConfig, Config, DeliveryConfig, Flow, GatewayConfig, Method, MetricsConfig, Parity,
     PortConfig, PortSource, SerialSettings, StoreConfig, UnknownName, WhenFull, MAX_PORTS,
+};
+pub use security::{
+    crypto_provider, read_certificates, read_private_key, read_roots, webpki_roots, SecretKey,
+    ServerSecurity, TlsFiles, MIN_SECRET_KEY_BYTES,
 };
 pub use server_url::{ServerUrl, UrlError};
 
@@ -173,3 +182,6 @@ fn syntax_message(err: &config::ConfigError) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod security_tests;

@@ -143,9 +143,11 @@ pub enum WhenFull {
 pub struct DeliveryConfig {
     /// How the two servers are used. Default [`Method::Failover`].
     pub method: Method,
-    /// The primary server. Required.
+    /// The primary server. Required. Its [`ServerUrl::security`] holds the
+    /// section's `ca_file`, `client_cert`, `client_key` and `secret_key`.
     pub primary: ServerUrl,
-    /// The secondary server, different from the primary. Optional.
+    /// The secondary server, different from the primary. Optional. It has
+    /// the same security settings as the primary.
     pub secondary: Option<ServerUrl>,
     /// Failover: attempts on one server before moving to the other,
     /// 1 to 100. Default 3. Unused with [`Method::RoundRobin`].
@@ -205,7 +207,8 @@ pub struct CarbonCopyConfig {
     /// of `A-Z a-z 0-9 _ . -`. Default `cc1`, `cc2`, ... by position
     /// (counting from 1).
     pub name: String,
-    /// The server.
+    /// The server, with this table's security settings
+    /// ([`ServerUrl::security`]).
     pub url: ServerUrl,
     /// `false`: each record is posted once when it arrives and never
     /// retransmitted (as the AG does). `true`: the carbon copy has its own

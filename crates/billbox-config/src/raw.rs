@@ -104,6 +104,19 @@ pub(crate) struct RawDelivery {
     /// POSTs awaiting an answer at once, 1 to 64. Default 1 (strict
     /// attempt order).
     pub max_in_flight: Option<Int>,
+    /// `https://` servers: a PEM file of the certificate authorities that
+    /// sign the servers' certificates. Default: the built-in roots.
+    pub ca_file: Option<Text>,
+    /// `https://` servers: billbox's PEM certificate (chain) for mutual
+    /// TLS, with `client_key`. Default: none.
+    pub client_cert: Option<Text>,
+    /// `https://` servers: the PEM private key of `client_cert`.
+    pub client_key: Option<Text>,
+    /// The key that signs every POST (HMAC-SHA256), at least 16 bytes.
+    /// Default: packets are not signed.
+    pub secret_key: Option<SecretText>,
+    /// A file holding `secret_key` (instead of `secret_key`).
+    pub secret_key_file: Option<Text>,
 }
 
 /// `[metrics]`: the monitoring listener (Prometheus `/metrics`, `/healthz`,
@@ -140,6 +153,16 @@ pub(crate) struct RawCarbonCopy {
     /// `true`: retried until acknowledged, from a durable cursor of its
     /// own. Default `false`.
     pub reliable: Option<Bool>,
+    /// As `delivery.ca_file`, for this server.
+    pub ca_file: Option<Text>,
+    /// As `delivery.client_cert`, for this server.
+    pub client_cert: Option<Text>,
+    /// As `delivery.client_key`, for this server.
+    pub client_key: Option<Text>,
+    /// As `delivery.secret_key`, for this server.
+    pub secret_key: Option<SecretText>,
+    /// As `delivery.secret_key_file`, for this server.
+    pub secret_key_file: Option<Text>,
 }
 
 /// One `[[ports]]` entry: where billing records come from and how they are
@@ -221,6 +244,16 @@ pub(crate) fn default_when_full() -> WhenFull {
 pub(crate) fn default_min_free_mb() -> u64 {
     64
 }
+
+/// The per-server security keys, in both `[delivery]` and `[[carbon_copy]]`.
+#[cfg(test)]
+pub(crate) const SECURITY_KEYS: [&str; 5] = [
+    "ca_file",
+    "client_cert",
+    "client_key",
+    "secret_key",
+    "secret_key_file",
+];
 
 /// Default of `delivery.method`.
 pub(crate) fn default_method() -> Method {
@@ -338,6 +371,17 @@ pub(crate) fn default_quiet_alarm() -> Option<Duration> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Text(pub String);
 
+/// A secret string (a signing key). Like [`Text`], but neither its `Debug`
+/// nor its error messages ever show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SecretText(pub String);
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretText(<redacted>)")
+    }
+}
+
 /// An integer value, written bare (`speed = 9600`) or as a string of digits
 /// (`"9600"`, which is how environment overrides arrive). Booleans and
 /// fractions are refused.
@@ -440,6 +484,45 @@ impl<'de> Deserialize<'de> for Text {
                 Ok(Text(v))
             }
             refuse!(TEXT; bool float int seq map unit);
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SecretText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(TEXT)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SecretText, E> {
+                Ok(SecretText(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<SecretText, E> {
+                Ok(SecretText(v))
+            }
+            // Not `refuse!`: that would quote the value.
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<SecretText, E> {
+                Err(E::custom("expected a string, found a boolean"))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<SecretText, E> {
+                Err(E::custom(
+                    "expected a string, found a number (write it in quotes)",
+                ))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<SecretText, E> {
+                Err(E::custom(
+                    "expected a string, found a number (write it in quotes)",
+                ))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<SecretText, E> {
+                Err(E::custom(
+                    "expected a string, found a number (write it in quotes)",
+                ))
+            }
+            refuse!(TEXT; seq map unit);
         }
         d.deserialize_any(V)
     }
@@ -582,9 +665,22 @@ mod tests {
             field_names::<RawStore>(),
             ["cache_mb", "max_records", "when_full", "min_free_mb"]
         );
-        assert_eq!(field_names::<RawDelivery>().len(), 9);
+        assert_eq!(field_names::<RawDelivery>().len(), 14);
         assert_eq!(field_names::<RawDelivery>()[0], "method");
-        assert_eq!(field_names::<RawCarbonCopy>(), ["name", "url", "reliable"]);
+        assert_eq!(field_names::<RawDelivery>()[9..], SECURITY_KEYS,);
+        assert_eq!(
+            field_names::<RawCarbonCopy>(),
+            [
+                "name",
+                "url",
+                "reliable",
+                "ca_file",
+                "client_cert",
+                "client_key",
+                "secret_key",
+                "secret_key_file"
+            ]
+        );
         assert_eq!(
             field_names::<RawMetrics>(),
             ["enabled", "listen", "delivery_alarm", "store_alarm_percent"]

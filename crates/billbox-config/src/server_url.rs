@@ -1,26 +1,35 @@
-//! [`ServerUrl`]: the `http://host[:port][/path][?query]` address of a
-//! billing server (`delivery.primary`, `delivery.secondary`,
-//! `carbon_copy.url`), parsed by hand: the rules are few and strict.
+//! [`ServerUrl`]: the `http://` or `https://host[:port][/path][?query]`
+//! address of a billing server (`delivery.primary`, `delivery.secondary`,
+//! `carbon_copy.url`), parsed by hand: the rules are few and strict. It
+//! also carries the server's [`ServerSecurity`] (TLS files, signing key).
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::Ipv6Addr;
 use std::ops::Range;
 use std::str::FromStr;
 
+use crate::security::ServerSecurity;
+
 /// An example for messages.
 const EXAMPLE: &str = "write e.g. \"http://billing-a:8080/billing\"";
 
-/// A checked `http://` URL of a billing server.
+/// A checked `http://` or `https://` URL of a billing server, with the
+/// server's security settings.
 ///
-/// Rules: the scheme is `http` (any case; `https` is refused until TLS
-/// support is built), the host is not empty (a host name, an IPv4
-/// address or an IPv6 address in brackets), the port is optional (default
-/// 80, else 1 to 65535), the path is optional (default `/`) and may be
-/// followed by a `?query`. The URL holds no credentials (`user:pw@`), no
-/// `#fragment`, no spaces or control characters and only ASCII.
+/// Rules: the scheme is `http` or `https` (any case), the host is not
+/// empty (a host name, an IPv4 address or an IPv6 address in brackets),
+/// the port is optional (default 80 for `http`, 443 for `https`, else 1 to
+/// 65535), the path is optional (default `/`) and may be followed by a
+/// `?query`. The URL holds no credentials (`user:pw@`), no `#fragment`, no
+/// spaces or control characters and only ASCII.
 ///
-/// Equality (`==`) compares the text as given; `Display` and
-/// [`as_str`](Self::as_str) give it back unchanged.
+/// A URL parsed from text has the default [`ServerSecurity`] (built-in
+/// trust roots, no client certificate, no signing key); the configuration
+/// attaches its settings with [`with_security`](Self::with_security).
+///
+/// Equality (`==`) compares the text as given and the security settings;
+/// `Display` and [`as_str`](Self::as_str) give the text back unchanged.
 ///
 /// ```
 /// let url: billbox_config::ServerUrl = "http://billing-a:8080/billing?gw=1".parse().unwrap();
@@ -32,15 +41,27 @@ const EXAMPLE: &str = "write e.g. \"http://billing-a:8080/billing\"";
 ///
 /// let url: billbox_config::ServerUrl = "http://[fd00::1]".parse().unwrap();
 /// assert_eq!((url.host(), url.port(), url.path_and_query()), ("[fd00::1]", 80, "/"));
-/// assert!("https://billing-a/".parse::<billbox_config::ServerUrl>().is_err());
+///
+/// let url: billbox_config::ServerUrl = "https://billing-a/rmtlog".parse().unwrap();
+/// assert!(url.is_https());
+/// assert_eq!(url.port(), 443);
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ServerUrl {
     url: String,
+    https: bool,
     host: Range<usize>,
     authority: Range<usize>,
     port: u16,
     path_and_query: String,
+    security: ServerSecurity,
+}
+
+impl Hash for ServerUrl {
+    /// The text only (equal URLs have equal text).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.url.hash(state);
+    }
 }
 
 impl ServerUrl {
@@ -56,9 +77,25 @@ impl ServerUrl {
         &self.url[self.host.clone()]
     }
 
-    /// The TCP port: the one given, or 80.
+    /// The TCP port: the one given, or 80 (`http`) or 443 (`https`).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether the scheme is `https`: the server is reached over TLS.
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// The server's security settings.
+    pub fn security(&self) -> &ServerSecurity {
+        &self.security
+    }
+
+    /// The same URL with `security` as its settings.
+    pub fn with_security(mut self, security: ServerSecurity) -> ServerUrl {
+        self.security = security;
+        self
     }
 
     /// `host[:port]` as given, for the HTTP `Host` header.
@@ -76,16 +113,23 @@ impl ServerUrl {
     /// host compared without regard to case, the port as a number (so
     /// `http://h/x` and `http://H:80/x` are the same server).
     pub(crate) fn same_target(&self, other: &ServerUrl) -> bool {
-        self.host().eq_ignore_ascii_case(other.host())
+        self.https == other.https
+            && self.host().eq_ignore_ascii_case(other.host())
             && self.port == other.port
             && self.path_and_query == other.path_and_query
     }
 }
 
 impl fmt::Debug for ServerUrl {
-    /// `ServerUrl("http://billing-a:8080/billing")`.
+    /// `ServerUrl("http://billing-a:8080/billing")`, followed by the
+    /// security settings when there are any (the key redacted).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ServerUrl").field(&self.url).finish()
+        let mut t = f.debug_tuple("ServerUrl");
+        t.field(&self.url);
+        if !self.security.is_default() {
+            t.field(&self.security);
+        }
+        t.finish()
     }
 }
 
@@ -97,7 +141,7 @@ impl fmt::Display for ServerUrl {
 }
 
 /// Why a text is not a [`ServerUrl`]. Displays as a message for the
-/// key's problem, e.g. `"ftp://x": ftp:// is not supported; use http://`.
+/// key's problem, e.g. `"ftp://x": ftp:// is not supported; use http:// or https://`.
 /// A URL holding credentials is not repeated in the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -136,14 +180,10 @@ fn parse(text: &str) -> Result<ServerUrl, String> {
              and write host names in ASCII (punycode)"
         ));
     }
-    if scheme.eq_ignore_ascii_case("https") {
+    let https = scheme.eq_ignore_ascii_case("https");
+    if !https && !scheme.eq_ignore_ascii_case("http") {
         return Err(format!(
-            "{text:?}: https:// servers are not supported yet; use http://"
-        ));
-    }
-    if !scheme.eq_ignore_ascii_case("http") {
-        return Err(format!(
-            "{text:?}: {scheme}:// is not supported; use http://"
+            "{text:?}: {scheme}:// is not supported; use http:// or https://"
         ));
     }
     if text.contains('#') {
@@ -153,7 +193,7 @@ fn parse(text: &str) -> Result<ServerUrl, String> {
     }
 
     let authority = &rest[..authority_end];
-    let (host, port) = split_host_port(text, authority)?;
+    let (host, port) = split_host_port(text, authority, if https { 443 } else { 80 })?;
     let tail = &rest[authority_end..];
     let path_and_query = if tail.starts_with('/') {
         tail.to_string()
@@ -164,16 +204,22 @@ fn parse(text: &str) -> Result<ServerUrl, String> {
     let start = scheme.len() + 3;
     Ok(ServerUrl {
         url: text.to_string(),
+        https,
         host: start..start + host.len(),
         authority: start..start + authority.len(),
         port,
         path_and_query,
+        security: ServerSecurity::default(),
     })
 }
 
 /// `host[:port]`: a non-empty host (IPv6 in brackets) and an optional port
-/// from 1 to 65535 (default 80).
-fn split_host_port<'a>(text: &str, authority: &'a str) -> Result<(&'a str, u16), String> {
+/// from 1 to 65535 (default `default_port`).
+fn split_host_port<'a>(
+    text: &str,
+    authority: &'a str,
+    default_port: u16,
+) -> Result<(&'a str, u16), String> {
     if authority.is_empty() {
         return Err(format!("{text:?} has no host; {EXAMPLE}"));
     }
@@ -219,7 +265,7 @@ fn split_host_port<'a>(text: &str, authority: &'a str) -> Result<(&'a str, u16),
         return Err(format!("{text:?}: {host:?} is not a host name or address"));
     }
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(digits) => match digits.parse::<u16>() {
             Ok(port) if port > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => port,
             _ => {
@@ -272,6 +318,8 @@ mod tests {
                 "/cc",
             ),
             ("http://[::1]/x", "[::1]", 80, "[::1]", "/x"),
+            ("https://h/x", "h", 443, "h", "/x"),
+            ("HTTPS://h:8443", "h", 8443, "h:8443", "/"),
             (
                 "http://[fd00::1]:9000",
                 "[fd00::1]",
@@ -299,13 +347,10 @@ mod tests {
                 "\"billing-a:8080\" is not an absolute URL",
             ),
             (
-                "https://x",
-                "\"https://x\": https:// servers are not supported yet; use http://",
-            ),
-            (
                 "ftp://x",
-                "\"ftp://x\": ftp:// is not supported; use http://",
+                "\"ftp://x\": ftp:// is not supported; use http:// or https://",
             ),
+            ("https://", "\"https://\" has no host"),
             ("http://", "\"http://\" has no host"),
             ("http:///path", "\"http:///path\" has no host"),
             ("http://:80/", "\"http://:80/\" has no host"),
@@ -356,6 +401,8 @@ mod tests {
         assert!(ok("http://h").same_target(&ok("http://h/")));
         assert!(!ok("http://h/x").same_target(&ok("http://h/X")));
         assert!(!ok("http://h/x").same_target(&ok("http://h:81/x")));
+        assert!(ok("https://h/x").same_target(&ok("HTTPS://h:443/x")));
+        assert!(!ok("https://h:80/x").same_target(&ok("http://h/x")));
         assert_ne!(ok("http://h/x"), ok("http://H:80/x"));
     }
 

@@ -1368,8 +1368,8 @@ fn every_invalid_delivery_value_names_its_key() {
             "delivery.primary: \"ftp://x\": ftp:// is not supported; use http://",
         ),
         (
-            serial_port("[delivery]\nprimary = \"https://x\""),
-            "delivery.primary: \"https://x\": https:// servers are not supported yet; use http://",
+            serial_port("[delivery]\nprimary = \"gopher://x\""),
+            "delivery.primary: \"gopher://x\": gopher:// is not supported; use http:// or https://",
         ),
         (
             serial_port("[delivery]\nprimary = \"http://\""),
@@ -1396,8 +1396,8 @@ fn every_invalid_delivery_value_names_its_key() {
             "delivery.primary: expected a string, found integer 8080",
         ),
         (
-            with_delivery("secondary = \"https://b/\""),
-            "delivery.secondary: \"https://b/\": https:// servers are not supported yet",
+            with_delivery("secondary = \"https://b:x/\""),
+            "delivery.secondary: \"https://b:x/\": \"x\" is not a port",
         ),
         (
             with_delivery("secondary = \"http://billing-a/billing\""),
@@ -1437,8 +1437,8 @@ fn every_invalid_delivery_value_names_its_key() {
             "carbon_copy[0].url: missing; every carbon copy needs a url",
         ),
         (
-            serial_port("[[carbon_copy]]\nurl = \"https://a/\""),
-            "carbon_copy[0].url: \"https://a/\": https:// servers are not supported yet",
+            serial_port("[[carbon_copy]]\nurl = \"https:/a/\""),
+            "carbon_copy[0].url: \"https:/a/\" is not an absolute URL",
         ),
         (
             serial_port("[[carbon_copy]]\nurl = \"http://a/\"\nreliable = \"yes\""),
@@ -1529,7 +1529,7 @@ fn all_delivery_problems_are_reported_at_once() {
         device = "/dev/ttyS0"
         [delivery]
         method = "sometimes"
-        primary = "https://a/"
+        primary = "gopher://a/"
         secondary = "http://user:pw@b/"
         attempts = 0
         retry_delay = "x"
@@ -1687,8 +1687,8 @@ fn env_delivery_problems() {
         ),
         (
             &path,
-            &[("BILLBOX__DELIVERY__PRIMARY", "https://a/")],
-            "delivery.primary: \"https://a/\": https:// servers are not supported yet; use http:// (set by environment variable BILLBOX__DELIVERY__PRIMARY)",
+            &[("BILLBOX__DELIVERY__PRIMARY", "ftp://a/")],
+            "delivery.primary: \"ftp://a/\": ftp:// is not supported; use http:// or https:// (set by environment variable BILLBOX__DELIVERY__PRIMARY)",
         ),
         (
             &path,

@@ -6,6 +6,12 @@
 //! - [`endpoint`]: [`Endpoint`], one server reached by HTTP POST over
 //!   keep-alive connections; an attempt counts as delivered only on a 2xx
 //!   answer whose ack says OK with error code 1 ([`billbox_wire::delivery_verdict`]).
+//!   `https://` servers are reached with rustls, trusting the server's
+//!   `ca_file` (or the built-in roots) and presenting its client
+//!   certificate, if any; a certificate that does not verify is a failed
+//!   attempt ([`PostError::Tls`]). With a `secret_key` every body is signed
+//!   (`X-Billbox-Signature`, and the `SIGNATURE` of `ADD_REC` packets). The
+//!   settings come with the server's [`billbox_config::ServerUrl`].
 //! - [`cursor`]: [`CursorDestination`], delivery from the store by a durable
 //!   cursor, in order per port, retried until acknowledged: the
 //!   primary/secondary exchange and reliable carbon copies.

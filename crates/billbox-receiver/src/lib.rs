@@ -8,11 +8,18 @@
 //!   `OUT/<gateway>/<port>.txt` (bytes exactly as billbox received them) and a
 //!   line per record to `OUT/<gateway>/<port>.ids`, syncs, and only then
 //!   acknowledges. At start it reads the `.ids` files back, so duplicates are
-//!   dropped across its restarts too.
+//!   dropped across its restarts too. [`serve_secure`] adds HTTPS
+//!   ([`ReceiverTls`], optionally requiring client certificates) and
+//!   signature checks ([`ReceiverSecurity::secret_key`]): a packet whose
+//!   `X-Billbox-Signature` is missing or wrong is answered 403 with an
+//!   ERROR ack ([`SIGNATURE_ERROR_CODE`]) and logged at WARN.
 #![forbid(unsafe_code)]
 
 pub mod ledger;
 pub mod server;
 
 pub use ledger::{Accepted, Ledger};
-pub use server::{held_records, serve, ReceiverOptions, Running};
+pub use server::{
+    held_records, serve, serve_secure, tls_server_config, ReceiverOptions, ReceiverSecurity,
+    ReceiverTls, Running, SIGNATURE_ERROR_CODE,
+};

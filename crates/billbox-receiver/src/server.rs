@@ -9,7 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use billbox_wire::{decode_packet, encode_ack, AckValue, Packet, ReceivedCdr, MAX_PACKET_BYTES};
+use billbox_config::SecretKey;
+use billbox_wire::{
+    decode_packet, encode_ack, verify_signature, verify_transaction_signature, AckValue, Packet,
+    ReceivedCdr, MAX_PACKET_BYTES, SIGNATURE_HEADER,
+};
 
 use crate::ledger::{Accepted, Ledger};
 
@@ -21,6 +25,33 @@ pub struct ReceiverOptions {
     /// fsync record files before acknowledging (what a billing server must do).
     pub durable: bool,
 }
+
+/// How the receiver protects itself: TLS, client certificates, signatures.
+/// `Debug` never shows the key.
+#[derive(Debug, Clone, Default)]
+pub struct ReceiverSecurity {
+    /// Verify every packet's `X-Billbox-Signature` (and the `SIGNATURE` of
+    /// `ADD_REC` packets signed by billbox) with this key; a packet that
+    /// does not match is refused with an ERROR ack (403).
+    pub secret_key: Option<SecretKey>,
+    /// Serve HTTPS instead of HTTP.
+    pub tls: Option<ReceiverTls>,
+}
+
+/// The receiver's TLS files (PEM).
+#[derive(Debug, Clone)]
+pub struct ReceiverTls {
+    /// The server's certificate chain, its own certificate first.
+    pub cert: PathBuf,
+    /// The private key of `cert`.
+    pub key: PathBuf,
+    /// Require a client certificate signed by one of these authorities
+    /// (mutual TLS). `None`: no client certificate is asked for.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The ERROR_CODE of an ack refusing a packet whose signature does not match.
+pub const SIGNATURE_ERROR_CODE: i64 = 4;
 
 struct PortFiles {
     records: File,
@@ -70,8 +101,45 @@ impl Running {
     }
 }
 
-/// Starts the receiver on the current actix system.
+/// Starts the receiver on the current actix system (plain HTTP, no
+/// signatures checked).
 pub fn serve(opts: ReceiverOptions) -> std::io::Result<Running> {
+    serve_secure(opts, ReceiverSecurity::default())
+}
+
+/// Builds the rustls server configuration from the PEM files of `tls`.
+/// Errors name the file and the problem.
+pub fn tls_server_config(tls: &ReceiverTls) -> std::io::Result<rustls::ServerConfig> {
+    let invalid = |(key, why): (&str, String)| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--{key}: {why}"))
+    };
+    let chain = billbox_config::read_certificates("tls-cert", &tls.cert).map_err(invalid)?;
+    let key = billbox_config::read_private_key("tls-key", &tls.key).map_err(invalid)?;
+    let provider = billbox_config::crypto_provider();
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(("tls-cert", e.to_string())))?;
+    let builder = match &tls.client_ca {
+        Some(ca) => {
+            let roots = billbox_config::read_roots("client-ca", ca).map_err(invalid)?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| invalid(("client-ca", e.to_string())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    builder
+        .with_single_cert(chain, key)
+        .map_err(|e| invalid(("tls-key", format!("does not fit --tls-cert: {e}"))))
+}
+
+/// Starts the receiver on the current actix system, with `security`.
+pub fn serve_secure(opts: ReceiverOptions, security: ReceiverSecurity) -> std::io::Result<Running> {
+    let tls = security.tls.as_ref().map(tls_server_config).transpose()?;
     std::fs::create_dir_all(&opts.out)?;
     let ledger = load_ledger(&opts.out)?;
     tracing::info!(
@@ -86,20 +154,33 @@ pub fn serve(opts: ReceiverOptions) -> std::io::Result<Running> {
         files: HashMap::new(),
     }));
     let data = web::Data::from(state.clone());
+    let verifier = web::Data::new(Verifier {
+        key: security.secret_key.clone(),
+    });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(verifier.clone())
             .app_data(web::PayloadConfig::new(MAX_PACKET_BYTES))
             .default_service(web::to(receive))
     })
     .workers(1)
-    .disable_signals()
-    .bind(&opts.listen)?;
+    .disable_signals();
+    let server = match tls {
+        Some(config) => server.bind_rustls_0_23(&opts.listen, config)?,
+        None => server.bind(&opts.listen)?,
+    };
     let addr = server.addrs()[0];
     let server = server.run();
     let handle = server.handle();
     actix_web::rt::spawn(server);
-    tracing::info!(listen = %addr, "The receiver is listening for billing packets.");
+    tracing::info!(
+        listen = %addr,
+        tls = security.tls.is_some(),
+        client_certificates = security.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        signatures = security.secret_key.is_some(),
+        "The receiver is listening for billing packets."
+    );
     Ok(Running {
         addr,
         handle,
@@ -107,8 +188,14 @@ pub fn serve(opts: ReceiverOptions) -> std::io::Result<Running> {
     })
 }
 
+/// The key packets must be signed with, if any.
+struct Verifier {
+    key: Option<SecretKey>,
+}
+
 async fn receive(
     state: web::Data<Mutex<State>>,
+    verifier: web::Data<Verifier>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
@@ -120,15 +207,39 @@ async fn receive(
     if req.method() != actix_web::http::Method::POST {
         return HttpResponse::MethodNotAllowed().body(answer(false, 3));
     }
+    let refuse_signature = |reason: &dyn std::fmt::Display| {
+        tracing::warn!(
+            peer = %req.peer_addr().map_or_else(|| "?".to_string(), |a| a.to_string()),
+            reason = %reason,
+            bytes = body.len(),
+            "A packet's signature does not match; answering ERROR (403) so billbox retries."
+        );
+        HttpResponse::Forbidden()
+            .content_type("text/xml")
+            .body(answer(false, SIGNATURE_ERROR_CODE))
+    };
+    if let Some(key) = &verifier.key {
+        let header = req.headers().get(SIGNATURE_HEADER).map(|v| v.as_bytes());
+        if let Err(e) = verify_signature(key.expose(), &body, header) {
+            return refuse_signature(&e);
+        }
+    }
     let packet = match decode_packet(&body) {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(error = %e, bytes = body.len(), "A packet could not be decoded; answering ERROR.");
+            // The full error may quote the packet's contents: DEBUG only.
+            tracing::debug!(error = %e, "The packet that could not be decoded.");
+            tracing::warn!(error = %e.without_contents(), bytes = body.len(), "A packet could not be decoded; answering ERROR.");
             return HttpResponse::BadRequest()
                 .content_type("text/xml")
                 .body(answer(false, 2));
         }
     };
+    if let (Some(key), Packet::Transaction(_)) = (&verifier.key, &packet) {
+        if let Err(e) = verify_transaction_signature(key.expose(), &body) {
+            return refuse_signature(&format!("SIGNATURE element: {e}"));
+        }
+    }
     let mut state = state.lock().expect("receiver state poisoned");
     let result = match &packet {
         Packet::Cdrs(cdrs) => state.file_cdrs(cdrs),

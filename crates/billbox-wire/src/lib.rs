@@ -20,6 +20,10 @@
 //! - [`ack`]: the acknowledgement: [`parse_ack`] into an [`Ack`],
 //!   [`delivery_verdict`] for one HTTP answer (delivered only on 2xx +
 //!   `ACK_VALUE` OK + `ERROR_CODE` 1), and [`encode_ack`] for the receiver.
+//! - [`signature`]: HMAC-SHA256 packet signatures (`docs/security.md`):
+//!   [`signature_value`] for the [`SIGNATURE_HEADER`] of every POST,
+//!   [`verify_signature`] for receivers, and [`sign_transaction_packet`] /
+//!   [`verify_transaction_signature`] for the `SIGNATURE` element of `ADD_REC`.
 //! - `xml` (private): escaping for the encoders, and the bounded pull parser
 //!   over quick-xml that all decoders share; its [`XmlError`] is public.
 //!
@@ -33,6 +37,7 @@
 pub mod ack;
 pub mod cdr;
 pub mod packet;
+pub mod signature;
 pub mod transaction;
 mod xml;
 
@@ -47,6 +52,10 @@ pub use cdr::{
 pub use packet::{
     decode_packet, decode_packet_with_limit, decode_transaction, Packet, PacketError,
     MAX_PACKET_BYTES,
+};
+pub use signature::{
+    hmac_sha256, is_transaction_packet, sign_transaction_packet, signature_value, verify_signature,
+    verify_transaction_signature, SignatureError, SIGNATURE_HEADER, SIGNATURE_PREFIX,
 };
 pub use transaction::{encode_transaction, Amount, TransType, Transaction, TransactionError};
 pub use xml::{XmlError, MAX_DEPTH};

@@ -44,6 +44,25 @@ pub enum PacketError {
     CountMismatch { count: u64, found: u64 },
 }
 
+impl PacketError {
+    /// The problem without any text taken from the packet (record data,
+    /// amounts, room numbers): what a log line at INFO or above may show.
+    /// `Display` quotes the offending value, for DEBUG.
+    pub fn without_contents(&self) -> String {
+        match self {
+            PacketError::Invalid { field, .. } => format!("{field} has a bad value"),
+            PacketError::RecIdMismatch { .. } => "REC_ID is not GATEWAY/PORT/SEQ".to_string(),
+            PacketError::Xml(XmlError::Syntax { position, .. }) => {
+                format!("the packet is not well-formed XML at byte {position}")
+            }
+            PacketError::Xml(XmlError::UnknownEntity(_)) => {
+                "the packet is not acceptable XML: an unknown entity reference".to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 fn invalid(field: &'static str, value: &str) -> PacketError {
     PacketError::Invalid {
         field,

@@ -279,6 +279,32 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_packet_is_the_packet_with_its_signature_field() {
+        let Some(mut t) = tx() else { return };
+        let key = b"0123456789abcdef";
+        let mut plain = Vec::new();
+        assert_eq!(encode_transaction(&t, &mut plain), Ok(()));
+        let signed = crate::sign_transaction_packet(key, &plain).unwrap_or_default();
+        t.signature = Some(crate::signature_value(key, &plain));
+        let mut with_field = Vec::new();
+        assert_eq!(encode_transaction(&t, &mut with_field), Ok(()));
+        assert_eq!(signed, with_field);
+        assert_eq!(crate::verify_transaction_signature(key, &signed), Ok(true));
+        assert_eq!(
+            crate::decode_transaction(&signed).map(|d| d.signature),
+            Ok(t.signature)
+        );
+    }
+
+    #[test]
+    fn packet_errors_can_leave_the_contents_out() {
+        let body = b"<USG RMTLOG_COMMAND=\"ADD_REC\"><REC_NUM>1</REC_NUM><USG_ID>a</USG_ID><PROPERTY_ID>p</PROPERTY_ID><DATE>03/30/2001</DATE><TIME>23:41:38</TIME><ROOM_NUM>412</ROOM_NUM><AMOUNT>SECRET-AMOUNT</AMOUNT><TRANS_TYPE>CC</TRANS_TYPE></USG>";
+        let e = crate::decode_packet(body).unwrap_err();
+        assert!(e.to_string().contains("SECRET-AMOUNT"), "{e}");
+        assert_eq!(e.without_contents(), "AMOUNT has a bad value");
+    }
+
+    #[test]
     fn control_chars_are_rejected_and_nothing_is_written() {
         let Some(mut t) = tx() else { return };
         t.room_num = "41\n2".into();
