@@ -529,6 +529,12 @@ fn sigterm_while_the_store_is_full_commits_what_was_read_and_exits() {
             if conn.write_all(format!("rec {i}\n").as_bytes()).is_err() {
                 return;
             }
+            // Paced, so the records come in several appends (one read of
+            // everything would be one commit, and the store would never be
+            // asked for more while full).
+            if i % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
     });
     bb.wait_log("The store is full", None, WAIT).unwrap();
