@@ -8,8 +8,19 @@ fn rec(s: &str) -> NewRecord {
     }
 }
 
+/// Opens the store; a reopen right after a drop retries while sled's I/O
+/// threads (which an async flush leaves a handle with) still hold its lock.
 fn open(dir: &Path) -> Store {
-    Store::open(dir, 8 << 20).unwrap()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(dir, 8 << 20) {
+            Ok(s) => return s,
+            Err(e) if e.to_string().contains("lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 #[tokio::test]
