@@ -173,6 +173,10 @@ fn backlog(full: bool) {
     let batch = env_or("BENCH_BATCH", 1000);
     let per_port = total / ports as u64;
     let total = per_port * ports as u64;
+    let record_bytes = {
+        let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        billbox_sim::smdr::Format::AvayaIpOffice.record(0, at).len()
+    };
     let dir = tempfile::tempdir().unwrap();
     let receiver_addr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -204,10 +208,12 @@ fn backlog(full: bool) {
                 let mut conn = TcpStream::connect(addr).unwrap();
                 let mut buf = Vec::with_capacity(64 * 1024);
                 for i in 0..per_port {
-                    let mut rec =
-                        format!("{p:03}{i:010},2026/11/24 13:00:00,00:01:05,4321,").into_bytes();
-                    rec.resize(143, b'x');
-                    rec.extend_from_slice(b"\r\n");
+                    // Real SMDR text (an Avaya IP Office call record, unique
+                    // per port and number), not padding: the store
+                    // compresses chunks, so the content matters.
+                    let n = p as u64 * per_port + i;
+                    let at = chrono::DateTime::from_timestamp(1_790_000_000 + n as i64, 0).unwrap();
+                    let rec = billbox_sim::smdr::Format::AvayaIpOffice.record(n, at);
                     buf.extend_from_slice(&rec);
                     if buf.len() >= 60 * 1024 {
                         conn.write_all(&buf).unwrap();
@@ -260,7 +266,7 @@ fn backlog(full: bool) {
         Duration::from_secs(30),
     );
     println!(
-        "backlog: {ports} TCP ports, {total} records of 145 bytes: durable ingest {:.3} s = {:.0} records/s; \
+        "backlog: {ports} TCP ports, {total} SMDR records of about {record_bytes} bytes: durable ingest {:.3} s = {:.0} records/s; \
          drain (batch_max {batch}) {:.3} s = {:.0} records/s acknowledged",
         ingest.as_secs_f64(),
         total as f64 / ingest.as_secs_f64(),

@@ -47,12 +47,19 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A record that does not compress (the store compresses chunks, and the
+/// disk must fill): 100 characters of a per-record pseudo-random stream.
 fn line(i: u64) -> Vec<u8> {
-    format!(
-        "{i:08},2026/11/24 13:00:00,00:01:05,4321,{}\n",
-        "x".repeat(100)
-    )
-    .into_bytes()
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let noise: String = (0..100)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect();
+    format!("{i:08},2026/11/24 13:00:00,00:01:05,4321,{noise}\n").into_bytes()
 }
 
 #[test]

@@ -67,7 +67,7 @@ pub struct GatewayConfig {
 /// `[store]`: the durable record store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
-    /// The store's page cache in MiB, 1 to 4096. Default 32.
+    /// The store's page cache in MiB, 1 to 4096. Default 8.
     pub cache_mb: u64,
     /// Capacity: the most records stored but not yet acknowledged by the
     /// primary or secondary server, 1 to 1 000 000 000. Default 1 000 000.

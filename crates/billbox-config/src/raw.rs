@@ -58,7 +58,7 @@ pub(crate) struct RawGateway {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawStore {
-    /// The store's page cache, in MiB. Default 32, 1 to 4096.
+    /// The store's page cache, in MiB. Default 8, 1 to 4096.
     pub cache_mb: Option<Int>,
     /// Capacity: the most records stored but not yet acknowledged by the
     /// primary or secondary server. Default 1000000, 1 to 1000000000.
@@ -227,7 +227,7 @@ pub(crate) fn default_spool_dir() -> PathBuf {
 
 /// Default of `store.cache_mb`.
 pub(crate) fn default_cache_mb() -> u64 {
-    32
+    8
 }
 
 /// Default of `store.max_records`.

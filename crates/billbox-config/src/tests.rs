@@ -169,7 +169,7 @@ fn minimal_config_gets_every_default() {
     let config = from_toml_str("[[ports]]\nname = \"p\"\ndevice = \"/dev/ttyS0\"\n").unwrap();
     assert_eq!(config.gateway.data_dir, PathBuf::from("/var/lib/billbox"));
     assert_eq!(config.gateway.spool_dir, PathBuf::from("/var/run/DB"));
-    assert_eq!(config.store.cache_mb, 32);
+    assert_eq!(config.store.cache_mb, 8);
     assert_eq!(config.store.max_records, 1_000_000);
     assert_eq!(config.store.when_full, WhenFull::Block);
     assert_eq!(config.store.min_free_mb, 64);
@@ -852,7 +852,7 @@ fn min_free_mb() {
         let config =
             from_toml_str(&serial_port(&format!("[store]\nmin_free_mb = {value}"))).unwrap();
         assert_eq!(config.store.min_free_mb, expected);
-        assert_eq!(config.store.cache_mb, 32);
+        assert_eq!(config.store.cache_mb, 8);
     }
     // Out of range: the problem names the key.
     assert_eq!(

@@ -555,6 +555,17 @@ impl Store {
             match decoded {
                 Err(e) => out.push(Err(e)),
                 Ok((first, v)) => {
+                    let v = match chunk::expand(&v) {
+                        Ok(v) => v,
+                        Err(source) => {
+                            out.push(Err(StoreError::Corrupt {
+                                port: port_arc.to_string(),
+                                seq: first,
+                                source,
+                            }));
+                            return std::mem::take(&mut out);
+                        }
+                    };
                     for (seq, entry) in (first..).zip(chunk::entries(&v)) {
                         if seq > to {
                             break;

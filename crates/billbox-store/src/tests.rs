@@ -189,7 +189,18 @@ async fn records_too_large_for_sleds_log_pages_go_to_blobs_and_survive() {
     let big = NewRecord {
         received_us: 1,
         flags: RecordFlags::truncated(),
-        bytes: (0..1_048_576u32).map(|i| (i % 251) as u8).collect(),
+        bytes: {
+            // Incompressible (xorshift), so it stays over sled's limit.
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            (0..1_048_576u32)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        },
     };
     {
         let store = open(dir.path());
