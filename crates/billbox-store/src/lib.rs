@@ -181,6 +181,10 @@ struct Inner {
     cursors: Mutex<HashMap<(Arc<str>, String), u64>>,
 }
 
+/// How long [`Store::open`] waits for a file lock held a moment longer by
+/// sled's I/O threads of a store just dropped in this process.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The most records [`Store::remove_through`] removes in one call.
 pub const REMOVE_CHUNK: u64 = 50_000;
 
@@ -230,6 +234,24 @@ impl Store {
     /// sled can panic while recovering a damaged log; that panic is caught
     /// here and reported as [`StoreError::Open`] (see [`panic_is_caught`]).
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        // A store dropped a moment ago in this process keeps its file lock
+        // until sled's I/O threads finish their last write; a lock held by
+        // another process is still reported, after this bounded wait.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match Store::open_once(dir, cache_bytes) {
+                Err(StoreError::Open { source, .. })
+                    if source.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         let open = || {
             sled::Config::new()
                 .path(dir)
