@@ -10,6 +10,8 @@
 //!   keeps sequences from ever being reused.
 //! - [`keys`]: how records and metadata are laid out in the single `journal`
 //!   tree, so one sled batch updates records and sequence counters atomically.
+//! - [`chunk`]: how a run of one port's records is packed into one sled value
+//!   (one insert per chunk, not per record), LZ4-compressed when that pays.
 //!
 //! The rules the rest of billbox relies on:
 //! - a record is *received* only once [`Store::flush`] has returned after its
