@@ -78,6 +78,15 @@ pub use security::{
 };
 pub use server_url::{ServerUrl, UrlError};
 
+/// The defaults of a port's `billing_records` and `billing_timeout` (for
+/// finishing the files of a port the config no longer names).
+pub fn default_file_limits() -> (u32, Option<std::time::Duration>) {
+    (
+        raw::default_billing_records(),
+        raw::default_billing_timeout(),
+    )
+}
+
 /// Reads the TOML file at `path` and applies the overrides in the process
 /// environment (`BILLBOX__GATEWAY__NAME=gw2`, ...).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

@@ -168,15 +168,6 @@ impl Monitor {
         self.state.ready.store(false, Ordering::Release);
     }
 
-    /// The alarms that held at the last sample.
-    pub fn alarms(&self) -> Vec<Alarm> {
-        self.state
-            .alarms
-            .lock()
-            .expect("monitor state poisoned")
-            .clone()
-    }
-
     /// Stops the listener and the sampling.
     pub async fn stop(&self) {
         self.state.stopped.store(true, Ordering::Release);

@@ -78,7 +78,8 @@ struct PortRun {
     stop: tokio::sync::watch::Sender<bool>,
     /// Ends (recv returns None) once the reader has handed over what it read.
     alive: tokio::sync::mpsc::Receiver<()>,
-    reader: Addr<PortReader>,
+    /// Held so the supervised reader lives until the port is stopped.
+    _reader: Addr<PortReader>,
     rotator: Addr<RotatorActor>,
 }
 
@@ -130,7 +131,7 @@ pub struct ReloadSummary {
 
 /// How long in-flight POSTs may take to finish at a stop or reload before
 /// they are abandoned (their records stay stored and are sent again).
-pub const POST_GRACE: Duration = Duration::from_secs(5);
+pub const POST_GRACE: Duration = billbox_delivery::cursor::STOP_GRACE;
 
 /// Starts every actor of `config`. Call inside a running actix `System`.
 pub fn start(config: &Config) -> Result<Running, StartError> {
@@ -201,17 +202,13 @@ fn rotator_settings(config: &Config, port: &PortConfig) -> RotatorSettings {
 /// Settings for a port the store knows but the config no longer reads: its
 /// files are finished with the gateway name as prefix and default limits.
 fn retired_settings(config: &Config, port: &str) -> RotatorSettings {
-    let defaults = billbox_config::from_toml_str(
-        "[gateway]\nname = \"x\"\n[[ports]]\nname = \"x\"\nlisten = \"127.0.0.1:1\"\n",
-    )
-    .ok()
-    .and_then(|c| c.ports.into_iter().next());
+    let (records_per_file, timeout) = billbox_config::default_file_limits();
     RotatorSettings {
         port: Arc::from(port),
         prefix: config.gateway.name.clone(),
         dir: config.gateway.spool_dir.clone(),
-        records_per_file: defaults.as_ref().map_or(1000, |p| p.billing_records),
-        timeout: defaults.and_then(|p| p.billing_timeout),
+        records_per_file,
+        timeout,
     }
 }
 
@@ -415,11 +412,6 @@ impl Running {
         self.ports.len()
     }
 
-    /// The config running now.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     fn files(&self) -> actix::ArbiterHandle {
         self.files
             .as_ref()
@@ -457,7 +449,7 @@ impl Running {
                 settings,
                 stop: stop_tx,
                 alive: alive_rx,
-                reader,
+                _reader: reader,
                 rotator,
             },
         );
@@ -497,9 +489,6 @@ impl Running {
             .is_err()
         {
             tracing::error!("Records read before the stop could not be committed in time (is the data disk full?); they are not received.");
-        }
-        for run in &stopped {
-            drop(run.reader.clone());
         }
         stopped
     }
@@ -549,7 +538,7 @@ impl Running {
                 Some(p) => {
                     let run = &self.ports[name];
                     let settings = rotator_settings(new, p);
-                    if **p != run.config || !same_settings(&settings, &run.settings) {
+                    if **p != run.config || settings != run.settings {
                         summary.changed.push(name.clone());
                     }
                 }
@@ -627,12 +616,4 @@ impl Running {
         }
         tracing::info!("billbox stopped; every record read is committed.");
     }
-}
-
-fn same_settings(a: &RotatorSettings, b: &RotatorSettings) -> bool {
-    a.port == b.port
-        && a.prefix == b.prefix
-        && a.dir == b.dir
-        && a.records_per_file == b.records_per_file
-        && a.timeout == b.timeout
 }

@@ -13,7 +13,7 @@ use crate::naming::{unique_stem, TMP, TXT};
 use crate::state::{FileState, OpenState, StateDecodeError, META_NAME};
 
 /// What a port's rotator needs to know.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotatorSettings {
     pub port: Arc<str>,
     /// `XXXXX` in `cycXXXXX-...`: the port's alias, else the gateway name.

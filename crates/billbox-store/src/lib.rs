@@ -619,6 +619,27 @@ impl Store {
         })
     }
 
+    /// A port's chunks in order, as (key, first sequence, record count),
+    /// reading only their headers.
+    fn chunk_heads<'a>(
+        &'a self,
+        port: &'a str,
+    ) -> impl Iterator<Item = Result<(sled::IVec, u64, u64), StoreError>> + 'a {
+        self.journal
+            .scan_prefix(keys::record_prefix(port))
+            .map(move |item| {
+                let (k, v) = item?;
+                let first = keys::seq_of_record_key(&k)
+                    .ok_or_else(|| StoreError::BadMeta(port.to_string()))?;
+                let n = chunk::count(&v).map_err(|source| StoreError::Corrupt {
+                    port: port.to_string(),
+                    seq: first,
+                    source,
+                })?;
+                Ok((k, first, n))
+            })
+    }
+
     fn removed_through(&self, port: &str) -> u64 {
         let ports = self.inner.ports.lock().expect("store port table poisoned");
         ports.get(port).map_or(0, |p| p.removed_through)
@@ -631,15 +652,8 @@ impl Store {
             ..PortStats::default()
         };
         let removed = self.removed_through(port);
-        for item in self.journal.scan_prefix(keys::record_prefix(port)) {
-            let (k, v) = item?;
-            let first =
-                keys::seq_of_record_key(&k).ok_or_else(|| StoreError::BadMeta(port.to_string()))?;
-            let n = chunk::count(&v).map_err(|source| StoreError::Corrupt {
-                port: port.to_string(),
-                seq: first,
-                source,
-            })?;
+        for item in self.chunk_heads(port) {
+            let (_, first, n) = item?;
             let held_from = first.max(removed + 1);
             let last = first + n - 1;
             if n > 0 && last >= held_from {
@@ -767,15 +781,8 @@ impl Store {
         // Whole chunks at or below the target go; a chunk that straddles it
         // stays, and the watermark hides its removed records.
         let mut batch = sled::Batch::default();
-        for item in self.journal.scan_prefix(keys::record_prefix(port)) {
-            let (k, v) = item?;
-            let first =
-                keys::seq_of_record_key(&k).ok_or_else(|| StoreError::BadMeta(port.to_string()))?;
-            let n = chunk::count(&v).map_err(|source| StoreError::Corrupt {
-                port: port.to_string(),
-                seq: first,
-                source,
-            })?;
+        for item in self.chunk_heads(port) {
+            let (k, first, n) = item?;
             if first + n.max(1) - 1 > target {
                 break;
             }
