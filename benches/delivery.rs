@@ -50,31 +50,9 @@ fn latency(rate: u64, secs: u64, batch: u64, durable: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let receiver_addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let receiver = billbox_receiver::serve(billbox_receiver::ReceiverOptions {
-            listen: receiver_addr.to_string(),
-            out: dir.path().join("received"),
-            durable,
-        })
-        .expect("receiver starts");
-        let toml = format!(
-            "[gateway]\nname = \"bench\"\ndata_dir = \"{}\"\nspool_dir = \"{}\"\n\
-             [[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nbilling_eor = \"\\r\\n\"\nbilling_records = 1000\nbilling_timeout = \"1s\"\n\
-             [delivery]\nprimary = \"http://{receiver_addr}/billing\"\nbatch_max = {batch}\nretry_delay = \"100ms\"\n",
-            dir.path().join("data").display(),
-            dir.path().join("spool").display(),
-        );
-        let config = billbox_config::from_toml_str(&toml).expect("bench config is valid");
-        let running = billbox_runtime::start(&config).expect("pipeline starts");
-        let addr = loop {
-            if let Some(a) = running.listen_addr("p") {
-                break a;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
+        let receiver_addr = free_addr();
+        let receiver = serve_receiver(receiver_addr, dir.path(), durable);
+        let (running, addr) = pipeline(dir.path(), receiver_addr, batch, 1_000_000).await;
         let store = running.store().clone();
         let start = Instant::now();
         let watcher = std::thread::spawn(move || {
@@ -113,10 +91,7 @@ fn latency(rate: u64, secs: u64, batch: u64, durable: bool) {
                 let mut buf = Vec::new();
                 let n = per_ms.min(total - i);
                 for k in i..i + n {
-                    let mut rec = format!("{k:010},2026/11/24 13:00:00,00:01:05,4321,").into_bytes();
-                    rec.resize(143, b'x');
-                    rec.extend_from_slice(b"\r\n");
-                    buf.extend_from_slice(&rec);
+                    buf.extend_from_slice(&bench_record(k));
                 }
                 conn.write_all(&buf).expect("send");
                 let at = start.elapsed();
@@ -131,7 +106,11 @@ fn latency(rate: u64, secs: u64, batch: u64, durable: bool) {
         let (flushed, acked) = tokio::task::spawn_blocking(move || watcher.join().unwrap())
             .await
             .unwrap();
-        assert_eq!(acked.len() as u64, total, "not every record was acknowledged");
+        assert_eq!(
+            acked.len() as u64,
+            total,
+            "not every record was acknowledged"
+        );
         let pct = |mut v: Vec<Duration>| {
             v.sort_unstable();
             let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
@@ -160,44 +139,16 @@ fn run(records: u64, batch: u64, drain: bool, durable: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let receiver_addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let serve = || {
-            billbox_receiver::serve(billbox_receiver::ReceiverOptions {
-                listen: receiver_addr.to_string(),
-                out: dir.path().join("received"),
-                durable,
-            })
-            .expect("receiver starts")
-        };
+        let receiver_addr = free_addr();
+        let serve = || serve_receiver(receiver_addr, dir.path(), durable);
         let mut receiver = if drain { None } else { Some(serve()) };
-        let toml = format!(
-            "[gateway]\nname = \"bench\"\ndata_dir = \"{}\"\nspool_dir = \"{}\"\n[store]\nmax_records = {}\n\
-             [[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nbilling_eor = \"\\r\\n\"\nbilling_records = 1000\nbilling_timeout = \"1s\"\n\
-             [delivery]\nprimary = \"http://{receiver_addr}/billing\"\nbatch_max = {batch}\nretry_delay = \"100ms\"\n",
-            dir.path().join("data").display(),
-            dir.path().join("spool").display(),
-            records * 2
-        );
-        let config = billbox_config::from_toml_str(&toml).expect("bench config is valid");
-        let running = billbox_runtime::start(&config).expect("pipeline starts");
-        let addr = loop {
-            if let Some(a) = running.listen_addr("p") {
-                break a;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
+        let (running, addr) = pipeline(dir.path(), receiver_addr, batch, records * 2).await;
         let start = Instant::now();
         let sender = std::thread::spawn(move || {
             let mut conn = std::net::TcpStream::connect(addr).expect("connect");
             let mut buf = Vec::new();
             for i in 0..records {
-                let mut rec = format!("{i:010},2026/11/24 13:00:00,00:01:05,4321,").into_bytes();
-                rec.resize(143, b'x');
-                rec.extend_from_slice(b"\r\n");
-                buf.extend_from_slice(&rec);
+                buf.extend_from_slice(&bench_record(i));
             }
             conn.write_all(&buf).expect("send");
             conn
@@ -228,4 +179,58 @@ fn run(records: u64, batch: u64, drain: bool, durable: bool) {
         running.shutdown().await;
         r.stop(true).await;
     });
+}
+
+/// Record `i` of a bench: 145 bytes, terminator included.
+fn bench_record(i: u64) -> Vec<u8> {
+    let mut rec = format!("{i:010},2026/11/24 13:00:00,00:01:05,4321,").into_bytes();
+    rec.resize(143, b'x');
+    rec.extend_from_slice(b"\r\n");
+    rec
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The reference receiver on `addr`, filing under `dir/received`.
+fn serve_receiver(
+    addr: std::net::SocketAddr,
+    dir: &std::path::Path,
+    durable: bool,
+) -> billbox_receiver::Running {
+    billbox_receiver::serve(billbox_receiver::ReceiverOptions {
+        listen: addr.to_string(),
+        out: dir.join("received"),
+        durable,
+    })
+    .expect("receiver starts")
+}
+
+/// Starts the pipeline with one TCP port delivering to `receiver`; returns
+/// it and the port's address once it listens.
+async fn pipeline(
+    dir: &std::path::Path,
+    receiver: std::net::SocketAddr,
+    batch: u64,
+    max_records: u64,
+) -> (billbox_runtime::Running, std::net::SocketAddr) {
+    let toml = format!(
+        "[gateway]\nname = \"bench\"\ndata_dir = \"{}\"\nspool_dir = \"{}\"\n[store]\nmax_records = {max_records}\n\
+         [[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nbilling_eor = \"\\r\\n\"\nbilling_records = 1000\nbilling_timeout = \"1s\"\n\
+         [delivery]\nprimary = \"http://{receiver}/billing\"\nbatch_max = {batch}\nretry_delay = \"100ms\"\n",
+        dir.join("data").display(),
+        dir.join("spool").display(),
+    );
+    let config = billbox_config::from_toml_str(&toml).expect("bench config is valid");
+    let running = billbox_runtime::start(&config).expect("pipeline starts");
+    loop {
+        if let Some(a) = running.listen_addr("p") {
+            return (running, a);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

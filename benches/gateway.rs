@@ -2,7 +2,8 @@
 //! child process (so its CPU and memory are its own):
 //!
 //! - **backlog**: `BENCH_PORTS` TCP ports (default 64) take
-//!   `BENCH_BACKLOG` records (default 1,000,000, 145 bytes each) while the
+//!   `BENCH_BACKLOG` records (default 1,000,000 real SMDR call records from
+//!   `billbox-sim`, about 105 bytes each; the store compresses them) while the
 //!   billing server is down; then the server (the reference receiver, in
 //!   this process, not syncing) comes up and the backlog drains. Reports
 //!   the durable ingest rate, the drain rate, peak RSS, and the store's

@@ -429,13 +429,7 @@ fn post(addr: SocketAddr, body: &[u8], signature: Option<&str>) -> (u16, String)
     conn.write_all(body).unwrap();
     let mut answer = Vec::new();
     conn.read_to_end(&mut answer).unwrap();
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
+    parse_http_answer(&String::from_utf8_lossy(&answer))
 }
 
 fn cdr_packet(seq: u64, data: &[u8]) -> Vec<u8> {

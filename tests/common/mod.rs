@@ -315,6 +315,11 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut answer = String::new();
     conn.read_to_string(&mut answer).unwrap();
+    parse_http_answer(&answer)
+}
+
+/// An HTTP answer as read from the socket: (status, body).
+pub fn parse_http_answer(answer: &str) -> (u16, String) {
     let status = answer.split_whitespace().nth(1).unwrap().parse().unwrap();
     let body = answer
         .split_once("\r\n\r\n")
