@@ -10,6 +10,14 @@
 //!   cut off as a record flagged truncated and framing goes on after them;
 //! - [`Framer::finish`] hands out what is left when the stream ends (device
 //!   gone, connection closed) as a record flagged unterminated.
+//!
+//! A reader reads straight into the framer's buffer ([`Framer::room`] then
+//! [`Framer::filled`]), so a port holds one buffer, not a read buffer and a
+//! framing buffer. The room offered per read follows the arrival rate: it
+//! doubles from [`MIN_ROOM`] up to [`MAX_ROOM`] while reads fill it and halves
+//! while they use under a quarter of it, and the buffer gives memory back when
+//! a read leaves it mostly empty. A quiet serial port therefore holds a few
+//! KiB and a saturated TCP port reads 64 KiB at a time.
 
 use memchr::memmem;
 
@@ -31,13 +39,24 @@ pub enum FramerError {
     MaxTooSmall { max: usize, eor: usize },
 }
 
+/// The smallest room [`Framer::room`] offers for one read.
+pub const MIN_ROOM: usize = 4 * 1024;
+/// The largest room [`Framer::room`] offers for one read.
+pub const MAX_ROOM: usize = 64 * 1024;
+
 /// Splits a stream of reads into [`Frame`]s.
 #[derive(Debug)]
 pub struct Framer {
     finder: memmem::Finder<'static>,
     eor_len: usize,
     max: usize,
+    /// Received bytes; while a read is under way ([`Framer::room`] was called
+    /// and [`Framer::filled`] not yet), followed by the room offered to it.
     buf: Vec<u8>,
+    /// Where the offered room starts, while a read is under way.
+    room_at: Option<usize>,
+    /// The room the next read is offered.
+    room: usize,
     /// Start of the unframed bytes in `buf`.
     start: usize,
     /// How many unframed bytes have been searched without finding a terminator.
@@ -61,14 +80,75 @@ impl Framer {
             eor_len: eor.len(),
             max: max_record_bytes,
             buf: Vec::new(),
+            room_at: None,
+            room: MIN_ROOM,
             start: 0,
             scanned: 0,
         })
     }
 
-    /// Feeds one read; complete records are appended to `out`.
+    /// Room for the next read, at the end of the framer's buffer. Hand what
+    /// was read to [`Framer::filled`]; a read that never happens (cancelled)
+    /// leaves nothing behind.
+    pub fn room(&mut self) -> &mut [u8] {
+        self.settle();
+        let at = self.buf.len();
+        self.buf.resize(at + self.room, 0);
+        self.room_at = Some(at);
+        &mut self.buf[at..]
+    }
+
+    /// The first `n` bytes of the room from [`Framer::room`] were read;
+    /// complete records are appended to `out`.
+    ///
+    /// # Panics
+    /// If `n` is more than the room offered, or no room was asked for.
+    pub fn filled(&mut self, n: usize, out: &mut Vec<Frame>) {
+        let at = self
+            .room_at
+            .take()
+            .expect("Framer::room before Framer::filled");
+        let offered = self.buf.len() - at;
+        assert!(n <= offered, "read {n} bytes into a room of {offered}");
+        self.buf.truncate(at + n);
+        if n == offered {
+            self.room = (self.room * 2).min(MAX_ROOM);
+        } else if n < offered / 4 {
+            self.room = (self.room / 2).max(MIN_ROOM);
+        }
+        self.frame(out);
+        // Give back what a burst grew the buffer to, once it has passed.
+        let keep = (self.buf.len() + self.room).max(MIN_ROOM);
+        if self.buf.capacity() > 2 * keep {
+            self.buf.shrink_to(keep);
+        }
+    }
+
+    /// Like [`Framer::filled`], with each byte read first ANDed with `mask`
+    /// (0x7f strips the parity bit of 7-bit serial data).
+    pub fn filled_masked(&mut self, n: usize, mask: u8, out: &mut Vec<Frame>) {
+        if let Some(at) = self.room_at {
+            let end = (at + n).min(self.buf.len());
+            self.buf[at..end].iter_mut().for_each(|b| *b &= mask);
+        }
+        self.filled(n, out);
+    }
+
+    /// Feeds one read made elsewhere; complete records are appended to `out`.
     pub fn push(&mut self, data: &[u8], out: &mut Vec<Frame>) {
+        self.settle();
         self.buf.extend_from_slice(data);
+        self.frame(out);
+    }
+
+    /// Drops the room of a read that never happened.
+    fn settle(&mut self) {
+        if let Some(at) = self.room_at.take() {
+            self.buf.truncate(at);
+        }
+    }
+
+    fn frame(&mut self, out: &mut Vec<Frame>) {
         loop {
             let pending = &self.buf[self.start..];
             let from = self.scanned.saturating_sub(self.eor_len - 1);
@@ -95,6 +175,7 @@ impl Framer {
 
     /// Ends the stream: whatever is left becomes a record flagged unterminated.
     pub fn finish(&mut self) -> Option<Frame> {
+        self.settle();
         let rest = &self.buf[self.start..];
         let frame = (!rest.is_empty()).then(|| Frame {
             bytes: rest.to_vec(),
@@ -108,7 +189,12 @@ impl Framer {
 
     /// Bytes received but not yet part of a record.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.start
+        self.room_at.unwrap_or(self.buf.len()) - self.start
+    }
+
+    /// Bytes of memory the framer's buffer holds.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     fn emit(&mut self, len: usize, flags: RecordFlags, out: &mut Vec<Frame>) {
@@ -226,6 +312,86 @@ mod tests {
         assert_eq!(total, 160 * 65536);
     }
 
+    /// Reads `data` through [`Framer::room`], as a reader does, taking at
+    /// most `sizes[i]` bytes per read (cycling through `sizes`).
+    fn frame_by_room(
+        eor: &[u8],
+        max: usize,
+        data: &[u8],
+        sizes: &[usize],
+    ) -> (Vec<Frame>, Option<Frame>) {
+        let mut f = Framer::try_new(eor, max).unwrap();
+        let mut out = Vec::new();
+        let mut at = 0;
+        let mut i = 0;
+        while at < data.len() {
+            let room = f.room();
+            let n = room
+                .len()
+                .min(sizes[i % sizes.len()].max(1))
+                .min(data.len() - at);
+            room[..n].copy_from_slice(&data[at..at + n]);
+            f.filled(n, &mut out);
+            at += n;
+            i += 1;
+        }
+        let rest = f.finish();
+        (out, rest)
+    }
+
+    #[test]
+    fn room_follows_the_arrival_rate_and_memory_is_given_back() {
+        let line = b"0001,2026/11/24 13:00:00,00:01:05,4321,0123456789\r\n";
+        let data: Vec<u8> = line
+            .iter()
+            .copied()
+            .cycle()
+            .take(line.len() * 20_000)
+            .collect();
+        let mut f = Framer::try_new(b"\r\n", 4096).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(f.room().len(), MIN_ROOM);
+        f.push(&[], &mut out); // the read never happens
+                               // A saturated link: every read fills the room, which grows to the cap.
+        let mut at = 0;
+        for _ in 0..8 {
+            let room = f.room();
+            let n = room.len();
+            room.copy_from_slice(&data[at..at + n]);
+            at += n;
+            f.filled(n, &mut out);
+        }
+        assert!(f.capacity() >= MAX_ROOM / 2);
+        assert_eq!(f.room().len(), MAX_ROOM);
+        f.push(&[], &mut out);
+        // The burst is over: small reads shrink the room and the buffer.
+        for _ in 0..8 {
+            let room = f.room();
+            room[..line.len()].copy_from_slice(line);
+            f.filled(line.len(), &mut out);
+        }
+        assert_eq!(f.room().len(), MIN_ROOM);
+        f.push(&[], &mut out);
+        assert!(f.capacity() <= 4 * MIN_ROOM, "capacity {}", f.capacity());
+        let framed: usize = out.iter().map(|fr| fr.bytes.len()).sum();
+        assert_eq!(framed + f.pending(), at + 8 * line.len());
+    }
+
+    #[test]
+    fn a_read_that_never_happens_leaves_nothing_behind() {
+        let mut f = Framer::try_new(b"\n", 100).unwrap();
+        let mut out = Vec::new();
+        f.push(b"ab", &mut out);
+        let room = f.room();
+        room[0] = b'x';
+        // The read is cancelled: no `filled`.
+        assert_eq!(f.pending(), 2);
+        f.push(b"c\n", &mut out);
+        assert_eq!(out, vec![plain(b"abc\n")]);
+        let _ = f.room();
+        assert_eq!(f.finish(), None);
+    }
+
     #[test]
     fn rejects_bad_settings() {
         assert_eq!(
@@ -273,6 +439,8 @@ mod tests {
             prop_assert_eq!(&whole, &pieces);
             let byte_by_byte: Vec<&[u8]> = data.chunks(1).collect();
             prop_assert_eq!(&whole, &frame_all(&eor, max, &byte_by_byte));
+            let sizes: Vec<usize> = cuts.iter().map(|c| c % 50).collect();
+            prop_assert_eq!(&whole, &frame_by_room(&eor, max, &data, if sizes.is_empty() { &[7] } else { &sizes }));
 
             // Nothing is lost or invented: the records concatenate to the input.
             let mut joined: Vec<u8> = whole.0.iter().flat_map(|f| f.bytes.clone()).collect();

@@ -15,5 +15,5 @@
 pub mod framing;
 pub mod record;
 
-pub use framing::{Frame, Framer, FramerError};
+pub use framing::{Frame, Framer, FramerError, MAX_ROOM, MIN_ROOM};
 pub use record::{DecodeError, Record, RecordFlags, RecordId};

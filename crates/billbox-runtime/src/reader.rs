@@ -30,8 +30,6 @@ use crate::store_actor::StoreActor;
 
 /// The first reopen delay; it doubles up to the port's `reconnect_max`.
 pub const REOPEN_FLOOR: Duration = Duration::from_millis(100);
-/// Bytes asked for per read.
-pub const READ_BUFFER: usize = 64 * 1024;
 /// How long an outgoing TCP connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -277,11 +275,11 @@ impl Link {
     /// Accepts PBX connections one at a time; a new one replaces the current.
     async fn serve(&mut self, listener: TcpListener) {
         let mut current: Option<(TcpStream, String)> = None;
-        let mut buf = vec![0u8; READ_BUFFER];
         loop {
+            let room = self.framer.room();
             let read = async {
                 match current.as_mut() {
-                    Some((s, _)) => s.read(&mut buf).await,
+                    Some((s, _)) => s.read(room).await,
                     None => std::future::pending().await,
                 }
             };
@@ -309,8 +307,7 @@ impl Link {
                     let reason = match n {
                         Ok(0) => Some("the PBX closed the connection".to_string()),
                         Ok(n) => {
-                            let data = buf[..n].to_vec();
-                            self.ingest(&data).await;
+                            self.ingest(n, 0xff).await;
                             None
                         }
                         Err(e) => Some(format!("reading failed: {e}")),
@@ -326,19 +323,16 @@ impl Link {
 
     /// Reads until the link ends; returns why it ended.
     async fn pump<S: AsyncRead + Unpin>(&mut self, io: &mut S) -> String {
-        let mut buf = vec![0u8; READ_BUFFER];
         loop {
-            let Some(read) = self.stop.or_stop(io.read(&mut buf)).await else {
+            let room = self.framer.room();
+            let Some(read) = self.stop.or_stop(io.read(room)).await else {
                 return "billbox is stopping".into();
             };
             match read {
                 Ok(0) => return "end of stream (device closed or peer gone)".into(),
                 Ok(n) => {
                     tracing::trace!(port = %self.name, bytes = n, "Read from the port.");
-                    if self.mask != 0xff {
-                        buf[..n].iter_mut().for_each(|b| *b &= self.mask);
-                    }
-                    self.ingest(&buf[..n]).await;
+                    self.ingest(n, self.mask).await;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return format!("reading failed: {e}"),
@@ -346,10 +340,15 @@ impl Link {
         }
     }
 
-    async fn ingest(&mut self, data: &[u8]) {
+    /// Frames the `n` bytes just read into the framer's room.
+    async fn ingest(&mut self, n: usize, mask: u8) {
         let now = crate::now_us();
         let mut frames = Vec::new();
-        self.framer.push(data, &mut frames);
+        if mask == 0xff {
+            self.framer.filled(n, &mut frames);
+        } else {
+            self.framer.filled_masked(n, mask, &mut frames);
+        }
         if !frames.is_empty() {
             self.submit(frames, now).await;
         }

@@ -12,6 +12,11 @@ use billbox_store::{Store, StoreError, FILES_CURSOR};
 use crate::naming::{unique_stem, TMP, TXT};
 use crate::state::{FileState, OpenState, StateDecodeError, META_NAME};
 
+/// Bytes buffered per open spool file between write calls. The buffer is
+/// written through at the end of every call into the rotator, so it only
+/// gathers one call's records into few writes; 64 ports hold 64 of them.
+const FILE_BUFFER: usize = 8 * 1024;
+
 /// What a port's rotator needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotatorSettings {
@@ -345,7 +350,7 @@ impl Rotator {
                 source,
             })?;
         self.writing = Some(Writing {
-            file: BufWriter::with_capacity(64 * 1024, file),
+            file: BufWriter::with_capacity(FILE_BUFFER, file),
             stem,
             first_seq: rec.seq,
             last_seq: rec.seq - 1,
