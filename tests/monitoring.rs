@@ -31,6 +31,17 @@ fn wait_metric(bb: &Billbox, series: &str, want: f64) -> String {
     last
 }
 
+/// The names of billbox's threads, from /proc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn thread_names(bb: &Billbox) -> Vec<String> {
+    let tasks = format!("/proc/{}/task", bb.child.id());
+    std::fs::read_dir(tasks)
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
 #[test]
 fn metrics_count_a_known_workload_and_reconcile() {
     let log = Log::default();
@@ -45,6 +56,12 @@ fn metrics_count_a_known_workload_and_reconcile() {
     let bb = Billbox::start(&config);
     let bytes = send(&bb, 1, 50);
     wait_until(WAIT, || (server.acked().len() >= 50).then_some(())).expect("all 50 acknowledged");
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    assert!(
+        thread_names(&bb).iter().any(|n| n == "billbox-trim"),
+        "the memory trimmer runs beside the collector: {:?}",
+        thread_names(&bb)
+    );
     let page = wait_metric(
         &bb,
         r#"billbox_delivered_records_total{destination="delivery",port="p"}"#,

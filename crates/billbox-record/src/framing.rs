@@ -15,9 +15,10 @@
 //! [`Framer::filled`]), so a port holds one buffer, not a read buffer and a
 //! framing buffer. The room offered per read follows the arrival rate: it
 //! doubles from [`MIN_ROOM`] up to [`MAX_ROOM`] while reads fill it and halves
-//! while they use under a quarter of it, and the buffer gives memory back when
-//! a read leaves it mostly empty. A quiet serial port therefore holds a few
-//! KiB and a saturated TCP port reads 64 KiB at a time.
+//! while they use under a quarter of it, and the buffer gives back its room
+//! after a read that did not fill it (the link is drained for now). A quiet
+//! serial port therefore holds a few KiB and a saturated TCP port reads
+//! 64 KiB at a time.
 
 use memchr::memmem;
 
@@ -117,8 +118,24 @@ impl Framer {
             self.room = (self.room / 2).max(MIN_ROOM);
         }
         self.frame(out);
-        // Give back what a burst grew the buffer to, once it has passed.
-        let keep = (self.buf.len() + self.room).max(MIN_ROOM);
+        // A read that did not fill its room emptied the link for now: give
+        // back what a burst grew the buffer to, keeping the unframed bytes.
+        if n < offered {
+            self.give_back();
+        }
+    }
+
+    /// The read for the room from [`Framer::room`] found nothing (a
+    /// readiness false alarm): the room is dropped and its memory given back.
+    pub fn unfilled(&mut self) {
+        self.settle();
+        self.give_back();
+    }
+
+    /// Shrinks the buffer to the unframed bytes (at least [`MIN_ROOM`]) when
+    /// it holds more than twice that.
+    fn give_back(&mut self) {
+        let keep = self.buf.len().max(MIN_ROOM);
         if self.buf.capacity() > 2 * keep {
             self.buf.shrink_to(keep);
         }
@@ -390,6 +407,29 @@ mod tests {
         assert_eq!(out, vec![plain(b"abc\n")]);
         let _ = f.room();
         assert_eq!(f.finish(), None);
+    }
+
+    #[test]
+    fn a_false_alarm_gives_the_room_back() {
+        let mut f = Framer::try_new(b"\n", 100).unwrap();
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            let room = f.room();
+            let n = room.len();
+            room.fill(b'x');
+            room[n - 1] = b'\n';
+            f.filled(n, &mut out);
+        }
+        let room = f.room().len();
+        assert!(room > MIN_ROOM && f.capacity() >= room);
+        f.unfilled();
+        assert!(f.capacity() <= 2 * MIN_ROOM, "capacity {}", f.capacity());
+        assert_eq!(f.pending(), 0);
+        assert_eq!(
+            f.room().len(),
+            room,
+            "a false alarm says nothing of the rate"
+        );
     }
 
     #[test]

@@ -276,10 +276,11 @@ impl Link {
     async fn serve(&mut self, listener: TcpListener) {
         let mut current: Option<(TcpStream, String)> = None;
         loop {
-            let room = self.framer.room();
-            let read = async {
-                match current.as_mut() {
-                    Some((s, _)) => s.read(room).await,
+            // Wait until the connection has data before taking room for it,
+            // so an idle connection holds no read buffer.
+            let ready = async {
+                match current.as_ref() {
+                    Some((s, _)) => s.readable().await,
                     None => std::future::pending().await,
                 }
             };
@@ -303,11 +304,22 @@ impl Link {
                         tokio::time::sleep(REOPEN_FLOOR).await;
                     }
                 },
-                n = read => {
-                    let reason = match n {
+                ready = ready => {
+                    let read = match (ready, current.as_ref()) {
+                        (Err(e), _) => Err(e),
+                        (Ok(()), Some((s, _))) => s.try_read(self.framer.room()),
+                        (Ok(()), None) => continue,
+                    };
+                    let reason = match read {
                         Ok(0) => Some("the PBX closed the connection".to_string()),
                         Ok(n) => {
                             self.ingest(n, 0xff).await;
+                            None
+                        }
+                        // Readiness was a false alarm (it is cleared only
+                        // by a read that finds nothing): drop the room.
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.framer.unfilled();
                             None
                         }
                         Err(e) => Some(format!("reading failed: {e}")),
