@@ -23,6 +23,8 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
+    // As the daemon does: the thread that trims free heap pages.
+    billbox_memory::start_trimmer();
     let full = std::env::args().any(|a| a == "--bench");
     let records = env_or("BENCH_RECORDS", if full { 100_000 } else { 500 });
     let durable = env_or("BENCH_RECEIVER_DURABLE", 0) == 1;

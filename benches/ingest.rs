@@ -21,6 +21,8 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
+    // As the daemon does: the thread that trims free heap pages.
+    billbox_memory::start_trimmer();
     let full = std::env::args().any(|a| a == "--bench");
     let records = env_or("BENCH_RECORDS", if full { 200_000 } else { 2_000 });
     let ports = env_or("BENCH_PORTS", 1).max(1);

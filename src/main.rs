@@ -2,18 +2,14 @@
 //!
 //! Layout: [`cli`] (arguments), [`logging`] (JSON or text logs through
 //! `tracing`, and the panic hook), [`demo`] (the no-hardware demonstration),
-//! [`salvage`] (recovery from a quarantined store), [`memory`] (allocator
-//! settings), and the subcommands below.
-//!
-//! The one `unsafe` call in billbox is in [`memory`]: a `mallopt` setting
-//! made before any thread starts.
-#![deny(unsafe_code)]
+//! [`salvage`] (recovery from a quarantined store),
+//! and the subcommands below. Allocator settings are in `billbox-memory`.
+#![forbid(unsafe_code)]
 
 mod cli;
 mod demo;
 mod health;
 mod logging;
-mod memory;
 mod salvage;
 
 use std::path::Path;
@@ -24,7 +20,6 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    memory::tune_allocator();
     let cli = Cli::parse();
     logging::init(cli.log_format, &cli.log_level);
     logging::install_panic_hook();
@@ -149,7 +144,7 @@ fn run(path: &Path) -> ExitCode {
         None
     };
     let path = path.to_path_buf();
-    memory::start_trimmer();
+    billbox_memory::start_trimmer();
     let system = actix_rt::System::new();
     let code = system.block_on(async move {
         // The listener comes first, so /readyz answers 503 while the store
