@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -108,17 +108,7 @@ impl Receiver {
             .stderr(Stdio::piped())
             .spawn()
             .expect("billbox receive starts");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let v = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| serde_json::json!({ "raw": line }));
-                sink.lock().unwrap().push(v);
-            }
-        });
+        let logs = json_logs(&mut child);
         let listening = wait_until(Duration::from_secs(20), || {
             logs.lock()
                 .unwrap()
@@ -231,6 +221,19 @@ fn stop_and_count_held(bb: Billbox, site: &Site) -> (u64, u64) {
     )
 }
 
+/// Billbox's deliveries to `receiver` fail: returns the first failure's
+/// WARN line after checking that, half a second (a few more attempts)
+/// later, nothing arrived, no record was logged, and billbox stops still
+/// holding all `sent` records (sequences 1 to `sent`).
+fn refused_and_held(bb: Billbox, receiver: &Receiver, site: &Site, sent: u64) -> Value {
+    let failure = delivery_failure(&bb);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(receiver.records().is_empty(), "{failure}");
+    assert_no_record_in_logs(&bb);
+    assert_eq!(stop_and_count_held(bb, site), (sent, sent));
+    failure
+}
+
 /// No record's contents in billbox's logs at INFO or above.
 fn assert_no_record_in_logs(bb: &Billbox) {
     for v in bb.dump() {
@@ -282,16 +285,12 @@ fn mutual_tls_delivers_only_with_a_client_certificate() {
     // failed delivery, logged with its reason; the records stay stored.
     let bb = Billbox::start(&config(&site, &url, &pki.line("ca_file", "ca.pem")));
     send(&bb, 1, 10);
-    let failure = delivery_failure(&bb);
+    let failure = refused_and_held(bb, &receiver, &site, 10);
     let reason = failure["error"].as_str().unwrap_or_default();
     assert!(
         reason.starts_with("TLS failed") && reason.contains("client certificate"),
         "{failure}"
     );
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(receiver.records().is_empty());
-    assert_no_record_in_logs(&bb);
-    assert_eq!(stop_and_count_held(bb, &site), (10, 10));
 
     // With the certificate the CA signed: every record, once.
     let fixed = format!(
@@ -320,16 +319,12 @@ fn a_server_certificate_from_another_ca_is_refused_and_records_are_kept() {
     let url = impostor.url("https");
     let bb = Billbox::start(&config(&site, &url, &pki.line("ca_file", "ca.pem")));
     send(&bb, 1, 5);
-    let failure = delivery_failure(&bb);
+    let failure = refused_and_held(bb, &impostor, &site, 5);
     let reason = failure["error"].as_str().unwrap_or_default();
     assert!(
         reason.contains("certificate does not verify") && reason.contains("UnknownIssuer"),
         "{failure}"
     );
-    // A few more attempts: none gets through.
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(impostor.records().is_empty());
-    assert_eq!(stop_and_count_held(bb, &site), (5, 5));
 
     // The same records reach the real server once billbox is pointed at it.
     let genuine = Receiver::start(&[

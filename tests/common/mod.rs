@@ -18,6 +18,23 @@ pub struct Billbox {
     pub logs: Arc<Mutex<Vec<Value>>>,
 }
 
+/// Collects a child's JSON log lines from its piped stderr, as they come
+/// (a line that is not JSON is kept as `{"raw": line}`).
+pub fn json_logs(child: &mut Child) -> Arc<Mutex<Vec<Value>>> {
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let v =
+                serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({ "raw": line }));
+            sink.lock().unwrap().push(v);
+        }
+    });
+    logs
+}
+
 impl Billbox {
     pub fn start(config: &Path) -> Billbox {
         let mut child = Command::new(BIN)
@@ -40,17 +57,7 @@ impl Billbox {
             .stderr(Stdio::piped())
             .spawn()
             .expect("billbox starts");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let v = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| serde_json::json!({ "raw": line }));
-                sink.lock().unwrap().push(v);
-            }
-        });
+        let logs = json_logs(&mut child);
         Billbox { child, logs }
     }
 

@@ -320,60 +320,25 @@ where
         .ok()
 }
 
-/// How a duration key treats 0.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Zero {
-    /// 0 is a valid value.
-    Allowed,
-    /// 0 is refused: "must be greater than 0".
-    Refused,
-}
-
-/// A duration of at most `max` (bare numbers in seconds), or `None` (with
-/// a problem at `key` when it was given but is not valid).
+/// A duration from `min` to `max` (bare numbers in seconds), or `None`
+/// (with a problem at `key` when it was given but is not valid). `zero`
+/// is the message for a 0, or `None` when 0 is a valid value.
 fn check_seconds(
-    key: &str,
-    value: Option<&DurationValue>,
-    zero: Zero,
-    max: Duration,
-    problems: &mut Problems,
-) -> Option<Duration> {
-    match parse_duration(value?, BareUnit::Seconds) {
-        Ok(d) if d.is_zero() && zero == Zero::Refused => {
-            problems.push(Problem::new(key, "must be greater than 0"));
-            None
-        }
-        Ok(d) if d > max => {
-            problems.push(Problem::new(
-                key,
-                format!("{} is too long; at most {}", show(d), show(max)),
-            ));
-            None
-        }
-        Ok(d) => Some(d),
-        Err(why) => {
-            problems.push(Problem::new(key, why));
-            None
-        }
-    }
-}
-
-/// A duration from `min` (above 0) to `max` (bare numbers in seconds), or
-/// `None` (with a problem at `key` when it was given but is not valid).
-/// `zero` is the message for a 0.
-fn check_between(
     key: &str,
     value: Option<&DurationValue>,
     min: Duration,
     max: Duration,
-    zero: &str,
+    zero: Option<&str>,
     problems: &mut Problems,
 ) -> Option<Duration> {
     match parse_duration(value?, BareUnit::Seconds) {
-        Ok(d) if d.is_zero() => {
-            problems.push(Problem::new(key, zero));
-            None
-        }
+        Ok(d) if d.is_zero() => match zero {
+            Some(why) => {
+                problems.push(Problem::new(key, why));
+                None
+            }
+            None => Some(d),
+        },
         Ok(d) if d < min => {
             problems.push(Problem::new(
                 key,
@@ -570,15 +535,17 @@ impl DeliveryConfig {
         let retry_delay = check_seconds(
             "delivery.retry_delay",
             raw.retry_delay.as_ref(),
-            Zero::Allowed,
+            Duration::ZERO,
             MAX_RETRY_DELAY,
+            None,
             problems,
         );
         let request_timeout = check_seconds(
             "delivery.request_timeout",
             raw.request_timeout.as_ref(),
-            Zero::Refused,
+            Duration::ZERO,
             MAX_REQUEST_TIMEOUT,
+            Some("must be greater than 0"),
             problems,
         );
         let batch_max = check_int(
@@ -593,8 +560,9 @@ impl DeliveryConfig {
                 check_seconds(
                     "delivery.failback_after",
                     raw.failback_after.as_ref(),
-                    Zero::Allowed,
+                    Duration::ZERO,
                     MAX_FAILBACK,
+                    None,
                     problems,
                 )
                 .map(|d| Some(d).filter(|d| !d.is_zero()))
@@ -681,12 +649,12 @@ impl MetricsConfig {
                 ));
             }
         }
-        let delivery_alarm = check_between(
+        let delivery_alarm = check_seconds(
             "metrics.delivery_alarm",
             raw.delivery_alarm.as_ref(),
             MIN_ALARM,
             MAX_DELIVERY_ALARM,
-            "must be greater than 0",
+            Some("must be greater than 0"),
             problems,
         );
         let store_alarm_percent = check_int(
@@ -1136,12 +1104,12 @@ impl PortConfig {
             None => raw::default_reconnect_max(),
         };
 
-        let quiet_alarm = check_between(
+        let quiet_alarm = check_seconds(
             &at("quiet_alarm"),
             raw.quiet_alarm.as_ref(),
             MIN_ALARM,
             MAX_QUIET_ALARM,
-            "must be greater than 0; leave quiet_alarm out for no alarm",
+            Some("must be greater than 0; leave quiet_alarm out for no alarm"),
             problems,
         )
         .or_else(raw::default_quiet_alarm);

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::tests::{one_problem, problems};
 use super::*;
 
 /// PEM files made for the test: a CA, a server certificate and a client
@@ -58,22 +59,6 @@ fn with_copy(lines: &str) -> String {
     format!(
         "[gateway]\nname = \"gw\"\n\n[[ports]]\nname = \"pbx1\"\ndevice = \"/dev/ttyUSB0\"\n\n[[carbon_copy]]\nname = \"audit\"\n{lines}"
     )
-}
-
-fn problems_of(text: &str) -> Vec<String> {
-    match from_toml_str(text) {
-        Ok(config) => panic!("accepted:\n{text}\n{config:#?}"),
-        Err(e) => e.problems().iter().map(ToString::to_string).collect(),
-    }
-}
-
-/// Exactly one problem, starting with `expected`.
-fn one_problem(text: &str, expected: &str) {
-    let found = problems_of(text);
-    assert!(
-        found.len() == 1 && found[0].starts_with(expected),
-        "expected\n  {expected}\ngot\n{found:#?}"
-    );
 }
 
 const KEY: &str = "0123456789abcdef-very-secret";
@@ -277,7 +262,7 @@ fn secret_key_problems_never_show_the_key() {
     ] {
         let text = with_delivery(&lines);
         one_problem(&text, &expected);
-        let found = problems_of(&text).join("\n");
+        let found = problems(&text).join("\n");
         for secret in ["short-secret", "123456789012345678", KEY] {
             assert!(!found.contains(secret), "{found}");
         }
@@ -294,7 +279,7 @@ fn secret_key_problems_never_show_the_key() {
             pki.path("short.txt").display().to_string()
         ),
     );
-    assert!(!problems_of(&text)[0].contains("tiny-secret"));
+    assert!(!problems(&text)[0].contains("tiny-secret"));
 }
 
 #[test]

@@ -23,7 +23,7 @@ fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
-fn problems(text: &str) -> Vec<String> {
+pub(crate) fn problems(text: &str) -> Vec<String> {
     match from_toml_str(text) {
         Ok(config) => panic!("accepted:\n{text}\n{config:#?}"),
         Err(e) => {
@@ -31,6 +31,15 @@ fn problems(text: &str) -> Vec<String> {
             e.problems().iter().map(ToString::to_string).collect()
         }
     }
+}
+
+/// Exactly one problem, starting with `expected`.
+pub(crate) fn one_problem(text: &str, expected: &str) {
+    let found = problems(text);
+    assert!(
+        found.len() == 1 && found[0].starts_with(expected),
+        "expected one problem starting with\n  {expected}\nin\n{text}\ngot\n{found:#?}"
+    );
 }
 
 fn one_port(text: &str) -> PortConfig {
@@ -602,16 +611,7 @@ fn every_invalid_value_names_its_key() {
         ),
     ];
     for (text, expected) in cases {
-        let found = problems(text);
-        assert!(
-            found.iter().any(|p| p.starts_with(expected)),
-            "expected a problem starting with\n  {expected}\nin\n{text}\ngot\n{found:#?}"
-        );
-        assert_eq!(
-            found.len(),
-            1,
-            "one problem expected for\n{text}\ngot\n{found:#?}"
-        );
+        one_problem(text, expected);
     }
 }
 
@@ -1496,16 +1496,7 @@ fn every_invalid_delivery_value_names_its_key() {
         ),
     ];
     for (text, expected) in cases {
-        let found = problems(text);
-        assert!(
-            found.iter().any(|p| p.starts_with(expected)),
-            "expected a problem starting with\n  {expected}\nin\n{text}\ngot\n{found:#?}"
-        );
-        assert_eq!(
-            found.len(),
-            1,
-            "one problem expected for\n{text}\ngot\n{found:#?}"
-        );
+        one_problem(text, expected);
     }
 }
 
@@ -2035,16 +2026,7 @@ fn every_invalid_monitoring_value_names_its_key() {
         ),
     ];
     for (text, expected) in cases {
-        let found = problems(text);
-        assert!(
-            found.iter().any(|p| p.starts_with(expected)),
-            "expected a problem starting with\n  {expected}\nin\n{text}\ngot\n{found:#?}"
-        );
-        assert_eq!(
-            found.len(),
-            1,
-            "one problem expected for\n{text}\ngot\n{found:#?}"
-        );
+        one_problem(text, expected);
     }
 }
 
