@@ -61,6 +61,10 @@ pub struct BillingServer {
     log: Log,
     up: Arc<AtomicBool>,
     listener: Option<std::thread::JoinHandle<()>>,
+    /// While down: the address, bound but not listening, so connections are
+    /// refused and no other server of a test running beside takes the port
+    /// (it would then get this test's billbox's packets).
+    held: Option<socket2::Socket>,
 }
 
 impl BillingServer {
@@ -74,6 +78,7 @@ impl BillingServer {
             log: log.clone(),
             up: Arc::new(AtomicBool::new(false)),
             listener: None,
+            held: None,
         };
         s.serve(listener);
         s
@@ -95,12 +100,19 @@ impl BillingServer {
         if let Some(h) = self.listener.take() {
             h.join().unwrap();
         }
+        let held =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        held.set_reuse_address(true).unwrap();
+        held.bind(&self.addr.into())
+            .unwrap_or_else(|e| panic!("{} could not keep {}: {e}", self.name, self.addr));
+        self.held = Some(held);
     }
 
     /// Listens again on the same address.
     pub fn up(&mut self) {
-        let listener = TcpListener::bind(self.addr).unwrap();
-        self.serve(listener);
+        let held = self.held.take().expect("up() after down()");
+        held.listen(128).unwrap();
+        self.serve(TcpListener::from(held));
     }
 
     fn serve(&mut self, listener: TcpListener) {
