@@ -100,11 +100,22 @@ impl BillingServer {
         if let Some(h) = self.listener.take() {
             h.join().unwrap();
         }
-        let held =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        held.set_reuse_address(true).unwrap();
-        held.bind(&self.addr.into())
-            .unwrap_or_else(|e| panic!("{} could not keep {}: {e}", self.name, self.addr));
+        // A child process another test is spawning may still share the
+        // listener for a moment (between fork and exec): retry briefly.
+        let mut tries = 0;
+        let held = loop {
+            let held =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            held.set_reuse_address(true).unwrap();
+            match held.bind(&self.addr.into()) {
+                Ok(()) => break held,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("{} could not keep {}: {e}", self.name, self.addr),
+            }
+        };
         self.held = Some(held);
     }
 
