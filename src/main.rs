@@ -99,7 +99,20 @@ fn receive(command: Command) -> ExitCode {
                 tracing::warn!(%gateway, %port, gaps = ?gaps, "Records are missing (gaps in sequences).");
             }
         }
-        tracing::info!(signal, records, duplicates, "The receiver stopped.");
+        let (new_transactions, duplicate_transactions) = running.transaction_counts();
+        for ((usg_id, property_id), gaps) in running.transaction_gaps() {
+            if !gaps.is_empty() {
+                tracing::warn!(%usg_id, %property_id, gaps = ?gaps, "Transactions are missing (gaps in REC_NUM).");
+            }
+        }
+        tracing::info!(
+            signal,
+            records,
+            duplicates,
+            new_transactions,
+            duplicate_transactions,
+            "The receiver stopped."
+        );
         ExitCode::SUCCESS
     })
 }

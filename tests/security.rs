@@ -7,10 +7,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::receiver::Receiver;
 use common::*;
 use serde_json::Value;
 
@@ -81,85 +81,6 @@ impl Pki {
     /// `key = "PATH"` for the file `name`, as a config line.
     fn line(&self, key: &str, name: &str) -> String {
         format!("{key} = {:?}\n", self.path(name).display().to_string())
-    }
-}
-
-/// A `billbox receive` child process and its JSON log lines.
-struct Receiver {
-    child: Child,
-    out: tempfile::TempDir,
-    logs: Arc<Mutex<Vec<Value>>>,
-    addr: SocketAddr,
-}
-
-impl Receiver {
-    fn start(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Receiver {
-        let out = tempfile::tempdir().unwrap();
-        let mut command = Command::new(BIN);
-        command
-            .args(["--log-format", "json", "--log-level", "info", "receive"])
-            .args(["--listen", "127.0.0.1:0", "--durable", "false", "--out"])
-            .arg(out.path());
-        for a in args {
-            command.arg(a);
-        }
-        let mut child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("billbox receive starts");
-        let logs = json_logs(&mut child);
-        let listening = wait_until(Duration::from_secs(20), || {
-            logs.lock()
-                .unwrap()
-                .iter()
-                .find(|v| {
-                    v["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains("listening for billing packets"))
-                })
-                .cloned()
-        })
-        .unwrap_or_else(|| panic!("the receiver did not start: {:?}", logs.lock().unwrap()));
-        let addr = listening["listen"].as_str().unwrap().parse().unwrap();
-        Receiver {
-            child,
-            out,
-            logs,
-            addr,
-        }
-    }
-
-    fn url(&self, scheme: &str) -> String {
-        format!("{scheme}://{}/billing", self.addr)
-    }
-
-    /// The records it filed for gateway `gw-test`, port `p`, in order.
-    fn records(&self) -> Vec<Vec<u8>> {
-        let file = self.out.path().join("gw-test").join("p.txt");
-        std::fs::read(file)
-            .map(|body| split_records(&body, b"\n"))
-            .unwrap_or_default()
-    }
-
-    fn count_logs(&self, text: &str) -> usize {
-        self.logs
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|v| v["message"].as_str().is_some_and(|m| m.contains(text)))
-            .count()
-    }
-
-    fn wait_log(&self, text: &str, at_least: usize) -> bool {
-        wait_until(WAIT, || (self.count_logs(text) >= at_least).then_some(())).is_some()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -495,7 +416,7 @@ fn a_tampered_packet_is_refused_by_the_receiver() {
     );
     assert_eq!(status, 403, "{ack}");
     assert!(is_error_ack(&ack), "{ack}");
-    let transactions =
-        std::fs::read_to_string(receiver.out.path().join("transactions.txt")).unwrap_or_default();
-    assert_eq!(transactions.lines().count(), 1, "{transactions}");
+    let files = billbox_receiver::transaction_files(receiver.out.path(), "00020b", "Hotel-1");
+    let transactions = billbox_receiver::read_transactions(&files.txt).unwrap_or_default();
+    assert_eq!(transactions.len(), 1, "{transactions:?}");
 }

@@ -69,6 +69,15 @@ impl Ledger {
         gaps
     }
 
+    /// Whether record `seq` of `gateway`/`port` is held already (nothing is
+    /// counted).
+    pub fn holds(&self, gateway: &str, port: &str, seq: u64) -> bool {
+        self.ports
+            .get(&(gateway.to_string(), port.to_string()))
+            .and_then(|r| r.range(..=seq).next_back())
+            .is_some_and(|(_, &end)| seq <= end)
+    }
+
     /// The highest sequence held for a port.
     pub fn highest(&self, gateway: &str, port: &str) -> Option<u64> {
         self.ports
@@ -104,6 +113,8 @@ mod tests {
         for s in [1, 2, 3, 7, 8, 5] {
             assert_eq!(l.accept("gw", "p", s), Accepted::New);
         }
+        assert!(l.holds("gw", "p", 2) && l.holds("gw", "p", 7));
+        assert!(!l.holds("gw", "p", 4) && !l.holds("gw", "p", 9) && !l.holds("gw", "x", 1));
         assert_eq!(l.accept("gw", "p", 2), Accepted::Duplicate);
         assert_eq!(l.accept("gw", "p", 8), Accepted::Duplicate);
         assert_eq!(l.accept("gw", "q", 2), Accepted::New);

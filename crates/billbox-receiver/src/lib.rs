@@ -13,13 +13,28 @@
 //!   signature checks ([`ReceiverSecurity::secret_key`]): a packet whose
 //!   `X-Billbox-Signature` is missing or wrong is answered 403 with an
 //!   ERROR ack ([`SIGNATURE_ERROR_CODE`]) and logged at WARN.
+//! - [`transactions`]: the AG's `ADD_REC` transactions, filed per USG_ID and
+//!   PROPERTY_ID as `OUT/transactions/<USG_ID>/<PROPERTY_ID>.txt` (one JSON
+//!   line each, [`FiledTransaction`]) and `.packets` (the packets byte for
+//!   byte, length-prefixed: [`read_packets`]). Duplicates are dropped by
+//!   `REC_NUM` and gaps found with a [`Ledger`] of their own, rebuilt from
+//!   the `.txt` files at start ([`Running::transaction_counts`],
+//!   [`Running::transaction_gaps`]).
+//!
+//! `docs/wire-format.md` ("The reference receiver's files") documents the
+//! layout of `OUT`.
 #![forbid(unsafe_code)]
 
 pub mod ledger;
 pub mod server;
+pub mod transactions;
 
 pub use ledger::{Accepted, Ledger};
 pub use server::{
-    held_records, serve, serve_secure, tls_server_config, ReceiverOptions, ReceiverSecurity,
-    ReceiverTls, Running, SIGNATURE_ERROR_CODE,
+    held_records, serve, serve_secure, tls_server_config, PortGaps, PropertyGaps, ReceiverOptions,
+    ReceiverSecurity, ReceiverTls, Running, SIGNATURE_ERROR_CODE,
+};
+pub use transactions::{
+    read_packets, read_transactions, transaction_files, FiledTransaction, TransactionFiles,
+    TRANSACTIONS_DIR,
 };

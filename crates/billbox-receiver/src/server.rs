@@ -1,6 +1,7 @@
 //! The HTTP side of the reference receiver.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -12,10 +13,11 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use billbox_config::SecretKey;
 use billbox_wire::{
     decode_packet, encode_ack, verify_signature, verify_transaction_signature, AckValue, Packet,
-    ReceivedCdr, MAX_PACKET_BYTES, SIGNATURE_HEADER,
+    ReceivedCdr, Transaction, MAX_PACKET_BYTES, SIGNATURE_HEADER,
 };
 
 use crate::ledger::{Accepted, Ledger};
+use crate::transactions::{self, transaction_files, Appender};
 
 /// How the receiver runs.
 #[derive(Debug, Clone)]
@@ -63,10 +65,22 @@ struct State {
     durable: bool,
     ledger: Ledger,
     files: HashMap<(String, String), PortFiles>,
+    /// AG transactions per (USG_ID, PROPERTY_ID): a ledger of their own, so
+    /// a gateway named like a USG_ID is not mistaken for it.
+    tx_ledger: Ledger,
+    /// `tx_ledger`'s (records, duplicates) once loaded at start.
+    tx_loaded: (u64, u64),
+    /// Open transaction files, by their `.txt` path.
+    tx_files: HashMap<PathBuf, Appender>,
+    /// `.txt` paths whose last append failed: repaired before the next one.
+    tx_repair: HashSet<PathBuf>,
 }
 
 /// A (gateway, port) and its missing sequence ranges.
 pub type PortGaps = ((String, String), Vec<(u64, u64)>);
+
+/// A (USG_ID, PROPERTY_ID) and its missing `REC_NUM` ranges.
+pub type PropertyGaps = ((String, String), Vec<(u64, u64)>);
 
 /// A running receiver.
 pub struct Running {
@@ -96,6 +110,32 @@ impl Running {
             .map(|(g, p)| {
                 let gaps = s.ledger.gaps(&g, &p);
                 ((g, p), gaps)
+            })
+            .collect()
+    }
+
+    /// AG transactions filed and duplicates dropped since this receiver
+    /// started (the transactions it found in `OUT` at start are not
+    /// counted).
+    pub fn transaction_counts(&self) -> (u64, u64) {
+        let s = self.state.lock().expect("receiver state poisoned");
+        (
+            s.tx_ledger.records().saturating_sub(s.tx_loaded.0),
+            s.tx_ledger.duplicates().saturating_sub(s.tx_loaded.1),
+        )
+    }
+
+    /// Missing `REC_NUM`s (between 1 and the highest held) per
+    /// (USG_ID, PROPERTY_ID), the transactions found in `OUT` at start
+    /// included.
+    pub fn transaction_gaps(&self) -> Vec<PropertyGaps> {
+        let s = self.state.lock().expect("receiver state poisoned");
+        s.tx_ledger
+            .ports()
+            .into_iter()
+            .map(|(u, p)| {
+                let gaps = s.tx_ledger.gaps(&u, &p);
+                ((u, p), gaps)
             })
             .collect()
     }
@@ -142,9 +182,11 @@ pub fn serve_secure(opts: ReceiverOptions, security: ReceiverSecurity) -> std::i
     let tls = security.tls.as_ref().map(tls_server_config).transpose()?;
     std::fs::create_dir_all(&opts.out)?;
     let ledger = load_ledger(&opts.out)?;
+    let tx_ledger = transactions::load(&opts.out, opts.durable)?;
     tracing::info!(
         out = %opts.out.display(),
         records = ledger.records(),
+        transactions = tx_ledger.records(),
         "The receiver loaded the records it already holds."
     );
     let state = Arc::new(Mutex::new(State {
@@ -152,6 +194,10 @@ pub fn serve_secure(opts: ReceiverOptions, security: ReceiverSecurity) -> std::i
         durable: opts.durable,
         ledger,
         files: HashMap::new(),
+        tx_loaded: (tx_ledger.records(), tx_ledger.duplicates()),
+        tx_ledger,
+        tx_files: HashMap::new(),
+        tx_repair: HashSet::new(),
     }));
     let data = web::Data::from(state.clone());
     let verifier = web::Data::new(Verifier {
@@ -243,7 +289,7 @@ async fn receive(
     let mut state = state.lock().expect("receiver state poisoned");
     let result = match &packet {
         Packet::Cdrs(cdrs) => state.file_cdrs(cdrs),
-        Packet::Transaction(tx) => state.file_transaction(&format!("{tx:?}")),
+        Packet::Transaction(tx) => state.file_transaction(tx, &body),
     };
     match result {
         Ok(()) => HttpResponse::Ok()
@@ -324,14 +370,56 @@ impl State {
         Ok(())
     }
 
-    fn file_transaction(&mut self, line: &str) -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.out.join("transactions.txt"))?;
-        writeln!(f, "{line}")?;
-        if self.durable {
-            f.sync_data()?;
+    /// Files a new AG transaction: its packet (`packet`, byte for byte) to
+    /// the `.packets` file and its line to the `.txt` file of its USG_ID
+    /// and PROPERTY_ID; drops a REC_NUM already filed for them.
+    fn file_transaction(&mut self, tx: &Transaction, packet: &[u8]) -> std::io::Result<()> {
+        let (usg_id, property_id) = (tx.usg_id.as_str(), tx.property_id.as_str());
+        let rec_num = u64::from(tx.rec_num);
+        if self.tx_ledger.holds(usg_id, property_id, rec_num) {
+            self.tx_ledger.accept(usg_id, property_id, rec_num);
+            tracing::debug!(
+                %usg_id,
+                %property_id,
+                rec_num,
+                "A duplicate transaction was dropped."
+            );
+            return Ok(());
+        }
+        let line = transactions::line(tx)?;
+        let frame = transactions::frame(packet);
+        let files = transaction_files(&self.out, usg_id, property_id);
+        if !self.tx_files.contains_key(&files.txt) && self.tx_repair.contains(&files.txt) {
+            // The last append to these files failed: make them whole first.
+            let repaired = transactions::repair(&files, self.durable)?;
+            self.tx_repair.remove(&files.txt);
+            for k in repaired.completed {
+                self.tx_ledger.accept(&k.usg_id, &k.property_id, k.rec_num);
+            }
+            if self.tx_ledger.holds(usg_id, property_id, rec_num) {
+                // Its packet was filed before the failure; its line now is.
+                return Ok(());
+            }
+        }
+        let appender = match self.tx_files.entry(files.txt.clone()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(transactions::open(&self.out, &files, self.durable)?),
+        };
+        let highest = self.tx_ledger.highest(usg_id, property_id).unwrap_or(0);
+        if let Err(e) = appender.append(&frame, &line, self.durable) {
+            self.tx_files.remove(&files.txt);
+            self.tx_repair.insert(files.txt);
+            return Err(e);
+        }
+        self.tx_ledger.accept(usg_id, property_id, rec_num);
+        if rec_num > highest + 1 {
+            tracing::warn!(
+                %usg_id,
+                %property_id,
+                from = highest + 1,
+                to = rec_num - 1,
+                "Transactions are missing before this one (a gap in REC_NUM, so far)."
+            );
         }
         Ok(())
     }
@@ -352,9 +440,11 @@ fn open_port_files(out: &Path, gateway: &str, port: &str) -> std::io::Result<Por
     })
 }
 
-/// Names from packets become file names: keep them to a safe alphabet.
-fn safe(name: &str) -> String {
-    name.chars()
+/// Names from packets become file names: keep them to a safe alphabet
+/// (never empty, never `.` or `..`).
+pub(crate) fn safe(name: &str) -> String {
+    let name = name
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.".contains(c) {
                 c
@@ -364,7 +454,12 @@ fn safe(name: &str) -> String {
         })
         .collect::<String>()
         .trim_start_matches('.')
-        .to_string()
+        .to_string();
+    if name.is_empty() {
+        "_".to_string()
+    } else {
+        name
+    }
 }
 
 /// Reads `OUT/<gateway>/<port>.ids` back into a ledger.
@@ -388,8 +483,11 @@ fn load_ledger(out: &Path) -> std::io::Result<Ledger> {
 pub fn held_records(gateway_dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
     for f in std::fs::read_dir(gateway_dir)? {
-        let path = f?.path();
-        if path.extension().is_none_or(|e| e != "ids") {
+        let f = f?;
+        let path = f.path();
+        // `OUT/transactions` holds directories (one per USG_ID), whatever
+        // their names.
+        if !f.file_type()?.is_file() || path.extension().is_none_or(|e| e != "ids") {
             continue;
         }
         let port = path
