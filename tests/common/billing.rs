@@ -40,9 +40,12 @@ pub enum Mode {
 pub struct Request {
     pub server: &'static str,
     pub at: Instant,
-    /// (port, seq) of every record in the packet.
+    /// (port, seq) of every record in the packet; for an AG transaction
+    /// (`ADD_REC`), ("USG_ID/PROPERTY_ID", REC_NUM).
     pub records: Vec<(String, u64)>,
     pub mode: Mode,
+    /// The request body as received.
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -215,6 +218,10 @@ fn handle(conn: TcpStream, name: &'static str, mode: &Mutex<Mode>, log: &Log, up
             Ok(billbox_wire::Packet::Cdrs(cdrs)) => {
                 cdrs.into_iter().map(|c| (c.port, c.seq)).collect()
             }
+            Ok(billbox_wire::Packet::Transaction(t)) => vec![(
+                format!("{}/{}", t.usg_id, t.property_id),
+                u64::from(t.rec_num),
+            )],
             _ => Vec::new(),
         };
         let m = *mode.lock().unwrap();
@@ -223,6 +230,7 @@ fn handle(conn: TcpStream, name: &'static str, mode: &Mutex<Mode>, log: &Log, up
             at: Instant::now(),
             records,
             mode: m,
+            body: body.clone(),
         });
         let reply = |status: u16, body: &str| {
             format!(

@@ -312,6 +312,7 @@ pub fn assert_exactly_once(sent: &[Vec<u8>], found: &[Vec<u8>], what: &str) {
 }
 
 pub mod billing;
+pub mod receiver;
 
 /// One HTTP/1.0 GET on 127.0.0.1: (status, body).
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
@@ -351,4 +352,38 @@ pub fn metric(page: &str, series: &str) -> Option<f64> {
             .then(|| value.parse().ok())
             .flatten()
     })
+}
+
+/// One HTTP/1.1 request on 127.0.0.1 (`Connection: close`) with extra
+/// header lines (`"Name: value"`): (status, header block, body).
+pub fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    conn.set_nodelay(true).unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    conn.write_all(&bytes).unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
 }

@@ -28,6 +28,47 @@ use crate::raw::{
 use crate::section::{expect_array, expect_table, join, read_table, Broken};
 use crate::security::{SecretKey, ServerSecurity, TlsFiles};
 use crate::server_url::ServerUrl;
+use crate::transactions::{RawTransactions, TransactionsConfig};
+
+/// The transaction streams must not share a listener or file names with
+/// the ports and the metrics listener.
+fn check_transactions_against(
+    t: &TransactionsConfig,
+    gateway: &GatewayConfig,
+    ports: &[PortConfig],
+    metrics: &MetricsConfig,
+    problems: &mut Problems,
+) {
+    let listen = t.listen;
+    if listen.port() != 0 {
+        if metrics.enabled && metrics.listen == listen {
+            problems.push(Problem::new(
+                "transactions.listen",
+                format!("{listen} is also metrics.listen; give the submit API another address"),
+            ));
+        }
+        for (i, p) in ports.iter().enumerate() {
+            if matches!(&p.source, PortSource::Listen { addr } if addr.parse::<SocketAddr>().ok() == Some(listen))
+            {
+                problems.push(Problem::new(
+                    "transactions.listen",
+                    format!("{listen} is also the listen address of ports[{i}]; give the submit API another address"),
+                ));
+            }
+        }
+    }
+    for (key, prefix) in [("alias", &t.alias), ("relay_alias", &t.relay_alias)] {
+        if let Some(i) = ports
+            .iter()
+            .position(|p| p.file_prefix(&gateway.name) == prefix.as_str())
+        {
+            problems.push(Problem::new(
+                join("transactions", key),
+                format!("{prefix:?} is also the file prefix of ports[{i}]; their files would mix"),
+            ));
+        }
+    }
+}
 
 /// The longest gateway name, alias or port name, in characters.
 const MAX_NAME_CHARS: usize = 64;
@@ -108,6 +149,14 @@ pub(crate) fn check(root: Map<String, Value>, problems: &mut Problems) -> Option
     };
     let metrics = MetricsConfig::check(metrics.0, &port_identities, problems);
 
+    let transactions = root.transactions.and_then(|v| {
+        let table = expect_table("transactions", v, "a [transactions] table", problems)?;
+        let (raw, broken) = read_table::<RawTransactions>("transactions", table, problems);
+        let t = TransactionsConfig::check(raw, &broken, &gateway.name, problems)?;
+        check_transactions_against(&t, &gateway, &ports, &metrics, problems);
+        Some(t)
+    });
+
     if problems.is_empty() {
         Some(Config {
             gateway,
@@ -116,6 +165,7 @@ pub(crate) fn check(root: Map<String, Value>, problems: &mut Problems) -> Option
             delivery,
             carbon_copies,
             metrics,
+            transactions,
         })
     } else {
         None
@@ -188,7 +238,7 @@ fn check_dir(
     }
 }
 
-fn check_path(path: &str) -> Result<(), String> {
+pub(crate) fn check_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         Err("must not be empty".to_string())
     } else if path.contains('\0') {
@@ -199,7 +249,7 @@ fn check_path(path: &str) -> Result<(), String> {
 }
 
 /// The rules of `gateway.name` and `alias`: they start file names.
-fn check_label(name: &str) -> Result<(), String> {
+pub(crate) fn check_label(name: &str) -> Result<(), String> {
     let chars = name.chars().count();
     if name.is_empty() {
         Err("must not be empty".to_string())

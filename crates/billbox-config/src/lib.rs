@@ -62,6 +62,7 @@ mod raw;
 mod section;
 mod security;
 mod server_url;
+mod transactions;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -77,6 +78,7 @@ pub use security::{
     ServerSecurity, TlsFiles, MIN_SECRET_KEY_BYTES,
 };
 pub use server_url::{ServerUrl, UrlError};
+pub use transactions::TransactionsConfig;
 
 /// The defaults of a port's `billing_records` and `billing_timeout` (for
 /// finishing the files of a port the config no longer names).

@@ -34,6 +34,9 @@ pub struct Config {
     /// `[metrics]`: the monitoring listener and the `/healthz` alarms.
     /// Always present: [`MetricsConfig::default`] when the section is absent.
     pub metrics: MetricsConfig,
+    /// `[transactions]`: the submit API and AG relay. `None` when the
+    /// section is absent: no transactions are taken in.
+    pub transactions: Option<crate::TransactionsConfig>,
 }
 
 impl Config {

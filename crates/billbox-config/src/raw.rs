@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::model::{Method, WhenFull};
 
-/// The top level of the file: six sections. Values stay untyped here so
+/// The top level of the file: seven sections. Values stay untyped here so
 /// each section is checked on its own and its problems are all reported.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +38,9 @@ pub(crate) struct RawRoot {
     /// `[metrics]`: the monitoring listener. Absent: every key at its
     /// default.
     pub metrics: Option<config::Value>,
+    /// `[transactions]`: the submit API and AG relay for hotel PMS and
+    /// card transactions. Absent: off.
+    pub transactions: Option<config::Value>,
 }
 
 /// `[gateway]`: this machine's identity and directories.
@@ -654,7 +657,8 @@ mod tests {
                 "ports",
                 "delivery",
                 "carbon_copy",
-                "metrics"
+                "metrics",
+                "transactions"
             ]
         );
         assert_eq!(

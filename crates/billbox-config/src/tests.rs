@@ -162,6 +162,7 @@ fn full_config_parses_with_defaults_filled() {
         delivery: None,
         carbon_copies: Vec::new(),
         metrics: MetricsConfig::default(),
+        transactions: None,
     };
     assert_eq!(config, expected);
 
@@ -2181,4 +2182,64 @@ fn env_metrics_problems() {
             "expected\n  {expected}\ngot\n{found:#?}"
         );
     }
+}
+
+#[test]
+fn transactions_section_defaults_and_rules() {
+    let base = serial_port("");
+    let config = from_toml_str(&format!(
+        "{base}\n[transactions]\nlisten = \"127.0.0.1:9120\"\nproperty_id = \"Hotel-1\"\n"
+    ))
+    .unwrap();
+    let t = config.transactions.unwrap();
+    assert_eq!(t.listen, "127.0.0.1:9120".parse().unwrap());
+    assert_eq!(
+        (t.property_id.as_str(), t.usg_id.as_str()),
+        ("Hotel-1", "gw")
+    );
+    assert_eq!(
+        (t.alias.as_str(), t.relay_alias.as_str()),
+        ("TRANS", "TRANS-AG")
+    );
+    assert_eq!(t.billing_records, 50);
+    assert_eq!(t.billing_timeout, Some(Duration::from_secs(3600)));
+    assert!(t.token.is_none() && t.tls.is_none() && t.ag_secret_key.is_none());
+
+    one_problem(
+        &format!("{base}\n[transactions]\nproperty_id = \"H\"\n"),
+        "transactions.listen: missing",
+    );
+    one_problem(
+        &format!("{base}\n[transactions]\nlisten = \"0.0.0.0:9120\"\nproperty_id = \"H\"\n"),
+        "transactions.token_file: missing; 0.0.0.0:9120 is reachable",
+    );
+    one_problem(
+        &format!("{base}\n[transactions]\nlisten = \"127.0.0.1:9120\"\nproperty_id = \"H\"\nbilling_records = 0\n"),
+        "transactions.billing_records: 0 is out of range",
+    );
+    one_problem(
+        &format!("{base}\n[transactions]\nlisten = \"127.0.0.1:9120\"\nproperty_id = \"H\"\nalias = \"gw\"\n"),
+        "transactions.alias: \"gw\" is also the file prefix of ports[0]",
+    );
+    one_problem(
+        &format!("{base}\n[transactions]\nlisten = \"127.0.0.1:9109\"\nproperty_id = \"H\"\n"),
+        "transactions.listen: 127.0.0.1:9109 is also metrics.listen",
+    );
+    one_problem(
+        &format!("{base}\n[transactions]\nlisten = \"127.0.0.1:9120\"\nproperty_id = \"H\"\ncolour = 1\n"),
+        "transactions.colour",
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = write(&dir, "token", b"0123456789abcdef-token\n");
+    let config = from_toml_str(&format!(
+        "{base}\n[transactions]\nlisten = \"0.0.0.0:9120\"\nproperty_id = \"H\"\ntoken_file = {:?}\n",
+        token.display().to_string()
+    ))
+    .unwrap();
+    let t = config.transactions.unwrap();
+    assert_eq!(
+        t.token.as_ref().map(|k| k.expose().to_vec()),
+        Some(b"0123456789abcdef-token".to_vec())
+    );
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use billbox_record::Record;
 use billbox_store::{Store, StoreError};
-use bytes::Bytes;
+use billbox_transactions::StreamKind;
 use tokio::sync::{watch, Notify};
 
 use crate::endpoint::Endpoint;
@@ -163,13 +163,8 @@ impl CursorDestination {
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         let (first, last) = (records[0].seq, records[records.len() - 1].seq);
-        body.clear();
-        if records.len() == 1 {
-            billbox_wire::encode_cdr(&self.gateway, &records[0], body);
-        } else {
-            billbox_wire::encode_cdr_batch(&self.gateway, records, body);
-        }
-        let packet = Bytes::copy_from_slice(body);
+        let kind = StreamKind::of(port);
+        let packet = crate::encode_packet(&self.gateway, kind, records, body);
         loop {
             let server = shared.policy.borrow_mut().target(Instant::now());
             let endpoint = match server {
@@ -205,6 +200,9 @@ impl CursorDestination {
                         .outage
                         .borrow_mut()
                         .succeeded(&self.name, server.as_str());
+                    if kind.is_transactions() {
+                        crate::note_ack(&self.store, port, first, &self.name, server.as_str());
+                    }
                     if let Err(e) = self.store.advance_cursor(port, &self.cursor, last) {
                         tracing::error!(destination = %self.name, port = %port, error = %e, "Recording a delivery failed; the records will be sent again.");
                     }
@@ -261,7 +259,13 @@ impl CursorDestination {
                 .store
                 .first_held(port)
                 .map_or(cursor + 1, |held| held.max(cursor + 1));
-            let to = durable.min(from + self.batch_max as u64 - 1);
+            // An AG server takes one ADD_REC per POST.
+            let batch_max = if StreamKind::of(port).is_transactions() {
+                1
+            } else {
+                self.batch_max as u64
+            };
+            let to = durable.min(from + batch_max - 1);
             let records = self
                 .store
                 .records(port, from, to)

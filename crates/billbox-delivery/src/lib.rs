@@ -32,3 +32,54 @@ pub use cursor::CursorDestination;
 pub use endpoint::{Endpoint, PostError};
 pub use mirror::MirrorDestination;
 pub use policy::{Retransmission, Server};
+
+use std::sync::Arc;
+
+use billbox_record::Record;
+use billbox_transactions::StreamKind;
+use bytes::Bytes;
+
+/// The body of one POST of `records` (all of one stream of `kind`): call
+/// records as `ADD_CDR` (one) or `ADD_CDR_BATCH`, a transaction as its
+/// `ADD_REC` packet. `scratch` is reused between calls.
+pub fn encode_packet(
+    gateway: &Arc<str>,
+    kind: StreamKind,
+    records: &[Record],
+    scratch: &mut Vec<u8>,
+) -> Bytes {
+    scratch.clear();
+    match (kind, records) {
+        (StreamKind::Calls, [one]) => billbox_wire::encode_cdr(gateway, one, scratch),
+        (StreamKind::Calls, _) => billbox_wire::encode_cdr_batch(gateway, records, scratch),
+        (_, [one, ..]) => match billbox_transactions::packet(kind, one) {
+            Ok(p) => scratch.extend_from_slice(&p),
+            Err(e) => {
+                // Only a damaged store gets here: the raw record is sent,
+                // the server refuses it, and it stays stored (never given up).
+                tracing::error!(port = %one.port, seq = one.seq, error = %e,
+                    "A stored transaction cannot be made into a packet; it stays stored and is retried.");
+                scratch.extend_from_slice(&one.bytes);
+            }
+        },
+        (_, []) => {}
+    }
+    Bytes::copy_from_slice(scratch)
+}
+
+/// Notes an acknowledgement of transaction `seq` (for the submit API's
+/// status answer); a failure to note it only costs that answer.
+pub(crate) fn note_ack(
+    store: &billbox_store::Store,
+    port: &str,
+    seq: u64,
+    destination: &str,
+    server: &str,
+) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    if let Err(e) = store.note_ack(port, seq, destination, server, now) {
+        tracing::warn!(port, seq, error = %e, "Noting a transaction's acknowledgement failed; its status will not show it.");
+    }
+}

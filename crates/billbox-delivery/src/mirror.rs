@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use billbox_record::Record;
-use bytes::Bytes;
+use billbox_store::Store;
+use billbox_transactions::StreamKind;
 use metrics::counter;
 use tokio::sync::{mpsc, watch};
 
@@ -19,6 +20,9 @@ pub struct MirrorDestination {
     pub gateway: Arc<str>,
     pub endpoint: Endpoint,
     pub batch_max: usize,
+    /// Where acknowledgements of transactions are noted (for the submit
+    /// API's status answer).
+    pub store: Store,
     /// New records, as the store actor flushes them (shared so a restarted
     /// loop picks up the same queue).
     pub records: Arc<tokio::sync::Mutex<mpsc::Receiver<Arc<Vec<Record>>>>>,
@@ -37,20 +41,28 @@ impl MirrorDestination {
                 },
                 _ = stop.wait_for(|s| *s) => return,
             };
-            for chunk in batch.chunks(self.batch_max.max(1)) {
-                body.clear();
-                if chunk.len() == 1 {
-                    billbox_wire::encode_cdr(&self.gateway, &chunk[0], &mut body);
-                } else {
-                    billbox_wire::encode_cdr_batch(&self.gateway, chunk, &mut body);
-                }
+            let Some(port) = batch.first().map(|r| r.port.clone()) else {
+                continue;
+            };
+            let kind = StreamKind::of(&port);
+            // An AG server takes one ADD_REC per POST.
+            let per_post = if kind.is_transactions() {
+                1
+            } else {
+                self.batch_max.max(1)
+            };
+            for chunk in batch.chunks(per_post) {
+                let packet = crate::encode_packet(&self.gateway, kind, chunk, &mut body);
                 let result = tokio::select! {
-                    r = self.endpoint.post(Bytes::copy_from_slice(&body)) => r,
+                    r = self.endpoint.post(packet) => r,
                     _ = stop.wait_for(|s| *s) => return,
                 };
                 let (first, last) = (chunk[0].seq, chunk[chunk.len() - 1].seq);
                 match result {
                     Ok(()) => {
+                        if kind.is_transactions() {
+                            crate::note_ack(&self.store, &port, first, &self.name, "mirror");
+                        }
                         outage.succeeded(&self.name, "mirror");
                         Delivered {
                             destination: &self.name,

@@ -461,3 +461,44 @@ impl LinkChangesSuppressed<'_> {
         );
     }
 }
+
+/// A submitted transaction was refused (bad input, no token, a conflicting
+/// id). Nothing was stored. The reason never holds card data.
+pub struct TransactionRefused<'a> {
+    pub peer: Option<std::net::SocketAddr>,
+    pub status: u16,
+    pub field: Option<&'a str>,
+    pub why: &'a str,
+}
+
+impl TransactionRefused<'_> {
+    pub fn emit(self) {
+        warn!(
+            peer = ?self.peer,
+            status = self.status,
+            field = self.field,
+            reason = self.why,
+            "A submitted transaction was refused; nothing was stored."
+        );
+        counter!("billbox_transactions_refused_total", "status" => self.status.to_string())
+            .increment(1);
+    }
+}
+
+/// A relayed AG packet was refused (malformed, too large, a signature that
+/// does not verify, no token). Nothing was stored; the AG keeps it.
+pub struct RelayRefused<'a> {
+    pub peer: Option<std::net::SocketAddr>,
+    pub why: &'a str,
+}
+
+impl RelayRefused<'_> {
+    pub fn emit(self) {
+        warn!(
+            peer = ?self.peer,
+            reason = self.why,
+            "A relayed AG packet was refused with an ERROR ack; nothing was stored."
+        );
+        counter!("billbox_relay_refused_total").increment(1);
+    }
+}

@@ -16,6 +16,11 @@
 //!   wrapper over the delivery loops of `billbox-delivery`.
 //! - [`backoff`]: the reopen/reconnect delay policy.
 //! - [`events`]: one struct per notable event; each logs and counts together.
+//! - [`submit_api`]: the `[transactions]` listener: the submit API
+//!   (`POST /v1/transactions`, answered after the flush, idempotent by the
+//!   submitter's id) and the AG relay (`ADD_REC` packets posted as to an
+//!   AG's server). Thin handlers over `billbox-transactions` and a
+//!   [`messages::Submit`] to the store actor.
 //! - [`stats`]: in-process figures (record-to-flush latency) for benchmarks.
 //! - [`service`]: [`start`] builds the whole pipeline from a config under
 //!   supervisors and returns a [`Running`] handle that shuts it down.
@@ -37,6 +42,7 @@ pub mod rotator_actor;
 pub mod service;
 pub mod stats;
 pub mod store_actor;
+pub mod submit_api;
 
 pub use reader::PortReader;
 pub use rotator_actor::RotatorActor;

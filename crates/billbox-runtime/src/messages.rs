@@ -22,6 +22,56 @@ impl Message for Append {
 #[error("the records were not committed: {0}")]
 pub struct AppendError(pub String);
 
+/// One transaction for a transaction stream, with the submitter's id: the
+/// store actor commits it only if the id is new (in the same sled batch as
+/// the id entry), and answers after the flush.
+#[derive(Debug, Clone)]
+pub struct Submit {
+    pub port: Arc<str>,
+    pub record: NewRecord,
+    /// The submitter's id (unique per stream).
+    pub id: String,
+    /// The content digest: the same id with another digest is a conflict.
+    pub digest: [u8; 32],
+    /// What to do when the id is already stored with another digest.
+    pub on_conflict: OnConflict,
+}
+
+/// [`Submit::on_conflict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    /// Answer [`SubmitError::Conflict`]; nothing is stored (the submit API).
+    Refuse,
+    /// Store the record anyway, as a new one (the AG relay: an AG that
+    /// reuses a `REC_NUM` still has its data kept).
+    Store,
+}
+
+impl Message for Submit {
+    type Result = Result<Submitted, SubmitError>;
+}
+
+/// What became of a [`Submit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submitted {
+    /// The record's sequence in its stream.
+    pub seq: u64,
+    /// False when the id was already stored with the same content: `seq` is
+    /// the record stored then, and nothing new was stored.
+    pub new: bool,
+}
+
+/// Why a [`Submit`] was not committed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the id is already stored with other content, as record {seq}")]
+    Conflict { seq: u64 },
+    #[error("the store is full or its disk is below the reserve; try again later")]
+    Full,
+    #[error(transparent)]
+    Append(#[from] AppendError),
+}
+
 /// A port has newly flushed records: its file rotator reads them from the
 /// store (so no copy of them waits in a mailbox).
 #[derive(Debug, Clone, Copy)]

@@ -26,6 +26,7 @@ use std::time::Instant;
 use billbox_config::Method;
 use billbox_delivery::{CursorDestination, Endpoint, MirrorDestination, Retransmission};
 use billbox_store::{carbon_copy_cursor, DELIVERY_CURSOR, FILES_CURSOR};
+use billbox_transactions::{StreamKind, RELAY_STREAM, SUBMIT_STREAM};
 use tokio::sync::Notify;
 
 use crate::destination_actor::{DestinationActor, LoopFactory};
@@ -52,6 +53,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Transactions(#[from] crate::submit_api::ApiError),
 }
 
 /// The running pipeline.
@@ -69,6 +72,15 @@ pub struct Running {
     /// (close the open one at its deadline, file records still unfiled).
     retired_ports: HashMap<String, Addr<RotatorActor>>,
     destinations: Destinations,
+    /// The submit API and the transaction streams' rotators.
+    transactions: Option<TransactionRun>,
+}
+
+/// `[transactions]` running.
+struct TransactionRun {
+    api: crate::submit_api::SubmitApi,
+    /// Held so the supervised rotators live until shutdown.
+    _rotators: Vec<Addr<RotatorActor>>,
 }
 
 /// One port's reader and rotator, and how to stop the reader.
@@ -178,6 +190,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             actors,
             live,
         },
+        transactions: None,
     };
     for port in config.ports.iter().filter(|p| p.enabled()) {
         running.start_port(port);
@@ -185,8 +198,19 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     for port in config.ports.iter().filter(|p| !p.enabled()) {
         tracing::info!(port = %port.name, "Port is off (billing_records = 0); not reading it.");
     }
+    if let Some(t) = &config.transactions {
+        running.start_transactions(t)?;
+    }
     running.start_retired_rotators();
     Ok(running)
+}
+
+/// The file settings of the transaction streams: (stream, prefix).
+fn transaction_streams(t: &billbox_config::TransactionsConfig) -> [(&'static str, &str); 2] {
+    [
+        (SUBMIT_STREAM, t.alias.as_str()),
+        (RELAY_STREAM, t.relay_alias.as_str()),
+    ]
 }
 
 fn rotator_settings(config: &Config, port: &PortConfig) -> RotatorSettings {
@@ -200,12 +224,18 @@ fn rotator_settings(config: &Config, port: &PortConfig) -> RotatorSettings {
 }
 
 /// Settings for a port the store knows but the config no longer reads: its
-/// files are finished with the gateway name as prefix and default limits.
+/// files are finished with the gateway name as prefix (transactions: the
+/// default aliases) and default limits.
 fn retired_settings(config: &Config, port: &str) -> RotatorSettings {
     let (records_per_file, timeout) = billbox_config::default_file_limits();
+    let prefix = match StreamKind::of(port) {
+        StreamKind::Calls => config.gateway.name.clone(),
+        StreamKind::Submitted => "TRANS".to_string(),
+        StreamKind::Relayed => "TRANS-AG".to_string(),
+    };
     RotatorSettings {
         port: Arc::from(port),
-        prefix: config.gateway.name.clone(),
+        prefix,
         dir: config.gateway.spool_dir.clone(),
         records_per_file,
         timeout,
@@ -272,6 +302,9 @@ fn start_destinations(
         .filter(|p| p.enabled())
         .map(|p| Arc::from(p.name.as_str()))
         .collect();
+    if config.transactions.is_some() {
+        ports.extend([Arc::from(SUBMIT_STREAM), Arc::from(RELAY_STREAM)]);
+    }
     for p in store.ports() {
         if !ports.contains(&p) {
             ports.push(p);
@@ -357,12 +390,14 @@ fn start_destinations(
             consumers.mirrors.push((name.clone(), tx));
             let queue = Arc::new(tokio::sync::Mutex::new(rx));
             let name2 = name.clone();
+            let store = store.clone();
             Box::new(move || {
                 let dest = MirrorDestination {
                     name: name2.clone(),
                     gateway: gateway.clone(),
                     endpoint: Endpoint::new(url.clone(), timeout),
                     batch_max,
+                    store: store.clone(),
                     records: queue.clone(),
                 };
                 let guard = live.enter();
@@ -455,12 +490,68 @@ impl Running {
         );
     }
 
+    /// Starts the transaction streams' rotators and the submit API.
+    fn start_transactions(
+        &mut self,
+        t: &billbox_config::TransactionsConfig,
+    ) -> Result<(), StartError> {
+        let mut rotators = Vec::new();
+        for (stream, prefix) in transaction_streams(t) {
+            let settings = RotatorSettings {
+                port: Arc::from(stream),
+                prefix: prefix.to_string(),
+                dir: self.config.gateway.spool_dir.clone(),
+                records_per_file: t.billing_records,
+                timeout: t.billing_timeout,
+            };
+            let store = self.store.clone();
+            let rotator = Supervisor::start_in_arbiter(&self.files(), move |_| {
+                RotatorActor::new(Rotator::new(settings.clone(), store.clone()))
+            });
+            self.store_actor.do_send(SubscribeCommitted {
+                port: Arc::from(stream),
+                recipient: rotator.clone().recipient(),
+            });
+            rotators.push(rotator);
+        }
+        let mut destinations: Vec<String> = Vec::new();
+        if self.config.delivery.is_some() {
+            destinations.push("delivery".to_string());
+        }
+        destinations.extend(
+            self.config
+                .carbon_copies
+                .iter()
+                .map(|c| format!("cc:{}", c.name)),
+        );
+        let api = crate::submit_api::serve(
+            &self.config.gateway.name,
+            t,
+            self.store.clone(),
+            self.store_actor.clone(),
+            destinations,
+        )?;
+        self.transactions = Some(TransactionRun {
+            api,
+            _rotators: rotators,
+        });
+        Ok(())
+    }
+
+    /// The submit API's bound address, when `[transactions]` is on.
+    pub fn transactions_addr(&self) -> Option<SocketAddr> {
+        self.transactions.as_ref().map(|t| t.api.addr())
+    }
+
     /// Ports the store holds records of that the config does not read get a
     /// rotator, so their files are finished.
     fn start_retired_rotators(&mut self) {
         for port in self.store.ports() {
             let name = port.to_string();
-            if self.ports.contains_key(&name) || self.retired_ports.contains_key(&name) {
+            if self.ports.contains_key(&name)
+                || self.retired_ports.contains_key(&name)
+                || (self.transactions.is_some() && StreamKind::of(&name).is_transactions())
+            {
                 continue;
             }
             let settings = retired_settings(&self.config, &name);
@@ -519,6 +610,9 @@ impl Running {
         }
         if new.store.cache_mb != old.store.cache_mb {
             return Err(ReloadError::NeedsRestart("store.cache_mb"));
+        }
+        if new.transactions != old.transactions {
+            return Err(ReloadError::NeedsRestart("[transactions]"));
         }
         if new.metrics.listen != old.metrics.listen || new.metrics.enabled != old.metrics.enabled {
             return Err(ReloadError::NeedsRestart(
@@ -600,6 +694,10 @@ impl Running {
     /// POSTs finish (for up to [`POST_GRACE`]), and stops the file arbiter.
     /// Open `.tmp` files are completed at the next start.
     pub async fn shutdown(mut self) {
+        // No new transactions; those being answered finish first.
+        if let Some(t) = &self.transactions {
+            t.api.stop().await;
+        }
         let names: Vec<String> = self.ports.keys().cloned().collect();
         let _ = self.destinations.stop.send(true);
         let stopped = self.stop_readers(&names).await;

@@ -12,20 +12,121 @@ use std::time::Duration;
 use actix::prelude::*;
 use billbox_config::WhenFull;
 use billbox_record::Record;
-use billbox_store::{Assigned, NewRecord, Store, DELIVERY_CURSOR};
+use billbox_store::{Assigned, IdEntry, NewRecord, Store, DELIVERY_CURSOR};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::events::{
     DataDiskLow, DataDiskOk, MirrorQueueFull, RecordsDropped, RecordsReceived, RecordsRemoved,
     StoreFlushFailed, StoreFull, StoreHasSpace,
 };
-use crate::messages::{Append, AppendError, Committed, Drain, SubscribeCommitted};
+use crate::messages::{
+    Append, AppendError, Committed, Drain, OnConflict, Submit, SubmitError, Submitted,
+    SubscribeCommitted,
+};
 use crate::stats::LatencyHistogram;
 
 struct Pending {
     port: Arc<str>,
     records: Arc<Vec<NewRecord>>,
-    reply: oneshot::Sender<Result<Assigned, AppendError>>,
+    reply: Reply,
+}
+
+/// Who waits for a pending append, and how it is answered.
+enum Reply {
+    /// A port reader's [`Append`].
+    Append(oneshot::Sender<Result<Assigned, AppendError>>),
+    /// A [`Submit`] of one transaction with the submitter's id.
+    Submit {
+        tx: oneshot::Sender<Result<Submitted, SubmitError>>,
+        id: String,
+        digest: [u8; 32],
+        on_conflict: OnConflict,
+    },
+}
+
+impl Reply {
+    fn fail(self, e: AppendError) {
+        match self {
+            Reply::Append(tx) => {
+                let _ = tx.send(Err(e));
+            }
+            Reply::Submit { tx, .. } => {
+                let _ = tx.send(Err(SubmitError::Append(e)));
+            }
+        }
+    }
+}
+
+/// What one pending append does in a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Its records are the batch element with this index.
+    New(usize),
+    /// Its id is stored already with the same content, as this record.
+    Stored(u64),
+    /// Its id is stored already with other content, as this record.
+    Conflict(u64),
+    /// Its id is that of an earlier element of this same batch: the same
+    /// content (`true`) or not.
+    Like(usize, bool),
+}
+
+/// Decides what each pending append does: ids already stored (or earlier
+/// in the batch) are not stored again. Returns the plans, the batch
+/// elements' indexes into `pending`, and the id entries to write.
+fn plan_batch(
+    store: &Store,
+    pending: &[Pending],
+) -> (Vec<Result<Plan, AppendError>>, Vec<usize>, Vec<IdEntry>) {
+    let mut plans = Vec::with_capacity(pending.len());
+    let mut elements = Vec::with_capacity(pending.len());
+    let mut ids = Vec::new();
+    // (port, id) -> (element, digest) of this batch.
+    let mut seen: HashMap<(&str, &str), (usize, [u8; 32])> = HashMap::new();
+    for (i, p) in pending.iter().enumerate() {
+        let Reply::Submit {
+            id,
+            digest,
+            on_conflict,
+            ..
+        } = &p.reply
+        else {
+            plans.push(Ok(Plan::New(elements.len())));
+            elements.push(i);
+            continue;
+        };
+        let found = match seen.get(&(p.port.as_ref(), id.as_str())) {
+            Some(&(element, d)) => Ok(Some(Err((element, d == *digest)))),
+            None => store
+                .lookup_id(&p.port, id)
+                .map(|f| f.map(|(seq, d)| Ok((seq, d == *digest))))
+                .map_err(|e| AppendError(e.to_string())),
+        };
+        let plan = match found {
+            Err(e) => Err(e),
+            Ok(Some(Ok((seq, true)))) => Ok(Plan::Stored(seq)),
+            Ok(Some(Err((element, true)))) => Ok(Plan::Like(element, true)),
+            Ok(Some(_)) if *on_conflict == OnConflict::Store => {
+                elements.push(i);
+                Ok(Plan::New(elements.len() - 1))
+            }
+            Ok(Some(Ok((seq, false)))) => Ok(Plan::Conflict(seq)),
+            Ok(Some(Err((element, false)))) => Ok(Plan::Like(element, false)),
+            Ok(None) => {
+                let element = elements.len();
+                elements.push(i);
+                seen.insert((p.port.as_ref(), id.as_str()), (element, *digest));
+                ids.push(IdEntry {
+                    element,
+                    id: id.clone(),
+                    digest: *digest,
+                });
+                Ok(Plan::New(element))
+            }
+        };
+        plans.push(plan);
+    }
+    (plans, elements, ids)
 }
 
 /// How often records every consumer is done with are removed.
@@ -119,20 +220,31 @@ impl StoreActor {
             return;
         }
         if self.blocked_by_disk(ctx) || self.blocked_by_capacity(ctx) {
+            // Submitters are told at once (HTTP 503) instead of waiting.
+            let (submits, appends) = std::mem::take(&mut self.pending)
+                .into_iter()
+                .partition(|p| matches!(p.reply, Reply::Submit { .. }));
+            self.pending = appends;
+            for p in submits {
+                if let Reply::Submit { tx, .. } = p.reply {
+                    let _ = tx.send(Err(SubmitError::Full));
+                }
+            }
             return;
         }
         let batch = std::mem::take(&mut self.pending);
-        let refs: Vec<(Arc<str>, &[NewRecord])> = batch
+        let (plans, elements, ids) = plan_batch(&self.store, &batch);
+        let refs: Vec<(Arc<str>, &[NewRecord])> = elements
             .iter()
-            .map(|p| (p.port.clone(), p.records.as_slice()))
+            .map(|&i| (batch[i].port.clone(), batch[i].records.as_slice()))
             .collect();
-        let assigned = match self.store.append(&refs) {
+        let assigned = match self.store.append_indexed(&refs, &ids) {
             Ok(a) => a,
             Err(e) => {
                 let msg = e.to_string();
                 StoreFlushFailed { error: &msg }.emit();
                 for p in batch {
-                    let _ = p.reply.send(Err(AppendError(msg.clone())));
+                    p.reply.fail(AppendError(msg.clone()));
                 }
                 return;
             }
@@ -144,12 +256,12 @@ impl StoreActor {
             .map(move |res, act, ctx| {
                 act.flushing = false;
                 match res {
-                    Ok(()) => act.committed(batch, assigned),
+                    Ok(()) => act.committed(batch, plans, assigned),
                     Err(e) => {
                         let msg = e.to_string();
                         StoreFlushFailed { error: &msg }.emit();
                         for p in batch {
-                            let _ = p.reply.send(Err(AppendError(msg.clone())));
+                            p.reply.fail(AppendError(msg.clone()));
                         }
                     }
                 }
@@ -318,10 +430,48 @@ impl StoreActor {
         }
     }
 
-    fn committed(&mut self, batch: Vec<Pending>, assigned: Vec<Assigned>) {
+    fn committed(
+        &mut self,
+        batch: Vec<Pending>,
+        plans: Vec<Result<Plan, AppendError>>,
+        assigned: Vec<Assigned>,
+    ) {
         let consumers = self.consumers();
         let flushed_us = crate::now_us();
-        for (p, a) in batch.into_iter().zip(assigned) {
+        for (p, plan) in batch.into_iter().zip(plans) {
+            let plan = match plan {
+                Ok(plan) => plan,
+                Err(e) => {
+                    p.reply.fail(e);
+                    continue;
+                }
+            };
+            let a = match plan {
+                Plan::New(element) => assigned[element],
+                Plan::Stored(seq) | Plan::Conflict(seq) => Assigned {
+                    first: seq,
+                    count: 0,
+                },
+                Plan::Like(element, _) => Assigned {
+                    first: assigned[element].first,
+                    count: 0,
+                },
+            };
+            // Nothing was stored for a known id: answer, and that is all.
+            let reply = match (p.reply, plan) {
+                (Reply::Submit { tx, .. }, Plan::Stored(_) | Plan::Like(_, true)) => {
+                    let _ = tx.send(Ok(Submitted {
+                        seq: a.first,
+                        new: false,
+                    }));
+                    continue;
+                }
+                (Reply::Submit { tx, .. }, Plan::Conflict(_) | Plan::Like(_, false)) => {
+                    let _ = tx.send(Err(SubmitError::Conflict { seq: a.first }));
+                    continue;
+                }
+                (reply, _) => reply,
+            };
             // The records of one append were read together.
             if let Some(r) = p.records.first() {
                 let us = (flushed_us - r.received_us).max(0) as u64;
@@ -370,7 +520,17 @@ impl StoreActor {
                     }
                 }
             }
-            let _ = p.reply.send(Ok(a));
+            match reply {
+                Reply::Append(tx) => {
+                    let _ = tx.send(Ok(a));
+                }
+                Reply::Submit { tx, .. } => {
+                    let _ = tx.send(Ok(Submitted {
+                        seq: a.first,
+                        new: true,
+                    }));
+                }
+            }
         }
         // The guard learns what is flushed about once a second.
         if self.last_confirm.elapsed() >= CONFIRM_EVERY {
@@ -406,9 +566,8 @@ impl Supervised for StoreActor {
         self.flushing = false;
         self.recheck_scheduled = false;
         for p in self.pending.drain(..) {
-            let _ = p
-                .reply
-                .send(Err(AppendError("the store actor restarted".into())));
+            p.reply
+                .fail(AppendError("the store actor restarted".into()));
         }
     }
 }
@@ -421,12 +580,38 @@ impl Handler<Append> for StoreActor {
         self.pending.push(Pending {
             port: msg.port,
             records: msg.records,
-            reply: tx,
+            reply: Reply::Append(tx),
         });
         self.commit_next(ctx);
         Box::pin(async move {
             rx.await
                 .unwrap_or_else(|_| Err(AppendError("the store actor stopped".into())))
+        })
+    }
+}
+
+impl Handler<Submit> for StoreActor {
+    type Result = ResponseFuture<Result<Submitted, SubmitError>>;
+
+    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.pending.push(Pending {
+            port: msg.port,
+            records: Arc::new(vec![msg.record]),
+            reply: Reply::Submit {
+                tx,
+                id: msg.id,
+                digest: msg.digest,
+                on_conflict: msg.on_conflict,
+            },
+        });
+        self.commit_next(ctx);
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(SubmitError::Append(AppendError(
+                    "the store actor stopped".into(),
+                )))
+            })
         })
     }
 }

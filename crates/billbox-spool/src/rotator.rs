@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use billbox_record::Record;
 use billbox_store::{Store, StoreError, FILES_CURSOR};
+use billbox_transactions::{file_line, StreamKind};
 
 use crate::naming::{unique_stem, TMP, TXT};
 use crate::state::{FileState, OpenState, StateDecodeError, META_NAME};
@@ -82,6 +83,8 @@ struct Writing {
 /// store keeps every record until it is in a closed file.
 pub struct Rotator {
     settings: RotatorSettings,
+    /// Call records are filed as received; transactions one line each.
+    kind: StreamKind,
     store: Store,
     state: FileState,
     writing: Option<Writing>,
@@ -93,6 +96,7 @@ pub struct Rotator {
 impl Rotator {
     pub fn new(settings: RotatorSettings, store: Store) -> Rotator {
         Rotator {
+            kind: StreamKind::of(&settings.port),
             settings,
             store,
             state: FileState::default(),
@@ -305,7 +309,7 @@ impl Rotator {
         }
         let w = self.writing.as_mut().expect("a file is open");
         w.file
-            .write_all(&rec.bytes)
+            .write_all(&file_line(self.kind, rec))
             .map_err(|source| SpoolError::Io {
                 op: "writing",
                 path: self.settings.dir.join(format!("{}.{TMP}", w.stem)),
@@ -426,7 +430,8 @@ impl Rotator {
             if rec.seq != expect {
                 break;
             }
-            file.write_all(&rec.bytes).map_err(io("writing", &path))?;
+            file.write_all(&file_line(self.kind, &rec))
+                .map_err(io("writing", &path))?;
             expect += 1;
         }
         if expect != last + 1 {

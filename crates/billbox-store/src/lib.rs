@@ -204,6 +204,23 @@ pub fn carbon_copy_cursor(name: &str) -> String {
 /// removed and kept records stay until all their records are removed).
 const REMOVED_META: &str = "removed_through";
 
+/// A submitter's id entry of [`Store::append_indexed`]: the first record of
+/// batch element `element` was submitted as `id`, with content `digest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdEntry {
+    pub element: usize,
+    pub id: String,
+    pub digest: [u8; 32],
+}
+
+fn id_meta(id: &str) -> String {
+    format!("id/{id}")
+}
+
+fn ack_meta(seq: u64, destination: &str) -> String {
+    format!("ack/{seq:016x}/{destination}")
+}
+
 fn cursor_meta(name: &str) -> String {
     format!("cursor/{name}")
 }
@@ -471,6 +488,19 @@ impl Store {
     ///
     /// The records are not durable until [`Store::flush`] returns.
     pub fn append(&self, batch: &[(Arc<str>, &[NewRecord])]) -> Result<Vec<Assigned>, StoreError> {
+        self.append_indexed(batch, &[])
+    }
+
+    /// [`Store::append`], and in the same atomic batch an entry per
+    /// [`IdEntry`]: the submitter's id of the first record of one batch
+    /// element, with its sequence and the content digest, so that
+    /// [`Store::lookup_id`] finds it after a crash exactly when the record
+    /// survived.
+    pub fn append_indexed(
+        &self,
+        batch: &[(Arc<str>, &[NewRecord])],
+        ids: &[IdEntry],
+    ) -> Result<Vec<Assigned>, StoreError> {
         let mut ports = self.inner.ports.lock().expect("store port table poisoned");
         let mut sled_batch = sled::Batch::default();
         let mut out = Vec::with_capacity(batch.len());
@@ -491,6 +521,14 @@ impl Store {
                 first: start + 1,
                 count: records.len() as u64,
             });
+        }
+        for entry in ids {
+            let (port, _) = &batch[entry.element];
+            let first = out[entry.element].first;
+            let mut value = Vec::with_capacity(40);
+            value.extend_from_slice(&first.to_be_bytes());
+            value.extend_from_slice(&entry.digest);
+            sled_batch.insert(keys::meta_key(port, &id_meta(&entry.id)), value);
         }
         self.reserve(&next)?;
         self.journal.apply_batch(sled_batch)?;
@@ -800,6 +838,59 @@ impl Store {
         let ports = self.inner.ports.lock().expect("store port table poisoned");
         let p = ports.get(port)?;
         (p.removed_through < p.durable.load(Ordering::Acquire)).then_some(p.removed_through + 1)
+    }
+
+    /// The sequence and content digest stored for a submitter's `id` on
+    /// `port` by [`Store::append_indexed`], if any.
+    pub fn lookup_id(&self, port: &str, id: &str) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+        let Some(v) = self.get_meta(port, &id_meta(id))? else {
+            return Ok(None);
+        };
+        let bad = || StoreError::BadMeta(port.to_string());
+        let seq = keys::decode_u64(v.get(..8).ok_or_else(bad)?).ok_or_else(bad)?;
+        let digest: [u8; 32] = v
+            .get(8..40)
+            .and_then(|d| d.try_into().ok())
+            .ok_or_else(bad)?;
+        Ok(Some((seq, digest)))
+    }
+
+    /// Notes that `destination` had `port`'s record `seq` acknowledged by
+    /// `server` at `at_us` (durable with the next flush), for
+    /// [`Store::acks`]. Kept for transactions, whose submitters ask.
+    pub fn note_ack(
+        &self,
+        port: &str,
+        seq: u64,
+        destination: &str,
+        server: &str,
+        at_us: i64,
+    ) -> Result<(), StoreError> {
+        let mut value = Vec::with_capacity(8 + server.len());
+        value.extend_from_slice(&at_us.to_be_bytes());
+        value.extend_from_slice(server.as_bytes());
+        self.put_meta(port, &ack_meta(seq, destination), &value)
+    }
+
+    /// Every acknowledgement noted for `port`'s record `seq`:
+    /// (destination, server, time in microseconds), by destination.
+    pub fn acks(&self, port: &str, seq: u64) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let prefix = keys::meta_key(port, &ack_meta(seq, ""));
+        let mut out = Vec::new();
+        for item in self.journal.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let destination = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            if v.len() < 8 {
+                return Err(StoreError::BadMeta(port.to_string()));
+            }
+            let at = i64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
+            out.push((
+                destination,
+                String::from_utf8_lossy(&v[8..]).into_owned(),
+                at,
+            ));
+        }
+        Ok(out)
     }
 
     /// Bytes the store occupies on disk.

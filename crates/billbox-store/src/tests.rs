@@ -232,3 +232,48 @@ async fn a_large_removal_is_done_in_chunks() {
     assert_eq!(store.remove_through("p", n).unwrap(), 0);
     assert_eq!(store.first_held("p"), None);
 }
+
+#[test]
+fn submitter_ids_are_stored_with_their_record_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let port: Arc<str> = Arc::from("@transactions");
+    {
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let recs = [rec("t1\n")];
+        let ids = [crate::IdEntry {
+            element: 1,
+            id: "order-7".into(),
+            digest: [7; 32],
+        }];
+        let got = store
+            .append_indexed(
+                &[(port.clone(), &recs[..]), (port.clone(), &recs[..])],
+                &ids,
+            )
+            .unwrap();
+        assert_eq!(got[1].first, 2);
+        assert_eq!(
+            store.lookup_id(&port, "order-7").unwrap(),
+            Some((2, [7; 32]))
+        );
+        assert_eq!(store.lookup_id(&port, "order-8").unwrap(), None);
+        store.note_ack(&port, 2, "delivery", "primary", 42).unwrap();
+        store.note_ack(&port, 2, "cc:audit", "mirror", 43).unwrap();
+        store
+            .note_ack(&port, 20, "delivery", "primary", 44)
+            .unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(
+        store.lookup_id(&port, "order-7").unwrap(),
+        Some((2, [7; 32]))
+    );
+    assert_eq!(
+        store.acks(&port, 2).unwrap(),
+        vec![
+            ("cc:audit".to_string(), "mirror".to_string(), 43),
+            ("delivery".to_string(), "primary".to_string(), 42)
+        ]
+    );
+}
