@@ -77,7 +77,7 @@ pub enum Command {
         /// Address to listen on, e.g. 0.0.0.0:8080 (port 0 picks a free one).
         #[arg(long)]
         listen: String,
-        /// Directory for OUT/<gateway>/<port>.txt (records) and .ids (one line per record).
+        /// Directory for OUT/<gateway>/<port>.txt (records) and .ids (one line per record), and OUT/transactions/<USG_ID>/<PROPERTY_ID>.txt and .packets (AG transactions).
         #[arg(long)]
         out: PathBuf,
         /// Sync files before acknowledging (turn off only for benchmarks).

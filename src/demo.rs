@@ -2,8 +2,11 @@
 //!
 //! Two serial PBXes on pseudo-terminals (a Panasonic and an NEC, each at its
 //! own line settings) and an Avaya IP Office sending SMDR over TCP feed the
-//! real actors into a directory of its own. The demo then checks every record
-//! it sent is in exactly one closed file, and prints where everything is.
+//! real actors into a directory of its own. A hotel's hotspot portal submits
+//! PMS and card transactions to the submit API, and an AG 5500 relays its
+//! `ADD_REC` packets through billbox. The demo then checks every record it
+//! sent is in exactly one closed file and reached a billing server, and
+//! prints where everything is.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -98,6 +101,14 @@ attempts = 2
 retry_delay = "200ms"
 request_timeout = "1s"
 failback_after = "2s"
+
+[transactions]
+listen = "127.0.0.1:0"
+property_id = "Hotel-1"
+usg_id = "00020b"
+alias = "TRANS"
+billing_records = 25
+billing_timeout = "2s"
 "#,
         data = data.display(),
         spool = spool.display(),
@@ -131,7 +142,7 @@ failback_after = "2s"
     );
 
     let system = actix_rt::System::new();
-    let (sent, primary_addr, secondary_addr) = system.block_on(async {
+    let sent = system.block_on(async {
         // Two billing servers: the reference receiver, in this process.
         let receiver = |name: &str, listen: String| {
             billbox_receiver::serve(billbox_receiver::ReceiverOptions {
@@ -154,6 +165,9 @@ failback_after = "2s"
             .await
             .ok_or("the TCP port did not start listening")?;
         ports[2].link = format!("TCP listen {addr}");
+        let api = running
+            .transactions_addr()
+            .ok_or("the submit API did not start")?;
         let start = chrono::Utc::now();
         // The serial feeders hand their pty back: a pty closed right after
         // the last write takes unread bytes with it, which a real PBX that
@@ -169,6 +183,11 @@ failback_after = "2s"
             }),
             std::thread::spawn(move || (feed_tcp(addr, Format::AvayaIpOffice, n, start), None)),
         ];
+        // The hotel: the portal and the AG send over the whole run, so some
+        // of theirs arrive while the primary is down.
+        let spread = RECORD_GAP * n as u32;
+        let portal = std::thread::spawn(move || hotel_portal(api, spread));
+        let ag = std::thread::spawn(move || ag_relay(api, spread));
         // Halfway through, the primary billing server goes away.
         tokio::time::sleep(RECORD_GAP * (n / 2) as u32).await;
         println!("  ... stopping the primary billing server {primary_addr} mid-run");
@@ -182,6 +201,14 @@ failback_after = "2s"
             sent.push(records?);
             ptys.extend(pty);
         }
+        let hotel = (
+            tokio::task::spawn_blocking(move || portal.join())
+                .await?
+                .map_err(|_| "the portal panicked")??,
+            tokio::task::spawn_blocking(move || ag.join())
+                .await?
+                .map_err(|_| "the AG panicked")??,
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
         println!("  ... the primary comes back; after failback_after (2 s) delivery returns to it");
         let primary = receiver("primary", primary_addr.to_string())?;
@@ -198,15 +225,21 @@ failback_after = "2s"
                 .values()
                 .map(|s| s.len())
                 .sum::<usize>();
-            (total as u64 >= 3 * n && delivered as u64 >= 3 * n).then_some(())
+            let (api_done, ag_done) = hotel_delivered(&dir);
+            (total as u64 >= 3 * n
+                && delivered as u64 >= 3 * n
+                && api_done.len() as u64 >= PORTAL_TRANSACTIONS
+                && ag_done.len() as u64 >= AG_PACKETS)
+                .then_some(())
         };
         wait_for(SETTLE_LIMIT, done).await;
         running.shutdown().await;
         drop(ptys);
         primary.stop(true).await;
         secondary.stop(true).await;
-        Ok::<_, Box<dyn std::error::Error>>((sent, primary_addr, secondary_addr))
+        Ok::<_, Box<dyn std::error::Error>>((sent, hotel, primary_addr, secondary_addr))
     })?;
+    let (sent, hotel, primary_addr, secondary_addr) = sent;
 
     println!();
     println!(
@@ -267,6 +300,7 @@ failback_after = "2s"
         );
     }
     all_ok &= delivery_ok;
+    all_ok &= hotel_summary(&dir, &spool, hotel);
     println!();
     println!("Files:  {}", spool.display());
     if let Some(f) = files_of(&spool, "PANA-trunk1").first() {
@@ -384,4 +418,178 @@ fn split_records(body: &[u8], eor: &[u8]) -> Vec<Vec<u8>> {
     out.extend(frames.into_iter().map(|f| f.bytes));
     out.extend(framer.finish().map(|f| f.bytes));
     out
+}
+
+/// Transactions the hotspot portal submits.
+const PORTAL_TRANSACTIONS: u64 = 24;
+/// `ADD_REC` packets the AG relays.
+const AG_PACKETS: u64 = 12;
+/// A test card number (it passes the Luhn check): billbox keeps it masked.
+const DEMO_CARD: &str = "4111 1111 1111 1111";
+
+/// One HTTP/1.1 POST on `addr` (`Connection: close`): (status, body).
+fn post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    use std::io::Read;
+    let mut conn = TcpStream::connect(addr)?;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    conn.set_nodelay(true)?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    conn.write_all(&request)?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)?;
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, body.to_string()))
+}
+
+/// The hotspot portal: PMS postings and card payments (the first card
+/// payment with a full test card number), spread over `spread`. Returns
+/// how many were answered 201.
+fn hotel_portal(api: std::net::SocketAddr, spread: Duration) -> std::io::Result<u64> {
+    let mut stored = 0;
+    for i in 1..=PORTAL_TRANSACTIONS {
+        let mut t = serde_json::json!({
+            "id": format!("portal-{i}"),
+            "type": if i % 3 == 0 { "CC" } else { "PMS" },
+            "room": format!("{}", 100 + i * 7),
+            "amount": format!("{}.{:02}", 5 + i % 20, i * 13 % 100),
+        });
+        if i == 3 {
+            t["card"] = DEMO_CARD.into();
+        }
+        let (status, _) = post(
+            api,
+            "/v1/transactions",
+            "application/json",
+            t.to_string().as_bytes(),
+        )?;
+        stored += u64::from(status == 201);
+        std::thread::sleep(spread / PORTAL_TRANSACTIONS as u32);
+    }
+    Ok(stored)
+}
+
+/// An AG 5500 whose server is billbox: its own REC_NUMs and USG_ID. Returns
+/// how many were acknowledged OK.
+fn ag_relay(api: std::net::SocketAddr, spread: Duration) -> std::io::Result<u64> {
+    let mut acked = 0;
+    let now = chrono::Local::now().naive_local();
+    for i in 1..=AG_PACKETS {
+        let tx = billbox_wire::Transaction {
+            rec_num: i as u32,
+            usg_id: "00020c".into(),
+            property_id: "Hotel-1".into(),
+            date: now.date(),
+            time: now.time(),
+            room_num: format!("{}", 300 + i),
+            amount: billbox_wire::Amount::try_new(format!("{}.00", 10 + i)).expect("an amount"),
+            trans_type: billbox_wire::TransType::Pms,
+            signature: None,
+        };
+        let mut packet = Vec::new();
+        billbox_wire::encode_transaction(&tx, &mut packet).expect("a valid transaction");
+        let (status, body) = post(api, "/", "text/xml", &packet)?;
+        acked += u64::from(status == 200 && body.contains("<ACK_VALUE>OK</ACK_VALUE>"));
+        std::thread::sleep(spread / AG_PACKETS as u32);
+    }
+    Ok(acked)
+}
+
+/// REC_NUMs the billing servers hold: (billbox's own, the AG's relayed).
+fn hotel_delivered(
+    dir: &Path,
+) -> (
+    std::collections::BTreeSet<u64>,
+    std::collections::BTreeSet<u64>,
+) {
+    let held = |usg: &str| {
+        ["primary", "secondary"]
+            .iter()
+            .flat_map(|server| {
+                let files = billbox_receiver::transaction_files(&dir.join(server), usg, "Hotel-1");
+                billbox_receiver::read_transactions(&files.txt).unwrap_or_default()
+            })
+            .map(|t| t.rec_num)
+            .collect()
+    };
+    (held("00020b"), held("00020c"))
+}
+
+/// Prints the hotel's part of the summary; true when all of it arrived.
+fn hotel_summary(dir: &Path, spool: &Path, (stored, relayed): (u64, u64)) -> bool {
+    let lines = |alias: &str| -> Vec<serde_json::Value> {
+        files_of(spool, alias)
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .flat_map(|body| {
+                body.lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let (api_done, ag_done) = hotel_delivered(dir);
+    let filed = (lines("TRANS"), lines("TRANS_AG"));
+    let gap_free = |held: &std::collections::BTreeSet<u64>, n: u64| held.iter().copied().eq(1..=n);
+    let rows = [
+        (
+            "portal",
+            "POST /v1/transactions",
+            PORTAL_TRANSACTIONS,
+            stored,
+            filed.0.len(),
+            &api_done,
+        ),
+        (
+            "AG 5500",
+            "ADD_REC relay",
+            AG_PACKETS,
+            relayed,
+            filed.1.len(),
+            &ag_done,
+        ),
+    ];
+    println!();
+    println!(
+        "{:<10} {:<24} {:>4} {:>8} {:>5} {:>9}  check",
+        "hotel", "via", "sent", "answered", "filed", "delivered"
+    );
+    let mut ok = true;
+    for (who, via, sent, answered, filed, delivered) in rows {
+        let good = answered == sent
+            && filed as u64 == sent
+            && delivered.len() as u64 == sent
+            && gap_free(delivered, sent);
+        ok &= good;
+        println!(
+            "{who:<10} {via:<24} {sent:>4} {answered:>8} {filed:>5} {:>9}  {}",
+            delivered.len(),
+            if good {
+                "every one filed once and delivered, REC_NUM 1..n, no gap"
+            } else {
+                "MISMATCH"
+            }
+        );
+    }
+    if let Some(card) = filed.0.iter().find(|l| l.get("card").is_some()) {
+        println!(
+            "  card {DEMO_CARD:?} was submitted; billbox kept only {}",
+            card["card"]
+        );
+    }
+    ok
 }

@@ -166,5 +166,17 @@ fn the_demo_runs_the_whole_pipeline_and_checks_itself() {
         3,
         "{stdout}"
     );
+    // The hotel: the portal's transactions and the AG's relayed packets.
+    assert_eq!(
+        stdout
+            .matches("every one filed once and delivered, REC_NUM 1..n, no gap")
+            .count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("billbox kept only \"411111******1111\""),
+        "{stdout}"
+    );
     assert!(dir.path().join("billbox.toml").exists());
 }

@@ -693,7 +693,7 @@ fn an_ag_relaying_through_billbox_gets_ok_after_the_flush_and_its_packets_go_on_
     })
     .expect("the relayed packets were delivered");
     assert_eq!(got, sent, "delivered unchanged, in order, once each");
-    let filed = hotel.wait_filed("TRANS-AG", 4);
+    let filed = hotel.wait_filed("TRANS_AG", 4);
     let nums: Vec<u64> = filed
         .iter()
         .map(|l| l["rec_num"].as_u64().unwrap())

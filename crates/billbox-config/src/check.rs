@@ -90,6 +90,8 @@ const MAX_MIN_FREE_MB: i64 = 1_048_576;
 const MAX_ATTEMPTS: i64 = 100;
 /// The largest `delivery.retry_delay`.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60 * 60);
+/// The largest `delivery.suspend`.
+const MAX_SUSPEND: Duration = Duration::from_secs(24 * 60 * 60);
 /// The largest `delivery.request_timeout`.
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// The largest `delivery.batch_max`.
@@ -131,7 +133,8 @@ pub(crate) fn check(root: Map<String, Value>, problems: &mut Problems) -> Option
     };
     let store = StoreConfig::check(store.0, &store.1, problems);
 
-    let (ports, port_identities) = check_ports(root.ports, problems);
+    // A gateway that only takes transactions needs no port.
+    let (ports, port_identities) = check_ports(root.ports, root.transactions.is_some(), problems);
 
     let delivery = root.delivery.and_then(|v| {
         let table = expect_table("delivery", v, "a [delivery] table", problems)?;
@@ -373,7 +376,7 @@ where
 /// A duration from `min` to `max` (bare numbers in seconds), or `None`
 /// (with a problem at `key` when it was given but is not valid). `zero`
 /// is the message for a 0, or `None` when 0 is a valid value.
-fn check_seconds(
+pub(crate) fn check_seconds(
     key: &str,
     value: Option<&DurationValue>,
     min: Duration,
@@ -556,8 +559,9 @@ impl DeliveryConfig {
             }
         }
 
-        // With round_robin the failover-only keys would be silently unused.
-        // (A value of the wrong type is already reported.)
+        // With round_robin the failover-only key would be silently unused.
+        // (A value of the wrong type is already reported.) `attempts` is
+        // taken by both methods: the attempts each server gets in a round.
         let failover_only = |k: &str, present: bool, problems: &mut Problems| {
             let refused = method == Method::RoundRobin && present;
             if refused {
@@ -571,22 +575,26 @@ impl DeliveryConfig {
             }
             !refused
         };
-        let attempts = if failover_only("attempts", raw.attempts.is_some(), problems) {
-            check_int(
-                "delivery.attempts",
-                raw.attempts,
-                1..=MAX_ATTEMPTS,
-                "attempts on one server",
-                problems,
-            )
-        } else {
-            None
-        };
+        let attempts = check_int(
+            "delivery.attempts",
+            raw.attempts,
+            1..=MAX_ATTEMPTS,
+            "attempts on one server",
+            problems,
+        );
         let retry_delay = check_seconds(
             "delivery.retry_delay",
             raw.retry_delay.as_ref(),
             Duration::ZERO,
             MAX_RETRY_DELAY,
+            None,
+            problems,
+        );
+        let suspend = check_seconds(
+            "delivery.suspend",
+            raw.suspend.as_ref(),
+            Duration::ZERO,
+            MAX_SUSPEND,
             None,
             problems,
         );
@@ -656,6 +664,7 @@ impl DeliveryConfig {
             secondary: secondary.map(|s| s.with_security(security)),
             attempts: attempts.map_or_else(raw::default_attempts, |n| n as u32),
             retry_delay: retry_delay.unwrap_or_else(raw::default_retry_delay),
+            suspend: suspend.unwrap_or_else(raw::default_suspend),
             request_timeout: request_timeout.unwrap_or_else(raw::default_request_timeout),
             batch_max: batch_max.map_or_else(raw::default_batch_max, |n| n as usize),
             failback_after: failback_after.unwrap_or_else(raw::default_failback_after),
@@ -895,22 +904,24 @@ struct Identity {
 
 /// The valid ports, and what the checks between ports (and with
 /// `metrics.listen`) compare of every `[[ports]]` table, by index.
-fn check_ports(ports: Option<Value>, problems: &mut Problems) -> (Vec<PortConfig>, Vec<Identity>) {
+fn check_ports(
+    ports: Option<Value>,
+    transactions: bool,
+    problems: &mut Problems,
+) -> (Vec<PortConfig>, Vec<Identity>) {
+    const NO_PORT: &str =
+        "configure at least one port (a [[ports]] table), or take transactions ([transactions])";
     let Some(ports) = ports else {
-        problems.push(Problem::new(
-            "ports",
-            "configure at least one port (a [[ports]] table)",
-        ));
+        if !transactions {
+            problems.push(Problem::new("ports", NO_PORT));
+        }
         return (Vec::new(), Vec::new());
     };
     let Some(ports) = expect_array("ports", ports, "[[ports]] tables", problems) else {
         return (Vec::new(), Vec::new());
     };
-    if ports.is_empty() {
-        problems.push(Problem::new(
-            "ports",
-            "configure at least one port (a [[ports]] table)",
-        ));
+    if ports.is_empty() && !transactions {
+        problems.push(Problem::new("ports", NO_PORT));
     }
     if ports.len() > MAX_PORTS {
         problems.push(Problem::new(

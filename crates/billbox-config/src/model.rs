@@ -152,11 +152,20 @@ pub struct DeliveryConfig {
     /// The secondary server, different from the primary. Optional. It has
     /// the same security settings as the primary.
     pub secondary: Option<ServerUrl>,
-    /// Failover: attempts on one server before moving to the other,
-    /// 1 to 100. Default 3. Unused with [`Method::RoundRobin`].
+    /// Attempts each server gets in one round, 1 to 100. Default 3.
+    /// Failover: attempts on one server before moving to the other
+    /// (A-A-B-B). Round robin: every failed attempt moves to the other
+    /// server (A-B-A-B), so a round is A-B repeated `attempts` times.
     pub attempts: u32,
     /// Pause after a failed attempt, 0 to 1 hour. Default 5 seconds.
     pub retry_delay: Duration,
+    /// The AG's task suspension: after a whole round failed (`attempts`
+    /// consecutive failed attempts on each server), no attempt until a new
+    /// record is stored or this long has passed, whichever comes first;
+    /// then a new round starts with the primary. Records are never given
+    /// up. 0 to 1 day; default 0: never suspend (retry every
+    /// `retry_delay`).
+    pub suspend: Duration,
     /// Time limit of one whole request (connect, send, answer), above 0
     /// and at most 10 minutes. Default 10 seconds.
     pub request_timeout: Duration,
@@ -181,6 +190,7 @@ impl DeliveryConfig {
             secondary: None,
             attempts: raw::default_attempts(),
             retry_delay: raw::default_retry_delay(),
+            suspend: raw::default_suspend(),
             request_timeout: raw::default_request_timeout(),
             batch_max: raw::default_batch_max(),
             failback_after: raw::default_failback_after(),

@@ -87,12 +87,18 @@ pub(crate) struct RawDelivery {
     pub primary: Option<Text>,
     /// The secondary server's `http://` URL, not the primary's. Optional.
     pub secondary: Option<Text>,
-    /// Failover only: attempts on one server before moving to the other,
-    /// 1 to 100. Default 3.
+    /// Attempts each server gets in one round, 1 to 100. Failover: attempts
+    /// on one server before moving to the other (A-A-B-B); round_robin:
+    /// every failed attempt moves to the other server (A-B-A-B). Default 3.
     pub attempts: Option<Int>,
     /// Pause after a failed attempt: a duration string or a whole number
     /// of seconds, 0 to 1 hour. Default 5 seconds.
     pub retry_delay: Option<DurationValue>,
+    /// After a whole round of failed attempts (`attempts` on each server),
+    /// no attempt until a new record is stored or this long has passed,
+    /// then a new round from the primary; 0 for never suspend. A duration
+    /// string or a whole number of seconds, at most 1 day. Default 0.
+    pub suspend: Option<DurationValue>,
     /// Time limit of one whole request (connect, send, answer): a
     /// duration string or a whole number of seconds, above 0 and at most
     /// 10 minutes. Default 10 seconds.
@@ -271,6 +277,11 @@ pub(crate) fn default_attempts() -> u32 {
 /// Default of `delivery.retry_delay`.
 pub(crate) fn default_retry_delay() -> Duration {
     Duration::from_secs(5)
+}
+
+/// Default of `delivery.suspend`: never suspend, retry every `retry_delay`.
+pub(crate) fn default_suspend() -> Duration {
+    Duration::ZERO
 }
 
 /// Default of `delivery.request_timeout`.
@@ -669,9 +680,10 @@ mod tests {
             field_names::<RawStore>(),
             ["cache_mb", "max_records", "when_full", "min_free_mb"]
         );
-        assert_eq!(field_names::<RawDelivery>().len(), 14);
+        assert_eq!(field_names::<RawDelivery>().len(), 15);
         assert_eq!(field_names::<RawDelivery>()[0], "method");
-        assert_eq!(field_names::<RawDelivery>()[9..], SECURITY_KEYS,);
+        assert_eq!(field_names::<RawDelivery>()[5], "suspend");
+        assert_eq!(field_names::<RawDelivery>()[10..], SECURITY_KEYS,);
         assert_eq!(
             field_names::<RawCarbonCopy>(),
             [

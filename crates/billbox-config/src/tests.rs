@@ -930,7 +930,7 @@ fn env_problems() {
         ),
         (
             &[("BILLBOX__COLOUR__X", "x")],
-            "colour: unknown key; the keys here are gateway, store, ports, delivery, carbon_copy, metrics (set by environment variable BILLBOX__COLOUR__X)",
+            "colour: unknown key; the keys here are gateway, store, ports, delivery, carbon_copy, metrics, transactions (set by environment variable BILLBOX__COLOUR__X)",
         ),
         (
             &[("BILLBOX__PORTS__0__NAME", "x")],
@@ -1014,6 +1014,23 @@ fn documentation_matches_the_code() {
             "docs lack a section for {key}"
         );
     }
+    assert!(
+        config.transactions.is_some(),
+        "the example lacks [transactions]"
+    );
+    let transactions = doc
+        .split("\n## `[transactions]`\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a ## `[transactions]` section");
+    for key in raw::field_names::<crate::transactions::RawTransactions>() {
+        assert!(
+            transactions
+                .lines()
+                .any(|l| l.starts_with("### ") && l.contains(&format!("`{key}`"))),
+            "the [transactions] docs lack a section for {key}"
+        );
+    }
     // `listen` is also a port key: the [metrics] section needs its own.
     let metrics = doc
         .split("\n## `[metrics]`\n")
@@ -1065,6 +1082,7 @@ primary = "http://billing-a:8080/billing"
 secondary = "http://billing-b:8080/billing"
 attempts = 5
 retry_delay = "2s"
+suspend = "10m"
 request_timeout = "30s"
 batch_max = 50
 failback_after = "10m"
@@ -1108,6 +1126,7 @@ fn full_delivery_config() {
             secondary: Some(url("http://billing-b:8080/billing")),
             attempts: 5,
             retry_delay: Duration::from_secs(2),
+            suspend: Duration::from_secs(600),
             request_timeout: Duration::from_secs(30),
             batch_max: 50,
             failback_after: Some(Duration::from_secs(600)),
@@ -1171,6 +1190,7 @@ fn delivery_defaults() {
             secondary: None,
             attempts: 3,
             retry_delay: Duration::from_secs(5),
+            suspend: Duration::ZERO,
             request_timeout: Duration::from_secs(10),
             batch_max: 1,
             failback_after: Some(Duration::from_secs(300)),
@@ -1262,6 +1282,85 @@ fn delivery_value_forms() {
     assert_eq!(store("when_full = \"block\"").when_full, WhenFull::Block);
 }
 
+#[test]
+fn attempts_is_taken_with_both_methods() {
+    let delivery = |extra: &str| {
+        from_toml_str(&serial_port(&format!(
+            "[delivery]\nprimary = \"http://a/\"\nsecondary = \"http://b/\"\n{extra}"
+        )))
+        .unwrap_or_else(|e| panic!("{extra}: {e}"))
+        .delivery
+        .unwrap()
+    };
+    for method in ["failover", "round_robin"] {
+        for n in [1, 2, 100] {
+            let d = delivery(&format!("method = \"{method}\"\nattempts = {n}"));
+            assert_eq!(d.attempts, n, "{method}");
+        }
+    }
+    let d = delivery("method = \"round_robin\"\nattempts = 2\nsuspend = \"30s\"");
+    assert_eq!(d.method, Method::RoundRobin);
+    assert_eq!(d.attempts, 2);
+    assert_eq!(d.suspend, Duration::from_secs(30));
+    // failback_after stays failover-only.
+    let err = from_toml_str(&serial_port(
+        "[delivery]\nprimary = \"http://a/\"\nmethod = \"round_robin\"\nattempts = 2\nfailback_after = \"5m\"",
+    ))
+    .unwrap_err();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["delivery.failback_after"], "{err}");
+}
+
+#[test]
+fn suspend_value_forms_bounds_and_default() {
+    let delivery = |extra: &str| {
+        from_toml_str(&serial_port(&format!(
+            "[delivery]\nprimary = \"http://a/\"\n{extra}"
+        )))
+        .unwrap_or_else(|e| panic!("{extra}: {e}"))
+        .delivery
+        .unwrap()
+    };
+    // Default: never suspend.
+    assert_eq!(delivery("").suspend, Duration::ZERO);
+    assert_eq!(
+        DeliveryConfig::new(url("http://a/")).suspend,
+        Duration::ZERO
+    );
+    for (value, d) in [
+        ("0", Duration::ZERO),
+        ("\"0s\"", Duration::ZERO),
+        ("30", Duration::from_secs(30)),
+        ("\"30\"", Duration::from_secs(30)),
+        ("\"1500ms\"", Duration::from_millis(1500)),
+        ("\"10m\"", Duration::from_secs(600)),
+        ("\"1d\"", Duration::from_secs(86400)),
+        ("\"24h\"", Duration::from_secs(86400)),
+    ] {
+        assert_eq!(
+            delivery(&format!("suspend = {value}")).suspend,
+            d,
+            "{value}"
+        );
+    }
+    for (value, problem) in [
+        (
+            "\"1d 1s\"",
+            "delivery.suspend: 1day 1s is too long; at most 1day",
+        ),
+        ("\"25h\"", "is too long; at most 1day"),
+        ("-5", "delivery.suspend: -5 is negative"),
+        ("true", "delivery.suspend: expected a duration"),
+    ] {
+        let err = from_toml_str(&serial_port(&format!(
+            "[delivery]\nprimary = \"http://a/\"\nsuspend = {value}"
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(problem), "{value}: {err}");
+    }
+}
+
 /// One invalid value per case; the problem must name the key.
 #[test]
 fn every_invalid_delivery_value_names_its_key() {
@@ -1344,16 +1443,28 @@ fn every_invalid_delivery_value_names_its_key() {
             "delivery.max_in_flight: 65 is out of range; use 1 to 64",
         ),
         (
-            with_delivery("method = \"round_robin\"\nattempts = 3"),
-            "delivery.attempts: only method = \"failover\" takes attempts",
-        ),
-        (
             with_delivery("method = \"round_robin\"\nfailback_after = \"5m\""),
             "delivery.failback_after: only method = \"failover\" takes failback_after",
         ),
         (
             with_delivery("method = \"round_robin\"\nattempts = 0"),
-            "delivery.attempts: only method = \"failover\" takes attempts",
+            "delivery.attempts: 0 is out of range; use 1 to 100",
+        ),
+        (
+            with_delivery("suspend = \"2d\""),
+            "delivery.suspend: 2days is too long; at most 1day",
+        ),
+        (
+            with_delivery("suspend = -1"),
+            "delivery.suspend: -1 is negative",
+        ),
+        (
+            with_delivery("suspend = \"soon\""),
+            "delivery.suspend: \"soon\" is not a duration",
+        ),
+        (
+            with_delivery("suspend = 1.5"),
+            "delivery.suspend: expected a duration",
         ),
         // servers
         (
@@ -1525,6 +1636,7 @@ fn all_delivery_problems_are_reported_at_once() {
         secondary = "http://user:pw@b/"
         attempts = 0
         retry_delay = "x"
+        suspend = "25h"
         request_timeout = 0
         batch_max = 0
         failback_after = "-1"
@@ -1557,6 +1669,7 @@ fn all_delivery_problems_are_reported_at_once() {
             "delivery.secondary",
             "delivery.attempts",
             "delivery.retry_delay",
+            "delivery.suspend",
             "delivery.request_timeout",
             "delivery.batch_max",
             "delivery.failback_after",
@@ -1595,6 +1708,7 @@ fn env_overrides_delivery_and_store() {
             ),
             ("BILLBOX__DELIVERY__ATTEMPTS", "7"),
             ("BILLBOX__DELIVERY__RETRY_DELAY", "9"),
+            ("BILLBOX__DELIVERY__SUSPEND", "2m"),
             ("BILLBOX__DELIVERY__REQUEST_TIMEOUT", "1m"),
             ("BILLBOX__DELIVERY__BATCH_MAX", "20"),
             ("BILLBOX__DELIVERY__FAILBACK_AFTER", "0"),
@@ -1612,6 +1726,7 @@ fn env_overrides_delivery_and_store() {
             secondary: Some(url("http://billing-b:8080/billing")),
             attempts: 7,
             retry_delay: Duration::from_secs(9),
+            suspend: Duration::from_secs(120),
             request_timeout: Duration::from_secs(60),
             batch_max: 20,
             failback_after: None,
@@ -2199,11 +2314,16 @@ fn transactions_section_defaults_and_rules() {
     );
     assert_eq!(
         (t.alias.as_str(), t.relay_alias.as_str()),
-        ("TRANS", "TRANS-AG")
+        ("TRANS", "TRANS_AG")
     );
     assert_eq!(t.billing_records, 50);
     assert_eq!(t.billing_timeout, Some(Duration::from_secs(3600)));
     assert!(t.token.is_none() && t.tls.is_none() && t.ag_secret_key.is_none());
+    assert_eq!(t.remember, Duration::from_secs(30 * 24 * 3600));
+    one_problem(
+        &format!("{base}\n[transactions]\nlisten = \"127.0.0.1:9120\"\nproperty_id = \"H\"\nremember = \"10m\"\n"),
+        "transactions.remember: 10m is too short; at least 1h",
+    );
 
     one_problem(
         &format!("{base}\n[transactions]\nproperty_id = \"H\"\n"),
@@ -2229,6 +2349,13 @@ fn transactions_section_defaults_and_rules() {
         &format!("{base}\n[transactions]\nlisten = \"127.0.0.1:9120\"\nproperty_id = \"H\"\ncolour = 1\n"),
         "transactions.colour",
     );
+
+    // A gateway that only takes transactions needs no port.
+    let only = from_toml_str(
+        "[gateway]\nname = \"gw\"\n[transactions]\nlisten = \"127.0.0.1:9120\"\nproperty_id = \"H\"\n",
+    )
+    .unwrap();
+    assert!(only.ports.is_empty() && only.transactions.is_some());
 
     let dir = tempfile::tempdir().unwrap();
     let token = write(&dir, "token", b"0123456789abcdef-token\n");

@@ -40,7 +40,8 @@ pub(crate) struct RawTransactions {
     /// `alias`. Default `TRANS`.
     pub alias: Option<Text>,
     /// The prefix of the files of relayed AG packets. Default: `alias`
-    /// followed by `-AG`.
+    /// followed by `_AG` (`TRANS_AG`: its files never start like the
+    /// `alias` files, `cycTRANS-`).
     pub relay_alias: Option<Text>,
     /// Transactions per journal file, 1 to 4294967295. Default 50.
     pub billing_records: Option<Int>,
@@ -60,7 +61,21 @@ pub(crate) struct RawTransactions {
     pub ag_secret_key: Option<SecretText>,
     /// A file holding `ag_secret_key` (instead of `ag_secret_key`).
     pub ag_secret_key_file: Option<Text>,
+    /// How long a transaction's id (and its status) is remembered once
+    /// the transaction is delivered and filed: a retry with the same `id`
+    /// within this time gets the original `rec_num`. A duration string or
+    /// a whole number of seconds, 1 hour to 3650 days. Default 30 days.
+    pub remember: Option<DurationValue>,
 }
+
+/// Default of `transactions.remember`.
+fn default_remember() -> Duration {
+    Duration::from_secs(30 * 24 * 60 * 60)
+}
+
+/// The bounds of `transactions.remember`.
+const MIN_REMEMBER: Duration = Duration::from_secs(60 * 60);
+const MAX_REMEMBER: Duration = Duration::from_secs(3650 * 24 * 60 * 60);
 
 /// Default of `transactions.alias`.
 fn default_alias() -> String {
@@ -69,7 +84,7 @@ fn default_alias() -> String {
 
 /// Default of `transactions.relay_alias`.
 fn default_relay_alias(alias: &str) -> String {
-    format!("{alias}-AG")
+    format!("{alias}_AG")
 }
 
 /// Default of `transactions.billing_records`.
@@ -109,6 +124,8 @@ pub struct TransactionsConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The key relayed AG packets must be signed with.
     pub ag_secret_key: Option<SecretKey>,
+    /// How long ids of delivered and filed transactions are remembered.
+    pub remember: Duration,
 }
 
 fn check_id(key: &str, text: &str, problems: &mut Problems) {
@@ -309,10 +326,20 @@ impl TransactionsConfig {
                 .ok(),
             (None, None) => None,
         };
+        let remember = crate::check::check_seconds(
+            &at("remember"),
+            raw.remember.as_ref(),
+            MIN_REMEMBER,
+            MAX_REMEMBER,
+            Some("must be at least 1 hour"),
+            problems,
+        )
+        .unwrap_or_else(default_remember);
         if problems.len() != before || !broken.is_empty() {
             return None;
         }
         Some(TransactionsConfig {
+            remember,
             listen: listen?,
             property_id,
             usg_id,

@@ -12,7 +12,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::endpoint::Endpoint;
 use crate::events::{Delivered, Outage};
-use crate::policy::{Retransmission, Server};
+use crate::policy::{AfterFailure, Retransmission, Server};
 
 /// How long an idle destination sleeps when nobody wakes it.
 pub const IDLE_CHECK: Duration = Duration::from_secs(1);
@@ -28,6 +28,11 @@ pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// quiet one. With `max_in_flight = 1` one POST is in flight at a time, which
 /// keeps the attempt order exactly as the retransmission method says; more
 /// lets that many ports post at once (each port still in order).
+///
+/// After a whole round of failed attempts the policy may suspend the task
+/// (`delivery.suspend`): no worker attempts anything until a new record is
+/// flushed to one of `ports` or the suspension interval has passed; then a
+/// new round starts with the primary.
 pub struct CursorDestination {
     /// The name in logs and metrics (`delivery`, `cc:audit`).
     pub name: Arc<str>,
@@ -41,7 +46,9 @@ pub struct CursorDestination {
     pub batch_max: usize,
     pub retry_delay: Duration,
     pub store: Store,
-    /// Woken by the store actor when records are flushed.
+    /// Woken by the store actor when records are flushed, and by this
+    /// destination's own workers after each delivery (so a wake alone does
+    /// not mean a new record).
     pub wake: Arc<Notify>,
     /// POSTs awaiting an answer at once, each for a different port (a port's
     /// records are always posted one batch at a time, in order).
@@ -55,6 +62,26 @@ struct Shared {
     /// Ports a worker is posting for right now.
     busy: RefCell<HashSet<Arc<str>>>,
     turn: Cell<usize>,
+    /// While the task is suspended: what was flushed then, and until when.
+    suspension: RefCell<Option<Suspension>>,
+    /// Wakes the workers waiting out a suspension when one of them ends it.
+    resumed: Notify,
+}
+
+/// A suspension of the retransmission task.
+#[derive(Debug, Clone, Copy)]
+struct Suspension {
+    /// The total flushed sequence of the destination's ports when it began:
+    /// a record flushed since makes it greater.
+    flushed: u64,
+    /// When the suspension interval has passed.
+    until: tokio::time::Instant,
+}
+
+/// Why a suspension ended.
+enum Resumed {
+    NewRecord,
+    Interval,
 }
 
 impl CursorDestination {
@@ -83,6 +110,7 @@ impl CursorDestination {
                 d.attempts,
                 d.secondary.is_some(),
                 d.failback_after,
+                d.suspend,
                 Instant::now(),
             ),
             batch_max: d.batch_max,
@@ -109,6 +137,8 @@ impl CursorDestination {
             outage: RefCell::new(Outage::default()),
             busy: RefCell::new(HashSet::new()),
             turn: Cell::new(0),
+            suspension: RefCell::new(None),
+            resumed: Notify::new(),
         };
         self.max_in_flight = self.max_in_flight.clamp(1, self.ports.len().max(1));
         let me = &self;
@@ -120,6 +150,9 @@ impl CursorDestination {
         let mut body = Vec::new();
         loop {
             if *stop.borrow() {
+                return;
+            }
+            if self.wait_while_suspended(shared, &mut stop).await {
                 return;
             }
             let next = match self.next_batch(shared) {
@@ -166,6 +199,9 @@ impl CursorDestination {
         let kind = StreamKind::of(port);
         let packet = crate::encode_packet(&self.gateway, kind, records, body);
         loop {
+            if self.wait_while_suspended(shared, stop).await {
+                return true;
+            }
             let server = shared.policy.borrow_mut().target(Instant::now());
             let endpoint = match server {
                 Server::Secondary if self.endpoints.len() > 1 => &self.endpoints[1],
@@ -218,7 +254,7 @@ impl CursorDestination {
                 }
                 Err(_) if stopping => return true,
                 Err(e) => {
-                    shared.policy.borrow_mut().on_failure(Instant::now());
+                    let after = shared.policy.borrow_mut().on_failure(Instant::now());
                     let backlog = self.store.backlog(port, &self.cursor).unwrap_or(0);
                     shared.outage.borrow_mut().failed(
                         &self.name,
@@ -227,9 +263,16 @@ impl CursorDestination {
                         &e.to_string(),
                         backlog,
                     );
-                    tokio::select! {
-                        _ = tokio::time::sleep(self.retry_delay) => {}
-                        _ = stop.wait_for(|s| *s) => return true,
+                    match after {
+                        // The suspension takes the place of retry_delay;
+                        // the next turn of this loop waits it out.
+                        AfterFailure::Suspend => self.begin_suspension(shared, backlog),
+                        AfterFailure::Retry => {
+                            tokio::select! {
+                                _ = tokio::time::sleep(self.retry_delay) => {}
+                                _ = stop.wait_for(|s| *s) => return true,
+                            }
+                        }
                     }
                     // The store may have given these records up meanwhile
                     // (when_full = drop_oldest): then move on.
@@ -237,6 +280,75 @@ impl CursorDestination {
                         return false;
                     }
                 }
+            }
+        }
+    }
+
+    /// The total flushed sequence of this destination's ports: it grows
+    /// whenever a new record is flushed to one of them.
+    fn flushed(&self) -> u64 {
+        self.ports
+            .iter()
+            .fold(0u64, |sum, p| sum.saturating_add(self.store.durable_seq(p)))
+    }
+
+    /// A whole round failed: suspends the task (once, for every worker).
+    fn begin_suspension(&self, shared: &Shared, backlog: u64) {
+        if shared.suspension.borrow().is_some() {
+            return;
+        }
+        let interval = shared.policy.borrow().suspend();
+        let attempts = shared.policy.borrow().round();
+        *shared.suspension.borrow_mut() = Some(Suspension {
+            flushed: self.flushed(),
+            until: tokio::time::Instant::now() + interval,
+        });
+        tracing::info!(destination = %self.name, failed_attempts = attempts, suspend_secs = interval.as_secs_f64(), backlog,
+            "Delivery is suspended after a whole round of failed attempts; it resumes with a new record or after the suspend interval, from the primary. The records stay stored.");
+    }
+
+    /// Waits while the task is suspended: until a new record is flushed to
+    /// one of the ports, the suspension interval has passed, or billbox
+    /// stops (returns true then). Any wake is checked against the flushed
+    /// sequence, since the workers' own wakes bring no new record.
+    async fn wait_while_suspended(
+        &self,
+        shared: &Shared,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        loop {
+            let Some(s) = *shared.suspension.borrow() else {
+                return false;
+            };
+            let why = if self.flushed() > s.flushed {
+                Some(Resumed::NewRecord)
+            } else if tokio::time::Instant::now() >= s.until {
+                Some(Resumed::Interval)
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                *shared.suspension.borrow_mut() = None;
+                shared.policy.borrow_mut().resume(Instant::now());
+                shared.resumed.notify_waiters();
+                let (reason, message) = match why {
+                    Resumed::NewRecord => (
+                        "new_record",
+                        "Delivery resumes after its suspension: a new record arrived; a new round starts with the primary.",
+                    ),
+                    Resumed::Interval => (
+                        "interval",
+                        "Delivery resumes after its suspension: the suspend interval has passed; a new round starts with the primary.",
+                    ),
+                };
+                tracing::info!(destination = %self.name, reason, "{message}");
+                return false;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = shared.resumed.notified() => {}
+                _ = tokio::time::sleep_until(s.until) => {}
+                _ = stop.wait_for(|s| *s) => return true,
             }
         }
     }

@@ -231,7 +231,7 @@ fn retired_settings(config: &Config, port: &str) -> RotatorSettings {
     let prefix = match StreamKind::of(port) {
         StreamKind::Calls => config.gateway.name.clone(),
         StreamKind::Submitted => "TRANS".to_string(),
-        StreamKind::Relayed => "TRANS-AG".to_string(),
+        StreamKind::Relayed => "TRANS_AG".to_string(),
     };
     RotatorSettings {
         port: Arc::from(port),
@@ -285,6 +285,7 @@ fn start_destinations(
 ) -> (Consumers, Vec<Addr<DestinationActor>>) {
     let mut consumers = Consumers {
         removal_cursors: vec![FILES_CURSOR.to_string()],
+        remember_ids: config.transactions.as_ref().map(|t| t.remember),
         min_free: (config.store.min_free_mb > 0).then(|| {
             (
                 config.gateway.data_dir.clone(),
@@ -371,7 +372,14 @@ fn start_destinations(
                     gateway: gateway.clone(),
                     ports: ports.clone(),
                     endpoints: vec![Endpoint::new(url.clone(), timeout)],
-                    policy: Retransmission::new(Method::Failover, 1, false, None, Instant::now()),
+                    policy: Retransmission::new(
+                        Method::Failover,
+                        1,
+                        false,
+                        None,
+                        Duration::ZERO,
+                        Instant::now(),
+                    ),
                     batch_max,
                     retry_delay,
                     store: store.clone(),

@@ -120,6 +120,7 @@ fn plan_batch(
                     element,
                     id: id.clone(),
                     digest: *digest,
+                    at_us: p.records.first().map_or(0, |r| r.received_us),
                 });
                 Ok(Plan::New(element))
             }
@@ -133,6 +134,11 @@ fn plan_batch(
 pub const REMOVE_EVERY: Duration = Duration::from_secs(1);
 /// How often the sequence guard learns what is flushed.
 pub const CONFIRM_EVERY: Duration = Duration::from_secs(1);
+/// How often old transaction ids are forgotten (`transactions.remember`).
+pub const FORGET_EVERY: Duration = Duration::from_secs(60);
+/// The most ids one stream forgets per [`FORGET_EVERY`].
+pub const FORGET_LIMIT: usize = 10_000;
+
 /// How often a full store (`when_full = "block"`) checks for space.
 pub const FULL_RECHECK: Duration = Duration::from_millis(100);
 
@@ -157,6 +163,9 @@ pub struct Consumers {
     /// (`store.min_free_mb`); sled cannot recover from a full disk while
     /// running, so new records wait while less is free.
     pub min_free: Option<(std::path::PathBuf, u64)>,
+    /// How long the submitters' ids of delivered and filed transactions
+    /// are remembered (`transactions.remember`); `None`: no transactions.
+    pub remember_ids: Option<Duration>,
 }
 
 /// The single writer of the store.
@@ -402,6 +411,29 @@ impl StoreActor {
         }
     }
 
+    /// Forgets the ids of transactions delivered, filed and older than
+    /// `transactions.remember`.
+    fn forget_ids(&mut self) {
+        let Some(remember) = self.consumers().remember_ids else {
+            return;
+        };
+        let before = crate::now_us().saturating_sub(remember.as_micros() as i64);
+        for stream in [
+            billbox_transactions::SUBMIT_STREAM,
+            billbox_transactions::RELAY_STREAM,
+        ] {
+            match self.store.forget_ids(stream, before, FORGET_LIMIT) {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(port = stream, ids = n, "Old transaction ids are forgotten.")
+                }
+                Err(e) => {
+                    tracing::warn!(port = stream, error = %e, "Forgetting old transaction ids failed; retrying later.")
+                }
+            }
+        }
+    }
+
     /// Removes the records every consumer is done with.
     fn remove_done(&mut self) {
         let consumers = self.consumers();
@@ -551,6 +583,7 @@ impl Actor for StoreActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(FORGET_EVERY, |act, _| act.forget_ids());
         ctx.run_interval(REMOVE_EVERY, |act, ctx| {
             act.remove_done();
             // Deliveries free space: a blocked store looks again.

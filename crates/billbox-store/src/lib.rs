@@ -211,6 +211,9 @@ pub struct IdEntry {
     pub element: usize,
     pub id: String,
     pub digest: [u8; 32],
+    /// When it was submitted (microseconds since the Unix epoch), for
+    /// [`Store::forget_ids`].
+    pub at_us: i64,
 }
 
 fn id_meta(id: &str) -> String {
@@ -525,9 +528,10 @@ impl Store {
         for entry in ids {
             let (port, _) = &batch[entry.element];
             let first = out[entry.element].first;
-            let mut value = Vec::with_capacity(40);
+            let mut value = Vec::with_capacity(48);
             value.extend_from_slice(&first.to_be_bytes());
             value.extend_from_slice(&entry.digest);
+            value.extend_from_slice(&entry.at_us.to_be_bytes());
             sled_batch.insert(keys::meta_key(port, &id_meta(&entry.id)), value);
         }
         self.reserve(&next)?;
@@ -853,6 +857,50 @@ impl Store {
             .and_then(|d| d.try_into().ok())
             .ok_or_else(bad)?;
         Ok(Some((seq, digest)))
+    }
+
+    /// Removes `port`'s id entries submitted before `before_us` whose
+    /// records are removed (delivered and filed), and the acknowledgement
+    /// notes of those records; at most `limit` ids per call. Durable with
+    /// the next flush. Returns how many ids were forgotten: a retry of one
+    /// of them is then a new record.
+    pub fn forget_ids(
+        &self,
+        port: &str,
+        before_us: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let removed = self.removed_through(port);
+        let prefix = keys::meta_key(port, &id_meta(""));
+        let mut batch = sled::Batch::default();
+        let mut forgotten = 0;
+        for item in self.journal.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let bad = || StoreError::BadMeta(port.to_string());
+            let seq = keys::decode_u64(v.get(..8).ok_or_else(bad)?).ok_or_else(bad)?;
+            let at = v
+                .get(40..48)
+                .and_then(keys::decode_u64)
+                .map_or(i64::MIN, |t| t as i64);
+            if seq > removed || at >= before_us {
+                continue;
+            }
+            batch.remove(k);
+            for ack in self
+                .journal
+                .scan_prefix(keys::meta_key(port, &ack_meta(seq, "")))
+            {
+                batch.remove(ack?.0);
+            }
+            forgotten += 1;
+            if forgotten >= limit {
+                break;
+            }
+        }
+        if forgotten > 0 {
+            self.journal.apply_batch(batch)?;
+        }
+        Ok(forgotten)
     }
 
     /// Notes that `destination` had `port`'s record `seq` acknowledged by

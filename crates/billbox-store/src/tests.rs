@@ -244,6 +244,7 @@ fn submitter_ids_are_stored_with_their_record_and_survive_a_reopen() {
             element: 1,
             id: "order-7".into(),
             digest: [7; 32],
+            at_us: 1_000,
         }];
         let got = store
             .append_indexed(
@@ -276,4 +277,48 @@ fn submitter_ids_are_stored_with_their_record_and_survive_a_reopen() {
             ("delivery".to_string(), "primary".to_string(), 42)
         ]
     );
+}
+
+#[test]
+fn ids_are_forgotten_only_once_old_and_their_records_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    let port: Arc<str> = Arc::from("@transactions");
+    let recs = [rec("t\n")];
+    let entry = |element: usize, id: &str, at_us| crate::IdEntry {
+        element,
+        id: id.into(),
+        digest: [1; 32],
+        at_us,
+    };
+    store
+        .append_indexed(
+            &[
+                (port.clone(), &recs[..]),
+                (port.clone(), &recs[..]),
+                (port.clone(), &recs[..]),
+            ],
+            &[
+                entry(0, "old", 10),
+                entry(1, "old-pending", 10),
+                entry(2, "new", 500),
+            ],
+        )
+        .unwrap();
+    store.mark_durable(&port, 3);
+    store.note_ack(&port, 1, "delivery", "primary", 20).unwrap();
+    // Nothing removed yet: nothing is forgotten, however old.
+    assert_eq!(store.forget_ids(&port, 1_000, 100).unwrap(), 0);
+    store.remove_through(&port, 1).unwrap();
+    assert_eq!(store.forget_ids(&port, 100, 100).unwrap(), 1);
+    assert_eq!(store.lookup_id(&port, "old").unwrap(), None);
+    assert!(store.acks(&port, 1).unwrap().is_empty());
+    assert_eq!(
+        store.lookup_id(&port, "old-pending").unwrap().map(|f| f.0),
+        Some(2)
+    );
+    store.remove_through(&port, 3).unwrap();
+    // Too young.
+    assert_eq!(store.forget_ids(&port, 100, 100).unwrap(), 1);
+    assert_eq!(store.lookup_id(&port, "new").unwrap().map(|f| f.0), Some(3));
 }
