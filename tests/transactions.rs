@@ -273,6 +273,16 @@ fn a_thousand_submitted_transactions_reach_the_servers_byte_exact_once_each() {
         };
         assert_eq!(line["card"], card, "{line}");
     }
+    // Counted like call records.
+    let (_, page) = billbox.get("/metrics");
+    assert_eq!(
+        metric(
+            &page,
+            "billbox_records_received_total{port=\"@transactions\"}"
+        ),
+        Some(1000.0),
+        "{page}"
+    );
     // Its status says where it went.
     let (status, _, body) = http_request(addr, "GET", "/v1/transactions/order-3", &[], b"");
     assert_eq!(status, 200, "{body}");
