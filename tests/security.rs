@@ -420,3 +420,75 @@ fn a_tampered_packet_is_refused_by_the_receiver() {
     let transactions = billbox_receiver::read_transactions(&files.txt).unwrap_or_default();
     assert_eq!(transactions.len(), 1, "{transactions:?}");
 }
+
+/// One HTTPS request to `addr` trusting `ca`, for the name `localhost`:
+/// (status, body). A connection the server refuses is `None`.
+fn https_request(addr: SocketAddr, ca: &std::path::Path, request: &str) -> Option<(u16, String)> {
+    let roots = billbox_config::read_roots("ca", ca).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(billbox_config::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(request.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    // The server may close without close_notify: keep what was read.
+    let _ = tls.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    (!answer.is_empty()).then(|| parse_http_answer(&answer))
+}
+
+#[test]
+fn the_submit_api_speaks_https_and_asks_for_its_token() {
+    let pki = Pki::new();
+    let site = Site::new();
+    let token = site.dir.path().join("submit.token");
+    std::fs::write(&token, "portal-token-0123456789abcdef\n").unwrap();
+    let config = site.config(&format!(
+        "[transactions]\nlisten = \"127.0.0.1:0\"\nproperty_id = \"Hotel-1\"\n{}{}token_file = {:?}\n",
+        pki.line("tls_cert", "server.pem"),
+        pki.line("tls_key", "server.key"),
+        token.display().to_string()
+    ));
+    let bb = Billbox::start(&config);
+    let listening = bb
+        .wait_log("submit API and AG relay are listening", None, WAIT)
+        .unwrap_or_else(|| panic!("{:?}", bb.dump()));
+    assert_eq!(listening["https"], true);
+    let addr: SocketAddr = listening["listen"].as_str().unwrap().parse().unwrap();
+    let body = r#"{"id":"t1","type":"PMS","room":"412","amount":"1.50"}"#;
+    let request = |auth: &str| {
+        format!(
+            "POST /v1/transactions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+             Content-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let ca = pki.path("ca.pem");
+    let (status, answer) = https_request(addr, &ca, &request("")).unwrap();
+    assert_eq!(status, 401, "{answer}");
+    let auth = "Authorization: Bearer portal-token-0123456789abcdef\r\n";
+    let (status, answer) = https_request(addr, &ca, &request(auth)).unwrap();
+    assert_eq!(status, 201, "{answer}");
+    // A server certificate from another CA does not verify for the client;
+    // plain HTTP gets no HTTP answer.
+    assert!(https_request(addr, &pki.path("impostor.pem"), &request(auth)).is_none());
+    let (plain, _, _) = std::panic::catch_unwind(|| {
+        http_request(
+            addr,
+            "POST",
+            "/v1/transactions",
+            &[auth.trim_end()],
+            body.as_bytes(),
+        )
+    })
+    .unwrap_or((0, String::new(), String::new()));
+    assert_ne!(plain, 201);
+    assert_eq!(bb.terminate(), Some(0));
+}
