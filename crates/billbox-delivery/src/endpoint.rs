@@ -13,18 +13,23 @@ use bytes::Bytes;
 pub const ANSWER_LIMIT: usize = 64 * 1024;
 
 /// Why a POST did not deliver.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PostError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("sending failed: {0}")]
-    Send(String),
+    Send(#[source] SendRequestError),
     #[error("reading the answer failed: {0}")]
-    Answer(String),
+    Answer(#[source] PayloadError),
     /// The TLS handshake or connection failed: the server's certificate
     /// does not verify, or the server refused billbox's.
-    #[error("TLS failed: {0}")]
-    Tls(String),
+    #[error("TLS failed: {hint}: {source}")]
+    Tls {
+        /// What it means for the operator.
+        hint: &'static str,
+        #[source]
+        source: rustls::Error,
+    },
     #[error("not acknowledged: {0}")]
     Refused(Reason),
 }
@@ -93,8 +98,8 @@ impl Endpoint {
                 .send_body(body)
                 .await
                 .map_err(|e| match tls_failure(&e) {
-                    Some(tls) => PostError::Tls(tls),
-                    None => PostError::Send(e.to_string()),
+                    Some((hint, source)) => PostError::Tls { hint, source },
+                    None => PostError::Send(e),
                 })?;
             let status = answer.status().as_u16();
             let body = answer.body().limit(ANSWER_LIMIT).await.map_err(|e| {
@@ -103,8 +108,8 @@ impl Endpoint {
                     _ => None,
                 };
                 match io.and_then(tls_reason) {
-                    Some(tls) => PostError::Tls(tls),
-                    None => PostError::Answer(e.to_string()),
+                    Some((hint, source)) => PostError::Tls { hint, source },
+                    None => PostError::Answer(e),
                 }
             })?;
             match delivery_verdict(status, &body) {
@@ -118,9 +123,9 @@ impl Endpoint {
     }
 }
 
-/// What went wrong with TLS, when `e` is a TLS failure: the rustls error
-/// and what it means for the operator.
-fn tls_failure(e: &SendRequestError) -> Option<String> {
+/// What went wrong with TLS, when `e` is a TLS failure: what it means for
+/// the operator, and the rustls error.
+fn tls_failure(e: &SendRequestError) -> Option<(&'static str, rustls::Error)> {
     let io = match e {
         SendRequestError::Connect(ConnectError::Io(io)) | SendRequestError::Send(io) => io,
         // A refusal after the handshake (TLS 1.3 checks the client's
@@ -133,7 +138,7 @@ fn tls_failure(e: &SendRequestError) -> Option<String> {
     tls_reason(io)
 }
 
-fn tls_reason(io: &std::io::Error) -> Option<String> {
+fn tls_reason(io: &std::io::Error) -> Option<(&'static str, rustls::Error)> {
     let e = io.get_ref()?.downcast_ref::<rustls::Error>()?;
     let hint = match e {
         rustls::Error::InvalidCertificate(_) => {
@@ -154,7 +159,7 @@ fn tls_reason(io: &std::io::Error) -> Option<String> {
         ) => "the server refused billbox's client certificate (client_cert)",
         _ => "the TLS connection failed",
     };
-    Some(format!("{hint}: {e}"))
+    Some((hint, e.clone()))
 }
 
 #[cfg(test)]

@@ -210,13 +210,13 @@ impl CommitFailed<'_> {
 
 /// The store's flush failed.
 pub struct StoreFlushFailed<'a> {
-    pub error: &'a str,
+    pub error: &'a billbox_store::StoreError,
 }
 
 impl StoreFlushFailed<'_> {
     pub fn emit(self) {
         error!(
-            error = self.error,
+            error = %self.error,
             "The store could not flush; records of this commit are not acknowledged."
         );
         counter!("billbox_store_flush_failures_total").increment(1);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use actix::Message;
-use billbox_store::{Assigned, NewRecord};
+use billbox_store::{Assigned, NewRecord, StoreError};
 
 /// A port reader hands framed records to the store. The reply comes once the
 /// records are flushed: only then are they received.
@@ -19,8 +19,18 @@ impl Message for Append {
 
 /// Why an append was not committed. The reader keeps the records and retries.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("the records were not committed: {0}")]
-pub struct AppendError(pub String);
+pub enum AppendError {
+    /// The store refused the batch or its flush failed (shared by every
+    /// append of that commit).
+    #[error("the records were not committed: {0}")]
+    Store(#[source] Arc<StoreError>),
+    /// The store actor restarted before the commit.
+    #[error("the records were not committed: the store actor restarted")]
+    Restarted,
+    /// The store actor stopped before answering.
+    #[error("the records were not committed: the store actor stopped")]
+    Stopped,
+}
 
 /// One transaction for a transaction stream, with the submitter's id: the
 /// store actor commits it only if the id is new (in the same sled batch as

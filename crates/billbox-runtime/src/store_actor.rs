@@ -100,7 +100,7 @@ fn plan_batch(
             None => store
                 .lookup_id(&p.port, id)
                 .map(|f| f.map(|(seq, d)| Ok((seq, d == *digest))))
-                .map_err(|e| AppendError(e.to_string())),
+                .map_err(|e| AppendError::Store(Arc::new(e))),
         };
         let plan = match found {
             Err(e) => Err(e),
@@ -250,10 +250,10 @@ impl StoreActor {
         let assigned = match self.store.append_indexed(&refs, &ids) {
             Ok(a) => a,
             Err(e) => {
-                let msg = e.to_string();
-                StoreFlushFailed { error: &msg }.emit();
+                StoreFlushFailed { error: &e }.emit();
+                let e = AppendError::Store(Arc::new(e));
                 for p in batch {
-                    p.reply.fail(AppendError(msg.clone()));
+                    p.reply.fail(e.clone());
                 }
                 return;
             }
@@ -267,10 +267,10 @@ impl StoreActor {
                 match res {
                     Ok(()) => act.committed(batch, plans, assigned),
                     Err(e) => {
-                        let msg = e.to_string();
-                        StoreFlushFailed { error: &msg }.emit();
+                        StoreFlushFailed { error: &e }.emit();
+                        let e = AppendError::Store(Arc::new(e));
                         for p in batch {
-                            p.reply.fail(AppendError(msg.clone()));
+                            p.reply.fail(e.clone());
                         }
                     }
                 }
@@ -599,8 +599,7 @@ impl Supervised for StoreActor {
         self.flushing = false;
         self.recheck_scheduled = false;
         for p in self.pending.drain(..) {
-            p.reply
-                .fail(AppendError("the store actor restarted".into()));
+            p.reply.fail(AppendError::Restarted);
         }
     }
 }
@@ -616,10 +615,7 @@ impl Handler<Append> for StoreActor {
             reply: Reply::Append(tx),
         });
         self.commit_next(ctx);
-        Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err(AppendError("the store actor stopped".into())))
-        })
+        Box::pin(async move { rx.await.unwrap_or(Err(AppendError::Stopped)) })
     }
 }
 
@@ -640,11 +636,8 @@ impl Handler<Submit> for StoreActor {
         });
         self.commit_next(ctx);
         Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(SubmitError::Append(AppendError(
-                    "the store actor stopped".into(),
-                )))
-            })
+            rx.await
+                .unwrap_or(Err(SubmitError::Append(AppendError::Stopped)))
         })
     }
 }

@@ -136,6 +136,10 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    /// Another process (or a store of this one not yet closed) holds the
+    /// store's lock.
+    #[error("the store at {path} is in use by another process (its lock is held)")]
+    Locked { path: String },
     #[error("the store lost records: port {port} has sequences up to {found}, but {confirmed} were flushed")]
     Lost {
         port: String,
@@ -154,7 +158,6 @@ impl StoreError {
                 sled::Error::Io(e) => {
                     e.kind() != std::io::ErrorKind::PermissionDenied
                         && e.kind() != std::io::ErrorKind::WouldBlock
-                        && !e.to_string().contains("lock")
                 }
                 sled::Error::CollectionNotFound(_) => false,
                 _ => true,
@@ -228,6 +231,19 @@ fn cursor_meta(name: &str) -> String {
     format!("cursor/{name}")
 }
 
+/// Whether sled's lock on the store in `dir` is held right now: sled
+/// takes an exclusive `flock` on `dir/db`, so a non-blocking one fails.
+fn db_is_locked(dir: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(dir.join("db")) else {
+        return false;
+    };
+    // Taken, it is released at once when dropped.
+    matches!(
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock),
+        Err((_, nix::errno::Errno::EWOULDBLOCK))
+    )
+}
+
 /// The handle to a process's store. Open it once; clone the handle.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -262,10 +278,17 @@ impl Store {
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
             match Store::open_once(dir, cache_bytes) {
-                Err(StoreError::Open { source, .. })
-                    if source.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
+                // sled reports its lock only as text; billbox asks the
+                // file system itself whether the lock is held.
+                Err(StoreError::Open {
+                    source: sled::Error::Io(e),
+                    ..
+                }) if e.kind() == std::io::ErrorKind::Other && db_is_locked(dir) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked {
+                            path: dir.display().to_string(),
+                        });
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 other => return other,

@@ -15,7 +15,7 @@ fn open(dir: &Path) -> Store {
     loop {
         match Store::open(dir, 8 << 20) {
             Ok(s) => return s,
-            Err(e) if e.to_string().contains("lock") && std::time::Instant::now() < deadline => {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) => panic!("{e}"),

@@ -157,14 +157,17 @@ fn a_fresh_store_after_quarantine_never_reuses_a_sequence() {
 fn a_store_held_by_another_process_is_not_quarantined() {
     let dir = tempfile::tempdir().unwrap();
     let (store_dir, guard) = (dir.path().join("store"), dir.path().join("sequences"));
-    let _held = Store::open_guarded(&store_dir, 8 << 20, &guard).unwrap();
-    // sled's lock is per process (flock); within one process a second open
-    // shares it, so check the classification of the lock error instead.
-    let lock = StoreError::Open {
-        path: "x".into(),
-        source: sled::Error::Io(std::io::Error::other("could not acquire lock on \"x/db\"")),
-    };
-    assert!(!lock.calls_for_quarantine());
+    drop(Store::open_guarded(&store_dir, 8 << 20, &guard).unwrap());
+    // Another process's lock: an flock of its own on sled's file.
+    let file = std::fs::File::open(store_dir.join("db")).unwrap();
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let err = Store::open_guarded(&store_dir, 8 << 20, &guard).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert!(!err.calls_for_quarantine());
+    drop(held);
+    assert!(Store::open_guarded(&store_dir, 8 << 20, &guard).is_ok());
     let denied = StoreError::Open {
         path: "x".into(),
         source: sled::Error::Io(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
