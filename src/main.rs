@@ -258,7 +258,7 @@ async fn reload(
                 added = ?summary.added,
                 removed = ?summary.removed,
                 changed = ?summary.changed,
-                destinations_restarted = summary.destinations_restarted,
+                destinations_restarted = summary.destinations,
                 ports = running.readers(),
                 "The config is reloaded."
             );

@@ -14,6 +14,12 @@
 //! - [`destination_actor`]: [`destination_actor::DestinationActor`], one per
 //!   destination (primary/secondary exchange, each carbon copy): a thin
 //!   wrapper over the delivery loops of `billbox-delivery`.
+//! - [`capacity`]: the store's admission and removal rules as plain types:
+//!   [`capacity::Capacity`] (`max_records`, `when_full`),
+//!   [`capacity::DiskReserve`], [`capacity::Latch`] (report a condition once
+//!   when it starts and ends) and [`capacity::done_through`].
+//! - [`diff`]: [`diff::ConfigDiff`], what a reload changes, computed from
+//!   the running and the new config before anything is applied.
 //! - [`backoff`]: the reopen/reconnect delay policy.
 //! - [`events`]: one struct per notable event; each logs and counts together.
 //! - [`submit_api`]: the `[transactions]` listener: the submit API
@@ -34,7 +40,9 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod capacity;
 pub mod destination_actor;
+pub mod diff;
 pub mod events;
 pub mod messages;
 pub mod reader;

@@ -29,7 +29,9 @@ use billbox_store::{carbon_copy_cursor, DELIVERY_CURSOR, FILES_CURSOR};
 use billbox_transactions::{StreamKind, RELAY_STREAM, SUBMIT_STREAM};
 use tokio::sync::Notify;
 
+use crate::capacity::{Capacity, DiskReserve};
 use crate::destination_actor::{DestinationActor, LoopFactory};
+use crate::diff::{rotator_settings, ConfigDiff, ReloadError};
 use crate::events::StoreQuarantined;
 use crate::messages::{Drain, SubscribeCommitted};
 use crate::reader::{ListenAddrs, PortReader, StopSignal};
@@ -86,7 +88,6 @@ struct TransactionRun {
 /// One port's reader and rotator, and how to stop the reader.
 struct PortRun {
     config: PortConfig,
-    settings: RotatorSettings,
     stop: tokio::sync::watch::Sender<bool>,
     /// Ends (recv returns None) once the reader has handed over what it read.
     alive: tokio::sync::mpsc::Receiver<()>,
@@ -123,22 +124,6 @@ impl Drop for LiveGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
-}
-
-/// Why a reload was refused (the old config keeps running).
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error("{0} cannot change while billbox runs; restart billbox to change it")]
-    NeedsRestart(&'static str),
-}
-
-/// What a reload changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReloadSummary {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-    pub changed: Vec<String>,
-    pub destinations_restarted: bool,
 }
 
 /// How long in-flight POSTs may take to finish at a stop or reload before
@@ -213,16 +198,6 @@ fn transaction_streams(t: &billbox_config::TransactionsConfig) -> [(&'static str
     ]
 }
 
-fn rotator_settings(config: &Config, port: &PortConfig) -> RotatorSettings {
-    RotatorSettings {
-        port: Arc::from(port.name.as_str()),
-        prefix: port.file_prefix(&config.gateway.name).to_string(),
-        dir: config.gateway.spool_dir.clone(),
-        records_per_file: port.billing_records,
-        timeout: port.billing_timeout,
-    }
-}
-
 /// Settings for a port the store knows but the config no longer reads: its
 /// files are finished with the gateway name as prefix (transactions: the
 /// default aliases) and default limits.
@@ -289,7 +264,9 @@ fn start_destinations(
         min_free: (config.store.min_free_mb > 0).then(|| {
             (
                 config.gateway.data_dir.clone(),
-                config.store.min_free_mb << 20,
+                DiskReserve {
+                    min_free_bytes: config.store.min_free_mb << 20,
+                },
             )
         }),
         ..Consumers::default()
@@ -325,7 +302,10 @@ fn start_destinations(
             });
     if let Some(d) = delivery {
         consumers.removal_cursors.push(DELIVERY_CURSOR.to_string());
-        consumers.capacity = Some((config.store.max_records, config.store.when_full));
+        consumers.capacity = Some(Capacity {
+            max_records: config.store.max_records,
+            when_full: config.store.when_full,
+        });
         let wake = Arc::new(Notify::new());
         consumers.wakes.push(wake.clone());
         let (store, gateway, ports, stop2) =
@@ -466,9 +446,8 @@ impl Running {
     fn start_port(&mut self, port: &PortConfig) {
         let settings = rotator_settings(&self.config, port);
         let store = self.store.clone();
-        let s2 = settings.clone();
         let rotator = Supervisor::start_in_arbiter(&self.files(), move |_| {
-            RotatorActor::new(Rotator::new(s2.clone(), store.clone()))
+            RotatorActor::new(Rotator::new(settings.clone(), store.clone()))
         });
         self.store_actor.do_send(SubscribeCommitted {
             port: Arc::from(port.name.as_str()),
@@ -489,7 +468,6 @@ impl Running {
             port.name.clone(),
             PortRun {
                 config: port.clone(),
-                settings,
                 stop: stop_tx,
                 alive: alive_rx,
                 _reader: reader,
@@ -608,62 +586,16 @@ impl Running {
     /// stay up). A removed port's records are still filed and delivered.
     /// Settings that need a restart make the reload fail, and the old
     /// config keeps running.
-    pub async fn reload(&mut self, new: &Config) -> Result<ReloadSummary, ReloadError> {
-        let old = &self.config;
-        if new.gateway.data_dir != old.gateway.data_dir {
-            return Err(ReloadError::NeedsRestart("gateway.data_dir"));
-        }
-        if new.gateway.spool_dir != old.gateway.spool_dir {
-            return Err(ReloadError::NeedsRestart("gateway.spool_dir"));
-        }
-        if new.store.cache_mb != old.store.cache_mb {
-            return Err(ReloadError::NeedsRestart("store.cache_mb"));
-        }
-        if new.transactions != old.transactions {
-            return Err(ReloadError::NeedsRestart("[transactions]"));
-        }
-        if new.metrics.listen != old.metrics.listen || new.metrics.enabled != old.metrics.enabled {
-            return Err(ReloadError::NeedsRestart(
-                "metrics.listen and metrics.enabled",
-            ));
-        }
-        let mut summary = ReloadSummary::default();
+    pub async fn reload(&mut self, new: &Config) -> Result<ConfigDiff, ReloadError> {
+        let summary = ConfigDiff::between(&self.config, new)?;
         let wanted: HashMap<&str, &PortConfig> = new
             .ports
             .iter()
             .filter(|p| p.enabled())
             .map(|p| (p.name.as_str(), p))
             .collect();
-        for name in self.ports.keys() {
-            match wanted.get(name.as_str()) {
-                None => summary.removed.push(name.clone()),
-                Some(p) => {
-                    let run = &self.ports[name];
-                    let settings = rotator_settings(new, p);
-                    if **p != run.config || settings != run.settings {
-                        summary.changed.push(name.clone());
-                    }
-                }
-            }
-        }
-        for name in wanted.keys() {
-            if !self.ports.contains_key(*name) {
-                summary.added.push(name.to_string());
-            }
-        }
-        summary.added.sort();
-        summary.removed.sort();
-        summary.changed.sort();
-        let ports_changed = !summary.added.is_empty() || !summary.removed.is_empty();
-        let destinations_changed = new.delivery != old.delivery
-            || new.carbon_copies != old.carbon_copies
-            || new.gateway.name != old.gateway.name
-            || new.store != old.store
-            || ports_changed;
         // Readers of removed and changed ports stop and hand over first.
-        let mut stopping = summary.removed.clone();
-        stopping.extend(summary.changed.iter().cloned());
-        let stopped = self.stop_readers(&stopping).await;
+        let stopped = self.stop_readers(&summary.stopping()).await;
         self.config = new.clone();
         for run in stopped {
             if summary.removed.contains(&run.config.name) {
@@ -681,7 +613,7 @@ impl Running {
             let port = (*wanted.get(name.as_str()).expect("a wanted port")).clone();
             self.start_port(&port);
         }
-        if destinations_changed {
+        if summary.destinations {
             self.stop_destinations().await;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let live = LiveLoops::default();
@@ -693,7 +625,6 @@ impl Running {
                 actors,
                 live,
             };
-            summary.destinations_restarted = true;
         }
         Ok(summary)
     }

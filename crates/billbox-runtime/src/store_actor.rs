@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::capacity::{done_through, Capacity, Change, DiskReserve, Latch};
 use actix::prelude::*;
-use billbox_config::WhenFull;
 use billbox_record::Record;
 use billbox_store::{Assigned, IdEntry, NewRecord, Store, DELIVERY_CURSOR};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -158,11 +158,11 @@ pub struct Consumers {
     /// Fire-once mirrors, by name, fed each committed batch.
     pub mirrors: Vec<(Arc<str>, MirrorQueue)>,
     /// `max_records` and `when_full`, when records are forwarded.
-    pub capacity: Option<(u64, WhenFull)>,
+    pub capacity: Option<Capacity>,
     /// The data directory and the free bytes to keep on its file system
     /// (`store.min_free_mb`); sled cannot recover from a full disk while
     /// running, so new records wait while less is free.
-    pub min_free: Option<(std::path::PathBuf, u64)>,
+    pub min_free: Option<(std::path::PathBuf, DiskReserve)>,
     /// How long the submitters' ids of delivered and filed transactions
     /// are remembered (`transactions.remember`); `None`: no transactions.
     pub remember_ids: Option<Duration>,
@@ -173,13 +173,16 @@ pub struct StoreActor {
     store: Store,
     latency: Arc<LatencyHistogram>,
     consumers: SharedConsumers,
-    full: bool,
+    /// The store is full (`block`): new records wait.
+    full: Latch,
     /// Shutting down: commit what readers already read, capacity or not.
     draining: bool,
-    disk_low: bool,
+    /// The data disk is below its reserve: new records wait.
+    disk_low: Latch,
     recheck_scheduled: bool,
     last_confirm: std::time::Instant,
-    mirror_overflow: HashMap<Arc<str>, bool>,
+    /// Per fire-once mirror: its queue is full (records are not copied).
+    mirror_overflow: HashMap<Arc<str>, Latch>,
     pending: Vec<Pending>,
     flushing: bool,
     drained: Vec<oneshot::Sender<()>>,
@@ -205,9 +208,9 @@ impl StoreActor {
             store,
             latency,
             consumers,
-            full: false,
+            full: Latch::default(),
             draining: false,
-            disk_low: false,
+            disk_low: Latch::default(),
             recheck_scheduled: false,
             last_confirm: std::time::Instant::now(),
             mirror_overflow: HashMap::new(),
@@ -280,39 +283,35 @@ impl StoreActor {
     }
 
     /// Holds the pending appends while the data directory's file system has
-    /// less than `min_free` bytes free.
+    /// less free than its reserve.
     fn blocked_by_disk(&mut self, ctx: &mut Context<Self>) -> bool {
         let consumers = self.consumers();
-        let Some((dir, min_free)) = &consumers.min_free else {
+        let Some((dir, reserve)) = &consumers.min_free else {
             return false;
         };
-        let free = match nix::sys::statvfs::statvfs(dir) {
-            Ok(st) => st.blocks_available().saturating_mul(st.fragment_size()),
-            // Cannot tell: let sled try (it reports real errors).
-            Err(_) => u64::MAX,
-        };
-        if free < *min_free {
-            if !self.disk_low {
-                self.disk_low = true;
-                DataDiskLow {
-                    path: dir,
-                    free_bytes: free,
-                    min_free_bytes: *min_free,
-                }
-                .emit();
-            }
-            self.schedule_recheck(ctx);
-            return true;
-        }
-        if self.disk_low {
-            self.disk_low = false;
-            DataDiskOk {
+        let free = nix::sys::statvfs::statvfs(dir)
+            .ok()
+            .map(|st| st.blocks_available().saturating_mul(st.fragment_size()));
+        let low = reserve.low(free);
+        let free_bytes = free.unwrap_or(u64::MAX);
+        match self.disk_low.set(low) {
+            Change::Started => DataDiskLow {
                 path: dir,
-                free_bytes: free,
+                free_bytes,
+                min_free_bytes: reserve.min_free_bytes,
             }
-            .emit();
+            .emit(),
+            Change::Ended => DataDiskOk {
+                path: dir,
+                free_bytes,
+            }
+            .emit(),
+            Change::Same => {}
         }
-        false
+        if low {
+            self.schedule_recheck(ctx);
+        }
+        low
     }
 
     fn schedule_recheck(&mut self, ctx: &mut Context<Self>) {
@@ -328,7 +327,7 @@ impl StoreActor {
     /// With `when_full = "block"`: holds the pending appends (and so the port
     /// readers) while the records waiting for delivery fill the capacity.
     fn blocked_by_capacity(&mut self, ctx: &mut Context<Self>) -> bool {
-        let Some((max, WhenFull::Block)) = self.consumers().capacity else {
+        let Some(capacity) = self.consumers().capacity else {
             return false;
         };
         if self.draining {
@@ -336,40 +335,35 @@ impl StoreActor {
         }
         let backlog = self.store.total_backlog(DELIVERY_CURSOR).unwrap_or(0);
         let incoming: u64 = self.pending.iter().map(|p| p.records.len() as u64).sum();
-        if backlog > 0 && backlog + incoming > max {
-            if !self.full {
-                self.full = true;
-                StoreFull {
-                    backlog,
-                    max_records: max,
-                }
-                .emit();
-            }
-            self.schedule_recheck(ctx);
-            return true;
-        }
-        if self.full {
-            self.full = false;
-            StoreHasSpace {
+        let held = capacity.holds(backlog, incoming);
+        let max_records = capacity.max_records;
+        match self.full.set(held) {
+            Change::Started => StoreFull {
                 backlog,
-                max_records: max,
+                max_records,
             }
-            .emit();
+            .emit(),
+            Change::Ended => StoreHasSpace {
+                backlog,
+                max_records,
+            }
+            .emit(),
+            Change::Same => {}
         }
-        false
+        if held {
+            self.schedule_recheck(ctx);
+        }
+        held
     }
 
     /// With `when_full = "drop_oldest"`: gives up delivery of the oldest
     /// records beyond the capacity (they stay for the files).
     fn drop_oldest(&mut self) {
-        let Some((max, WhenFull::DropOldest)) = self.consumers().capacity else {
+        let Some(capacity) = self.consumers().capacity else {
             return;
         };
-        let mut excess = self
-            .store
-            .total_backlog(DELIVERY_CURSOR)
-            .unwrap_or(0)
-            .saturating_sub(max);
+        let max = capacity.max_records;
+        let mut excess = capacity.excess(self.store.total_backlog(DELIVERY_CURSOR).unwrap_or(0));
         while excess > 0 {
             // The port whose oldest undelivered record arrived first.
             let mut oldest: Option<(i64, Arc<str>, u64, u64)> = None;
@@ -441,12 +435,12 @@ impl StoreActor {
             return;
         }
         for port in self.store.ports() {
-            let done = consumers
-                .removal_cursors
-                .iter()
-                .map(|c| self.store.cursor(&port, c).unwrap_or(0))
-                .min()
-                .unwrap_or(0);
+            let done = done_through(
+                consumers
+                    .removal_cursors
+                    .iter()
+                    .map(|c| self.store.cursor(&port, c).unwrap_or(0)),
+            );
             match self.store.remove_through(&port, done) {
                 Ok(0) => {}
                 Ok(n) => RecordsRemoved {
@@ -538,15 +532,16 @@ impl StoreActor {
                 );
                 for (name, mirror) in &consumers.mirrors {
                     let overflow = mirror.try_send(records.clone()).is_err();
-                    let was = self
+                    let change = self
                         .mirror_overflow
-                        .insert(name.clone(), overflow)
-                        .unwrap_or(false);
+                        .entry(name.clone())
+                        .or_default()
+                        .set(overflow);
                     if overflow {
                         MirrorQueueFull {
                             mirror: name,
                             records: records.len() as u64,
-                            first: !was,
+                            first: change == Change::Started,
                         }
                         .emit();
                     }
@@ -587,7 +582,7 @@ impl Actor for StoreActor {
         ctx.run_interval(REMOVE_EVERY, |act, ctx| {
             act.remove_done();
             // Deliveries free space: a blocked store looks again.
-            if act.full {
+            if act.full.is_on() {
                 act.commit_next(ctx);
             }
         });

@@ -1,0 +1,151 @@
+//! The store's rules for taking records in and letting them go, as plain
+//! types the store actor asks (unit-tested without actix or I/O):
+//! - [`Capacity`]: `store.max_records` and `when_full`: hold new records
+//!   (`block`), or give the oldest up for delivery (`drop_oldest`);
+//! - [`DiskReserve`]: `store.min_free_mb` on the data disk;
+//! - [`Latch`]: a condition that is reported once when it starts and once
+//!   when it ends (a full store, a low disk, a full mirror queue);
+//! - [`done_through`]: the removal watermark of a port.
+
+use billbox_config::WhenFull;
+
+/// `store.max_records` with `store.when_full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    pub max_records: u64,
+    pub when_full: WhenFull,
+}
+
+impl Capacity {
+    /// Whether `incoming` new records must wait while `backlog` records
+    /// await delivery: only with `block`, and never for an empty backlog
+    /// (so one append larger than the capacity still goes in). (While
+    /// billbox stops, the store actor does not ask: what readers already
+    /// took in is committed.)
+    pub fn holds(&self, backlog: u64, incoming: u64) -> bool {
+        self.when_full == WhenFull::Block
+            && backlog > 0
+            && backlog.saturating_add(incoming) > self.max_records
+    }
+
+    /// With `drop_oldest`: how many of the oldest undelivered records to
+    /// give up for delivery so that `backlog` fits again; 0 with `block`.
+    pub fn excess(&self, backlog: u64) -> u64 {
+        match self.when_full {
+            WhenFull::DropOldest => backlog.saturating_sub(self.max_records),
+            WhenFull::Block => 0,
+        }
+    }
+}
+
+/// `store.min_free_mb`: the free bytes kept on the data disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskReserve {
+    pub min_free_bytes: u64,
+}
+
+impl DiskReserve {
+    /// Whether `free_bytes` is below the reserve (`None`: the free space
+    /// could not be read; sled then reports real errors itself).
+    pub fn low(&self, free_bytes: Option<u64>) -> bool {
+        free_bytes.is_some_and(|free| free < self.min_free_bytes)
+    }
+}
+
+/// A condition reported when it starts and when it ends, not every time
+/// it is seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latch {
+    on: bool,
+}
+
+/// What [`Latch::set`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Started,
+    Ended,
+    Same,
+}
+
+impl Latch {
+    /// Notes whether the condition holds now.
+    pub fn set(&mut self, on: bool) -> Change {
+        let was = std::mem::replace(&mut self.on, on);
+        match (was, on) {
+            (false, true) => Change::Started,
+            (true, false) => Change::Ended,
+            _ => Change::Same,
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+}
+
+/// The last sequence of a port that every consumer is done with: the
+/// lowest of their cursors (0 without consumers: nothing is removed).
+pub fn done_through(cursors: impl IntoIterator<Item = u64>) -> u64 {
+    cursors.into_iter().min().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BLOCK: Capacity = Capacity {
+        max_records: 10,
+        when_full: WhenFull::Block,
+    };
+    const DROP: Capacity = Capacity {
+        max_records: 10,
+        when_full: WhenFull::DropOldest,
+    };
+
+    #[test]
+    fn block_holds_what_does_not_fit() {
+        assert!(!BLOCK.holds(5, 5));
+        assert!(BLOCK.holds(5, 6));
+        assert!(BLOCK.holds(10, 1));
+        // An empty backlog takes any append.
+        assert!(!BLOCK.holds(0, 500));
+        assert!(BLOCK.holds(u64::MAX, 1));
+        assert_eq!(BLOCK.excess(50), 0);
+    }
+
+    #[test]
+    fn drop_oldest_never_holds_and_counts_the_excess() {
+        assert!(!DROP.holds(10, 10));
+        assert_eq!(DROP.excess(9), 0);
+        assert_eq!(DROP.excess(10), 0);
+        assert_eq!(DROP.excess(17), 7);
+    }
+
+    #[test]
+    fn the_disk_reserve() {
+        let r = DiskReserve {
+            min_free_bytes: 64 << 20,
+        };
+        assert!(r.low(Some(1)));
+        assert!(!r.low(Some(64 << 20)));
+        assert!(!r.low(None));
+    }
+
+    #[test]
+    fn a_latch_reports_edges_once() {
+        let mut l = Latch::default();
+        let seen: Vec<Change> = [false, true, true, false, false, true]
+            .into_iter()
+            .map(|on| l.set(on))
+            .collect();
+        use Change::*;
+        assert_eq!(seen, [Same, Started, Same, Ended, Same, Started]);
+        assert!(l.is_on());
+    }
+
+    #[test]
+    fn the_watermark_is_the_slowest_consumer() {
+        assert_eq!(done_through([7, 3, 9]), 3);
+        assert_eq!(done_through([]), 0);
+    }
+}
