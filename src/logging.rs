@@ -28,13 +28,21 @@ pub fn init(format: Option<LogFormat>, filter: &str) {
     }
 }
 
-/// A panic anywhere ends the process with status 70 after logging it at
-/// ERROR: actix does not restart an actor whose handler panicked, and a
-/// half-dead collector is worse than a restart. Every record acknowledged so
+/// A panic in an actor's work is caught and restarts that actor
+/// (`billbox_runtime::supervise`). A panic anywhere else ends the process
+/// with status 70 after logging it at ERROR: a half-dead collector is worse
+/// than a restart. Every record acknowledged so
 /// far is in the store; the container (or systemd) restarts billbox and
 /// recovery picks up from there.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
+        if billbox_runtime::supervise::panic_is_caught() {
+            // The actor's restart logs it at ERROR, with this place.
+            if let Some(l) = info.location() {
+                billbox_runtime::supervise::note_location(format!("{}:{}", l.file(), l.line()));
+            }
+            return;
+        }
         if billbox_store::panic_is_caught() {
             tracing::warn!(
                 panic = %info,

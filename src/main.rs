@@ -187,16 +187,39 @@ fn run(path: &Path) -> ExitCode {
             version = env!("CARGO_PKG_VERSION"),
             "billbox is running."
         );
-        let signal = loop {
-            match wait_for_signal().await {
-                Signal::Reload => reload(&path, &mut running, monitor.as_ref()).await,
-                Signal::Stop(name) => break name,
+        let mut fatal = running.fatal();
+        let fatal = async move {
+            loop {
+                if fatal.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                if let Some(why) = fatal.borrow().clone() {
+                    return why;
+                }
             }
         };
-        tracing::info!(
-            signal,
-            "Stopping: no more reading, committing what was read."
-        );
+        tokio::pin!(fatal);
+        let failed = loop {
+            tokio::select! {
+                signal = wait_for_signal() => match signal {
+                    Signal::Reload => reload(&path, &mut running, monitor.as_ref()).await,
+                    Signal::Stop(name) => {
+                        tracing::info!(
+                            signal = name,
+                            "Stopping: no more reading, committing what was read."
+                        );
+                        break None;
+                    }
+                },
+                why = &mut fatal => {
+                    tracing::error!(
+                        reason = %why,
+                        "Stopping because an actor keeps failing: no more reading, committing what was read."
+                    );
+                    break Some(why);
+                }
+            }
+        };
         if let Some(m) = &monitor {
             m.set_stopping();
         }
@@ -204,7 +227,11 @@ fn run(path: &Path) -> ExitCode {
         if let Some(m) = &monitor {
             m.stop().await;
         }
-        ExitCode::SUCCESS
+        // Restarted by the container runtime (or systemd), from the store.
+        match failed {
+            Some(_) => ExitCode::from(3),
+            None => ExitCode::SUCCESS,
+        }
     });
     actix_rt::System::current().stop();
     code

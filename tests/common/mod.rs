@@ -37,6 +37,12 @@ pub fn json_logs(child: &mut Child) -> Arc<Mutex<Vec<Value>>> {
 
 impl Billbox {
     pub fn start(config: &Path) -> Billbox {
+        Billbox::start_with_env(config, &[])
+    }
+
+    /// [`Billbox::start`] with extra environment variables (for example
+    /// `BILLBOX_FAILPOINTS`).
+    pub fn start_with_env(config: &Path, vars: &[(&str, &str)]) -> Billbox {
         let mut child = Command::new(BIN)
             .args([
                 "--log-format",
@@ -53,6 +59,7 @@ impl Billbox {
                 "BILLBOX__METRICS__LISTEN",
                 std::env::var("BILLBOX__METRICS__LISTEN").unwrap_or_else(|_| "127.0.0.1:0".into()),
             )
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -111,6 +118,11 @@ impl Billbox {
 
     pub fn dump(&self) -> Vec<Value> {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits up to `limit` for billbox to exit by itself; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        wait_until(limit, || self.child.try_wait().unwrap()).and_then(|s| s.code())
     }
 
     pub fn alive(&mut self) -> bool {

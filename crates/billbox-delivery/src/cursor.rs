@@ -207,6 +207,9 @@ impl CursorDestination {
                 Server::Secondary if self.endpoints.len() > 1 => &self.endpoints[1],
                 _ => &self.endpoints[0],
             };
+            // Test builds: an injected panic (a delivery's own faults come
+            // from real servers that fail, in the tests).
+            let _ = billbox_failpoints::check_at("destination.post", &self.name);
             let post = endpoint.post(packet.clone());
             tokio::pin!(post);
             let mut stopping = false;

@@ -53,6 +53,7 @@ impl MirrorDestination {
             };
             for chunk in batch.chunks(per_post) {
                 let packet = crate::encode_packet(&self.gateway, kind, chunk, &mut body);
+                let _ = billbox_failpoints::check_at("destination.post", &self.name);
                 let result = tokio::select! {
                     r = self.endpoint.post(packet) => r,
                     _ = stop.wait_for(|s| *s) => return,

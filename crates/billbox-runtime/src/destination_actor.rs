@@ -8,6 +8,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::watch;
 
+use crate::supervise::{ActorName, Guarded, Restart, Restarts};
+
 /// Builds a fresh delivery loop (a restart gets a new one; all state that
 /// matters is in the store or the shared queue).
 pub type LoopFactory = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()>>>>;
@@ -18,11 +20,28 @@ pub struct DestinationActor {
     name: Arc<str>,
     make: LoopFactory,
     stop: watch::Receiver<bool>,
+    restarts: Restarts,
+    /// Why the loop ended, when a panic ended it (for the restart).
+    cause: Option<String>,
+    /// What its last restart said: pause first, or stay idle.
+    restart: Option<Restart>,
 }
 
 impl DestinationActor {
-    pub fn new(name: Arc<str>, make: LoopFactory, stop: watch::Receiver<bool>) -> Self {
-        DestinationActor { name, make, stop }
+    pub fn new(
+        name: Arc<str>,
+        make: LoopFactory,
+        stop: watch::Receiver<bool>,
+        restarts: Restarts,
+    ) -> Self {
+        DestinationActor {
+            name,
+            make,
+            stop,
+            restarts,
+            cause: None,
+            restart: None,
+        }
     }
 }
 
@@ -33,17 +52,47 @@ impl Actor for DestinationActor {
         if *self.stop.borrow() {
             return;
         }
-        (self.make)()
+        match self.restart.take() {
+            Some(Restart::GiveUp) => {}
+            Some(Restart::After(pause)) => {
+                ctx.run_later(pause, |act, ctx| act.begin(ctx));
+            }
+            None => self.begin(ctx),
+        }
+    }
+}
+
+impl DestinationActor {
+    /// Runs a fresh delivery loop.
+    fn begin(&mut self, ctx: &mut Context<Self>) {
+        // A panic in the loop ends it like a return, with its cause.
+        Guarded::new((self.make)())
             .into_actor(self)
-            .map(|(), _act, ctx| ctx.stop())
+            .map(|result, act, ctx| {
+                act.cause = result.err();
+                ctx.stop()
+            })
             .spawn(ctx);
     }
 }
 
 impl Supervised for DestinationActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        if !*self.stop.borrow() {
-            tracing::warn!(destination = %self.name, "Delivery loop is restarting.");
+        match self.cause.take() {
+            Some(cause) => {
+                self.restart = Some(self.restarts.restarted(
+                    &ActorName {
+                        kind: "destination",
+                        label: "destination",
+                        subject: self.name.clone(),
+                    },
+                    &cause,
+                ))
+            }
+            None if !*self.stop.borrow() => {
+                tracing::warn!(destination = %self.name, "Delivery loop is restarting.");
+            }
+            None => {}
         }
     }
 }

@@ -217,7 +217,7 @@ impl StoreFlushFailed<'_> {
     pub fn emit(self) {
         error!(
             error = %self.error,
-            "The store could not flush; records of this commit are not acknowledged."
+            "The store could not flush; the records of this commit wait (their readers too) and the flush is tried again."
         );
         counter!("billbox_store_flush_failures_total").increment(1);
     }
@@ -500,5 +500,52 @@ impl RelayRefused<'_> {
             "A relayed AG packet was refused with an ERROR ack; nothing was stored."
         );
         counter!("billbox_relay_refused_total").increment(1);
+    }
+}
+
+/// An actor failed (a panic in its work) and is being restarted; it
+/// rebuilds its state from the store.
+pub struct ActorRestarted<'a> {
+    pub actor: &'a crate::supervise::ActorName,
+    pub cause: &'a str,
+    /// Restarts of this actor within the restart window, this one included.
+    pub restarts: usize,
+}
+
+impl ActorRestarted<'_> {
+    pub fn emit(self) {
+        let a = self.actor;
+        error!(
+            actor = a.kind,
+            subject = %a.subject,
+            cause = self.cause,
+            restarts = self.restarts,
+            "An actor failed and is restarted; it starts over from the store, the other ports and destinations go on."
+        );
+        let subject = a.subject.to_string();
+        match a.label {
+            "" => counter!("billbox_actor_restarts_total", "actor" => a.kind).increment(1),
+            label => counter!("billbox_actor_restarts_total", "actor" => a.kind, label => subject)
+                .increment(1),
+        }
+    }
+}
+
+/// An actor restarted more often than its budget allows: billbox stops
+/// cleanly and exits non-zero, so the container restarts it.
+pub struct RestartBudgetExceeded<'a> {
+    pub actor: &'a crate::supervise::ActorName,
+    pub restarts: usize,
+}
+
+impl RestartBudgetExceeded<'_> {
+    pub fn emit(self) {
+        error!(
+            actor = self.actor.kind,
+            subject = %self.actor.subject,
+            restarts = self.restarts,
+            window_secs = crate::supervise::RESTART_WINDOW.as_secs(),
+            "An actor keeps failing; billbox stops cleanly and exits with status 3 so it is started afresh. Committed records are safe in the store."
+        );
     }
 }

@@ -31,12 +31,16 @@
 //! - [`service`]: [`start`] builds the whole pipeline from a config under
 //!   supervisors and returns a [`Running`] handle that shuts it down.
 //!
+//! - [`supervise`]: panics in actor work become restarts ([`supervise::guard`],
+//!   [`supervise::Guarded`]), counted against a restart budget per actor
+//!   ([`supervise::Restarts`]) that stops the process cleanly when spent.
+//!
 //! Supervision: every actor runs under an actix `Supervisor`, which restarts
-//! it when it stops while its address is alive (a reader whose task ended, a
-//! rotator that gave up). Streams and timers are attached in `started()`, so a
-//! restart brings them back. A panic is not something actix restarts: the
-//! binary installs a panic hook that logs it and exits non-zero, so the
-//! container restarts the process and the store's recovery takes over.
+//! it when it stops while its address is alive. A panic in an actor's work
+//! is caught, and the actor stops so that it is restarted and rebuilds its
+//! state from the store; streams and timers are attached in `started()`, so
+//! a restart brings them back. An actor that restarts more than 5 times in
+//! 60 s stops billbox (exit status 3).
 #![forbid(unsafe_code)]
 
 pub mod backoff;
@@ -51,6 +55,7 @@ pub mod service;
 pub mod stats;
 pub mod store_actor;
 pub mod submit_api;
+pub mod supervise;
 
 pub use reader::PortReader;
 pub use rotator_actor::RotatorActor;

@@ -27,6 +27,7 @@ use crate::events::{
 };
 use crate::messages::Append;
 use crate::store_actor::StoreActor;
+use crate::supervise::{ActorName, Guarded, Restart, Restarts};
 
 /// The first reopen delay; it doubles up to the port's `reconnect_max`.
 pub const REOPEN_FLOOR: Duration = Duration::from_millis(100);
@@ -42,6 +43,11 @@ pub struct PortReader {
     store: Addr<StoreActor>,
     listen_addrs: ListenAddrs,
     stop: StopSignal,
+    restarts: Restarts,
+    /// Why the read loop ended, when a panic ended it (for the restart).
+    cause: Option<String>,
+    /// What its last restart said: pause first, or stay idle.
+    restart: Option<Restart>,
 }
 
 /// Tells readers to stop reading; each holds a clone of the `alive` sender
@@ -75,12 +81,16 @@ impl PortReader {
         store: Addr<StoreActor>,
         listen_addrs: ListenAddrs,
         stop: StopSignal,
+        restarts: Restarts,
     ) -> Self {
         PortReader {
             port,
             store,
             listen_addrs,
             stop,
+            restarts,
+            cause: None,
+            restart: None,
         }
     }
 }
@@ -94,19 +104,56 @@ impl Actor for PortReader {
             self.stop.alive = None;
             return;
         }
+        match self.restart.take() {
+            Some(Restart::GiveUp) => {
+                // Billbox is stopping: let shutdown know this one is done.
+                self.stop.alive = None;
+            }
+            Some(Restart::After(pause)) => {
+                ctx.run_later(pause, |act, ctx| act.begin(ctx));
+            }
+            None => self.begin(ctx),
+        }
+    }
+}
+
+impl PortReader {
+    /// Runs a fresh read loop of the port.
+    fn begin(&mut self, ctx: &mut Context<Self>) {
+        if self.stop.stopping() {
+            self.stop.alive = None;
+            return;
+        }
         let link = Link::new(self.port.clone(), self.store.clone(), self.stop.clone());
         let listen_addrs = self.listen_addrs.clone();
-        async move { link.run(listen_addrs).await }
+        // A panic in the loop ends it like a return, with its cause.
+        Guarded::new(async move { link.run(listen_addrs).await })
             .into_actor(self)
-            .map(|(), _act, ctx| ctx.stop())
+            .map(|result, act, ctx| {
+                act.cause = result.err();
+                ctx.stop()
+            })
             .spawn(ctx);
     }
 }
 
 impl Supervised for PortReader {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        if !self.stop.stopping() {
-            tracing::warn!(port = %self.port.name, "Port reader is restarting.");
+        match self.cause.take() {
+            Some(cause) => {
+                self.restart = Some(self.restarts.restarted(
+                    &ActorName {
+                        kind: "reader",
+                        label: "port",
+                        subject: Arc::from(self.port.name.as_str()),
+                    },
+                    &cause,
+                ))
+            }
+            None if !self.stop.stopping() => {
+                tracing::warn!(port = %self.port.name, "Port reader is restarting.");
+            }
+            None => {}
         }
     }
 }
@@ -336,6 +383,9 @@ impl Link {
     /// Reads until the link ends; returns why it ended.
     async fn pump<S: AsyncRead + Unpin>(&mut self, io: &mut S) -> String {
         loop {
+            if billbox_failpoints::check_at("reader.read", &self.name) {
+                return "reading failed: injected by BILLBOX_FAILPOINTS".into();
+            }
             let room = self.framer.room();
             let Some(read) = self.stop.or_stop(io.read(room)).await else {
                 return "billbox is stopping".into();

@@ -12,6 +12,7 @@ use billbox_spool::{Rotator, SpoolError};
 use crate::events::{FileClosed, FilesRecovered, SpoolFailed, SpoolRecovered};
 use crate::messages::Committed;
 use crate::now_us;
+use crate::supervise::{guard, ActorName, Restart, Restarts};
 
 /// How often the rotator checks the store for records it was not told about.
 pub const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
@@ -19,6 +20,11 @@ pub const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
 /// Writes one port's flushed records into ACS files.
 pub struct RotatorActor {
     rotator: Rotator,
+    restarts: Restarts,
+    /// Why the actor stopped, when a panic stopped it (for its restart).
+    cause: Option<String>,
+    /// What its last restart said: pause first, or stay idle.
+    restart: Option<Restart>,
     failing: bool,
     deadline: Option<(i64, SpawnHandle)>,
     /// Handed over to a new rotator of the port (config reload): does
@@ -47,12 +53,41 @@ impl Handler<Retire> for RotatorActor {
 }
 
 impl RotatorActor {
-    pub fn new(rotator: Rotator) -> RotatorActor {
+    pub fn new(rotator: Rotator, restarts: Restarts) -> RotatorActor {
         RotatorActor {
             rotator,
+            restarts,
+            cause: None,
+            restart: None,
             failing: false,
             deadline: None,
             retired: false,
+        }
+    }
+
+    /// Runs one rotator call; a panic in it stops the actor, and its
+    /// supervisor restarts it (the rotator starts over from the store).
+    fn work(
+        &mut self,
+        ctx: &mut Context<Self>,
+        call: impl FnOnce(&mut Rotator) -> Result<(), SpoolError>,
+    ) {
+        let rotator = &mut self.rotator;
+        match guard(move || {
+            if billbox_failpoints::check_at("rotator.write", &rotator.settings().port) {
+                return Err(SpoolError::Io {
+                    op: "writing",
+                    path: "(injected fault)".into(),
+                    source: std::io::Error::other("injected by BILLBOX_FAILPOINTS"),
+                });
+            }
+            call(rotator)
+        }) {
+            Ok(result) => self.after(result, ctx),
+            Err(panic) => {
+                self.cause = Some(panic);
+                ctx.stop();
+            }
         }
     }
 
@@ -106,8 +141,7 @@ impl RotatorActor {
                 if act.retired {
                     return;
                 }
-                let r = act.rotator.tick(now_us());
-                act.after(r, ctx);
+                act.work(ctx, |r| r.tick(now_us()));
             });
             self.deadline = Some((at, handle));
         }
@@ -121,30 +155,61 @@ impl Actor for RotatorActor {
         // One pending wake-up is enough: it reads everything flushed by then.
         ctx.set_mailbox_capacity(1);
         self.deadline = None;
+        match self.restart.take() {
+            Some(Restart::GiveUp) => self.retired = true,
+            Some(Restart::After(pause)) => {
+                ctx.run_later(pause, |act, ctx| act.begin(ctx));
+            }
+            None => self.begin(ctx),
+        }
+    }
+}
+
+impl RotatorActor {
+    /// Recovers the port's files from the store, then keeps them current.
+    fn begin(&mut self, ctx: &mut Context<Self>) {
         if self.retired {
             return;
         }
-        let r = self.rotator.recover(now_us());
-        if r.is_ok() {
-            FilesRecovered {
-                port: &self.rotator.settings().port,
-                next_seq: self.rotator.next_seq(),
-                open_file: self.rotator.is_writing(),
+        self.work(ctx, |r| {
+            let result = r.recover(now_us());
+            if result.is_ok() {
+                FilesRecovered {
+                    port: &r.settings().port,
+                    next_seq: r.next_seq(),
+                    open_file: r.is_writing(),
+                }
+                .emit();
             }
-            .emit();
-        }
-        self.after(r, ctx);
+            result
+        });
         ctx.run_interval(CATCH_UP_EVERY, |act, ctx| {
             if act.retired {
                 return;
             }
-            let r = act.rotator.catch_up(now_us());
-            act.after(r, ctx);
+            act.work(ctx, |r| r.catch_up(now_us()));
         });
     }
 }
 
-impl Supervised for RotatorActor {}
+impl Supervised for RotatorActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        let Some(cause) = self.cause.take() else {
+            return;
+        };
+        // Whatever the failed rotator held (an open file) is dropped; the
+        // new one recovers the port's files from the store.
+        self.rotator = self.rotator.start_over();
+        self.restart = Some(self.restarts.restarted(
+            &ActorName {
+                kind: "rotator",
+                label: "port",
+                subject: self.rotator.settings().port.clone(),
+            },
+            &cause,
+        ));
+    }
+}
 
 impl Handler<Committed> for RotatorActor {
     type Result = ();
@@ -153,7 +218,6 @@ impl Handler<Committed> for RotatorActor {
         if self.retired {
             return;
         }
-        let r = self.rotator.catch_up(now_us());
-        self.after(r, ctx);
+        self.work(ctx, |r| r.catch_up(now_us()));
     }
 }

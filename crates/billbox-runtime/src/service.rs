@@ -41,6 +41,7 @@ use crate::stats::LatencyHistogram;
 use crate::store_actor::Consumers;
 use crate::store_actor::SharedConsumers;
 use crate::store_actor::StoreActor;
+use crate::supervise::Restarts;
 
 /// How long [`Running::shutdown`] waits for readers to hand over what they read.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -76,6 +77,8 @@ pub struct Running {
     destinations: Destinations,
     /// The submit API and the transaction streams' rotators.
     transactions: Option<TransactionRun>,
+    /// Every actor's restart budget.
+    restarts: Restarts,
 }
 
 /// `[transactions]` running.
@@ -147,17 +150,20 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     );
     let (dest_stop, dest_stop_rx) = tokio::sync::watch::channel(false);
     let live = LiveLoops::default();
-    let (consumers, actors) = start_destinations(config, &store, &dest_stop_rx, &live);
+    let restarts = Restarts::new();
+    let (consumers, actors) = start_destinations(config, &store, &dest_stop_rx, &live, &restarts);
     let consumers: SharedConsumers = Arc::new(std::sync::RwLock::new(Arc::new(consumers)));
     let store_for_actor = store.clone();
     let latency = Arc::new(LatencyHistogram::default());
     let latency_for_actor = latency.clone();
     let consumers_for_actor = consumers.clone();
+    let restarts_for_actor = restarts.clone();
     let store_actor = Supervisor::start(move |_| {
         StoreActor::new(
             store_for_actor.clone(),
             latency_for_actor.clone(),
             consumers_for_actor.clone(),
+            restarts_for_actor.clone(),
         )
     });
     let mut running = Running {
@@ -176,6 +182,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             live,
         },
         transactions: None,
+        restarts,
     };
     for port in config.ports.iter().filter(|p| p.enabled()) {
         running.start_port(port);
@@ -257,6 +264,7 @@ fn start_destinations(
     store: &Store,
     stop: &tokio::sync::watch::Receiver<bool>,
     live: &LiveLoops,
+    restarts: &Restarts,
 ) -> (Consumers, Vec<Addr<DestinationActor>>) {
     let mut consumers = Consumers {
         removal_cursors: vec![FILES_CURSOR.to_string()],
@@ -330,9 +338,15 @@ fn start_destinations(
         });
         let stop3 = stop.clone();
         let make = Rc::new(make);
+        let restarts = restarts.clone();
         actors.push(Supervisor::start(move |_| {
             let make = make.clone();
-            DestinationActor::new(name.clone(), Box::new(move || make()), stop3.clone())
+            DestinationActor::new(
+                name.clone(),
+                Box::new(move || make()),
+                stop3.clone(),
+                restarts.clone(),
+            )
         }));
     }
     for cc in &config.carbon_copies {
@@ -398,9 +412,15 @@ fn start_destinations(
         };
         let stop3 = stop.clone();
         let make = Rc::new(make);
+        let restarts = restarts.clone();
         actors.push(Supervisor::start(move |_| {
             let make = make.clone();
-            DestinationActor::new(name.clone(), Box::new(move || make()), stop3.clone())
+            DestinationActor::new(
+                name.clone(),
+                Box::new(move || make()),
+                stop3.clone(),
+                restarts.clone(),
+            )
         }));
     }
     (consumers, actors)
@@ -446,8 +466,12 @@ impl Running {
     fn start_port(&mut self, port: &PortConfig) {
         let settings = rotator_settings(&self.config, port);
         let store = self.store.clone();
+        let restarts = self.restarts.clone();
         let rotator = Supervisor::start_in_arbiter(&self.files(), move |_| {
-            RotatorActor::new(Rotator::new(settings.clone(), store.clone()))
+            RotatorActor::new(
+                Rotator::new(settings.clone(), store.clone()),
+                restarts.clone(),
+            )
         });
         self.store_actor.do_send(SubscribeCommitted {
             port: Arc::from(port.name.as_str()),
@@ -461,8 +485,15 @@ impl Running {
         };
         let port_arc = Arc::new(port.clone());
         let (sa, la) = (self.store_actor.clone(), self.listen_addrs.clone());
+        let restarts = self.restarts.clone();
         let reader = Supervisor::start(move |_| {
-            PortReader::new(port_arc.clone(), sa.clone(), la.clone(), stop.clone())
+            PortReader::new(
+                port_arc.clone(),
+                sa.clone(),
+                la.clone(),
+                stop.clone(),
+                restarts.clone(),
+            )
         });
         self.ports.insert(
             port.name.clone(),
@@ -491,8 +522,12 @@ impl Running {
                 timeout: t.billing_timeout,
             };
             let store = self.store.clone();
+            let restarts = self.restarts.clone();
             let rotator = Supervisor::start_in_arbiter(&self.files(), move |_| {
-                RotatorActor::new(Rotator::new(settings.clone(), store.clone()))
+                RotatorActor::new(
+                    Rotator::new(settings.clone(), store.clone()),
+                    restarts.clone(),
+                )
             });
             self.store_actor.do_send(SubscribeCommitted {
                 port: Arc::from(stream),
@@ -524,6 +559,12 @@ impl Running {
         Ok(())
     }
 
+    /// Changes to `Some(why)` once an actor spent its restart budget: then
+    /// billbox must stop (and exit non-zero).
+    pub fn fatal(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.restarts.fatal()
+    }
+
     /// The submit API's bound address, when `[transactions]` is on.
     pub fn transactions_addr(&self) -> Option<SocketAddr> {
         self.transactions.as_ref().map(|t| t.api.addr())
@@ -542,8 +583,12 @@ impl Running {
             }
             let settings = retired_settings(&self.config, &name);
             let store = self.store.clone();
+            let restarts = self.restarts.clone();
             let rotator = Supervisor::start_in_arbiter(&self.files(), move |_| {
-                RotatorActor::new(Rotator::new(settings.clone(), store.clone()))
+                RotatorActor::new(
+                    Rotator::new(settings.clone(), store.clone()),
+                    restarts.clone(),
+                )
             });
             self.retired_ports.insert(name, rotator);
         }
@@ -618,7 +663,7 @@ impl Running {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let live = LiveLoops::default();
             let (consumers, actors) =
-                start_destinations(&self.config, &self.store, &stop_rx, &live);
+                start_destinations(&self.config, &self.store, &stop_rx, &live, &self.restarts);
             *self.consumers.write().expect("consumer table poisoned") = Arc::new(consumers);
             self.destinations = Destinations {
                 stop: stop_tx,

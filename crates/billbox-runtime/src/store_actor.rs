@@ -24,6 +24,14 @@ use crate::messages::{
     SubscribeCommitted,
 };
 use crate::stats::LatencyHistogram;
+use crate::supervise::{guard, ActorName, Guarded, Restarts};
+
+/// A batch applied to sled, waiting for its flush to be answered.
+struct Commit {
+    batch: Vec<Pending>,
+    plans: Vec<Result<Plan, AppendError>>,
+    assigned: Vec<Assigned>,
+}
 
 struct Pending {
     port: Arc<str>,
@@ -139,6 +147,9 @@ pub const FORGET_EVERY: Duration = Duration::from_secs(60);
 /// The most ids one stream forgets per [`FORGET_EVERY`].
 pub const FORGET_LIMIT: usize = 10_000;
 
+/// How long after a failed flush the store tries it again.
+pub const FLUSH_RETRY: Duration = Duration::from_millis(200);
+
 /// How often a full store (`when_full = "block"`) checks for space.
 pub const FULL_RECHECK: Duration = Duration::from_millis(100);
 
@@ -179,6 +190,8 @@ pub struct StoreActor {
     draining: bool,
     /// The data disk is below its reserve: new records wait.
     disk_low: Latch,
+    /// Flushes fail: the commit waits and is flushed again.
+    flush_failing: Latch,
     recheck_scheduled: bool,
     last_confirm: std::time::Instant,
     /// Per fire-once mirror: its queue is full (records are not copied).
@@ -187,6 +200,9 @@ pub struct StoreActor {
     flushing: bool,
     drained: Vec<oneshot::Sender<()>>,
     rotators: HashMap<Arc<str>, Recipient<Committed>>,
+    restarts: Restarts,
+    /// Why the actor stopped, when a panic stopped it (for its restart).
+    cause: Option<String>,
 }
 
 impl StoreActor {
@@ -203,6 +219,7 @@ impl StoreActor {
         store: Store,
         latency: Arc<LatencyHistogram>,
         consumers: SharedConsumers,
+        restarts: Restarts,
     ) -> StoreActor {
         StoreActor {
             store,
@@ -211,6 +228,7 @@ impl StoreActor {
             full: Latch::default(),
             draining: false,
             disk_low: Latch::default(),
+            flush_failing: Latch::default(),
             recheck_scheduled: false,
             last_confirm: std::time::Instant::now(),
             mirror_overflow: HashMap::new(),
@@ -218,10 +236,26 @@ impl StoreActor {
             flushing: false,
             drained: Vec::new(),
             rotators: HashMap::new(),
+            restarts,
+            cause: None,
         }
     }
 
+    /// Commits what is pending, if it can; a panic on the way stops the
+    /// actor, and its supervisor restarts it (pending appends are answered
+    /// "not committed", and their readers send them again).
     fn commit_next(&mut self, ctx: &mut Context<Self>) {
+        if let Err(panic) = guard(|| self.try_commit(ctx)) {
+            self.fail(panic, ctx);
+        }
+    }
+
+    fn fail(&mut self, panic: String, ctx: &mut Context<Self>) {
+        self.cause = Some(panic);
+        ctx.stop();
+    }
+
+    fn try_commit(&mut self, ctx: &mut Context<Self>) {
         if self.flushing {
             return;
         }
@@ -244,6 +278,8 @@ impl StoreActor {
             }
             return;
         }
+        // Test builds: a fault before anything is written.
+        let _ = billbox_failpoints::check("store.commit");
         let batch = std::mem::take(&mut self.pending);
         let (plans, elements, ids) = plan_batch(&self.store, &batch);
         let refs: Vec<(Arc<str>, &[NewRecord])> = elements
@@ -262,22 +298,51 @@ impl StoreActor {
             }
         };
         self.flushing = true;
+        self.flush(
+            Commit {
+                batch,
+                plans,
+                assigned,
+            },
+            ctx,
+        );
+    }
+
+    /// Flushes an applied commit and answers it. A failed flush is tried
+    /// again (after [`FLUSH_RETRY`]) with the commit's appends still
+    /// waiting: its records are in sled already, so answering "not
+    /// committed" would make the readers append them a second time.
+    fn flush(&mut self, commit: Commit, ctx: &mut Context<Self>) {
         let store = self.store.clone();
-        async move { store.flush().await }
+        Guarded::new(async move { store.flush().await })
             .into_actor(self)
             .map(move |res, act, ctx| {
-                act.flushing = false;
-                match res {
-                    Ok(()) => act.committed(batch, plans, assigned),
-                    Err(e) => {
+                let res = match res {
+                    Ok(res) => res,
+                    Err(panic) => return act.fail(panic, ctx),
+                };
+                if let Err(e) = res {
+                    if act.flush_failing.set(true) == Change::Started {
                         StoreFlushFailed { error: &e }.emit();
-                        let e = AppendError::Store(Arc::new(e));
-                        for p in batch {
-                            p.reply.fail(e.clone());
-                        }
                     }
+                    ctx.run_later(FLUSH_RETRY, move |act, ctx| act.flush(commit, ctx));
+                    return;
                 }
-                act.commit_next(ctx);
+                if act.flush_failing.set(false) == Change::Ended {
+                    tracing::info!(
+                        "The store flushes again; the records that waited are committed."
+                    );
+                }
+                act.flushing = false;
+                let Commit {
+                    batch,
+                    plans,
+                    assigned,
+                } = commit;
+                match guard(|| act.committed(batch, plans, assigned)) {
+                    Ok(()) => act.commit_next(ctx),
+                    Err(panic) => act.fail(panic, ctx),
+                }
             })
             .spawn(ctx);
     }
@@ -595,6 +660,18 @@ impl Supervised for StoreActor {
         self.recheck_scheduled = false;
         for p in self.pending.drain(..) {
             p.reply.fail(AppendError::Restarted);
+        }
+        if let Some(cause) = self.cause.take() {
+            // Appends and timers drive it: no pause to take, and nothing to
+            // stop once the budget is spent (billbox is then stopping).
+            let _ = self.restarts.restarted(
+                &ActorName {
+                    kind: "store",
+                    label: "",
+                    subject: Arc::from("store"),
+                },
+                &cause,
+            );
         }
     }
 }

@@ -107,6 +107,12 @@ impl Rotator {
         }
     }
 
+    /// A rotator of the same port that starts over from the store (after
+    /// this one failed: its open file is dropped, its state rebuilt).
+    pub fn start_over(&self) -> Rotator {
+        Rotator::new(self.settings.clone(), self.store.clone())
+    }
+
     pub fn settings(&self) -> &RotatorSettings {
         &self.settings
     }

@@ -573,6 +573,11 @@ impl Store {
     /// the disk's write cache; only its background flusher calls `sync_all`.
     /// So after sled's flush billbox calls `fdatasync` on sled's data file.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        if billbox_failpoints::check("store.flush") {
+            return Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(
+                "injected by BILLBOX_FAILPOINTS",
+            ))));
+        }
         self.db.flush_async().await?;
         let files = self.db_file.clone();
         tokio::task::spawn_blocking(move || files.sync())

@@ -1,0 +1,280 @@
+//! Supervision end to end: faults injected into the real binary's actors
+//! (`BILLBOX_FAILPOINTS`, compiled into test builds only) while records
+//! stream in over TCP. A panicking actor is restarted (logged once at
+//! ERROR, counted), the other ports keep their links, and every record is
+//! in exactly one file and acknowledged once. An actor that keeps failing
+//! stops billbox with status 3, and the next start loses nothing.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::billing::{BillingServer, Log};
+use common::*;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+/// Records each port gets.
+const RECORDS: u64 = 200;
+
+/// Two TCP ports (`p` connects out to `pbx`, `q` listens), a primary, and
+/// `extra` config.
+fn config(
+    site: &Site,
+    pbx: SocketAddr,
+    primary: &BillingServer,
+    extra: &str,
+) -> std::path::PathBuf {
+    site.config(&format!(
+        r#"
+[[ports]]
+name = "p"
+connect = "{pbx}"
+alias = "P"
+billing_records = 40
+billing_timeout = "1s"
+reconnect_max = "1s"
+
+[[ports]]
+name = "q"
+listen = "127.0.0.1:0"
+alias = "Q"
+billing_records = 40
+billing_timeout = "1s"
+
+[delivery]
+primary = "{}"
+retry_delay = "100ms"
+{extra}
+"#,
+        primary.url()
+    ))
+}
+
+fn record(port: &str, i: u64) -> Vec<u8> {
+    format!("{port} call {i:05}\n").into_bytes()
+}
+
+/// The PBX that billbox's port `p` connects to: sends `RECORDS` records in
+/// bursts of 10, each once the previous burst is committed, on whatever
+/// connection billbox has open (a restarted reader connects again).
+fn serve_pbx(listener: TcpListener, metrics: SocketAddr) -> std::thread::JoinHandle<()> {
+    listener.set_nonblocking(false).unwrap();
+    std::thread::spawn(move || {
+        let committed = || {
+            let (_, page) = http_get(metrics, "/metrics");
+            metric(&page, "billbox_records_received_total{port=\"p\"}").unwrap_or(0.0) as u64
+        };
+        let mut conn: Option<TcpStream> = None;
+        let mut sent = 0;
+        let deadline = std::time::Instant::now() + WAIT;
+        while sent < RECORDS && std::time::Instant::now() < deadline {
+            // A connection whose far end went away reads as end of stream.
+            let alive = conn.as_mut().is_some_and(|c| {
+                c.set_nonblocking(true).unwrap();
+                let mut b = [0u8; 1];
+                let gone = matches!(c.read(&mut b), Ok(0));
+                c.set_nonblocking(false).unwrap();
+                !gone
+            });
+            if !alive {
+                conn = Some(listener.accept().unwrap().0);
+            }
+            let burst: Vec<u8> = (sent + 1..=sent + 10)
+                .flat_map(|i| record("p", i))
+                .collect();
+            conn.as_mut().unwrap().write_all(&burst).unwrap();
+            let target = sent + 10;
+            wait_until(WAIT, || (committed() >= target).then_some(()))
+                .expect("the burst is committed");
+            sent = target;
+            // Give a failing reader time to fail before the next burst.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+}
+
+/// Feeds port `q` over one connection that must stay up throughout.
+fn feed_q(addr: SocketAddr) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        for i in 1..=RECORDS {
+            conn.write_all(&record("q", i)).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    })
+}
+
+/// Runs billbox with `failpoints` under a steady stream on both ports and
+/// checks that nothing was lost or doubled. Returns the billbox (still
+/// running) and the primary.
+fn stream_through(failpoints: &str, extra: &str) -> (Site, Billbox, BillingServer) {
+    let site = Site::new();
+    let log = Log::default();
+    let primary = BillingServer::start("A", &log);
+    let pbx = TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = config(&site, pbx.local_addr().unwrap(), &primary, extra);
+    let bb = Billbox::start_with_env(&config, &[("BILLBOX_FAILPOINTS", failpoints)]);
+    let q = bb.listen_addr("q");
+    let p_feed = serve_pbx(pbx, bb.metrics_addr());
+    let q_feed = feed_q(q);
+    q_feed.join().unwrap();
+    p_feed.join().unwrap();
+    for port in ["p", "q"] {
+        let alias = port.to_uppercase();
+        let sent: Vec<Vec<u8>> = (1..=RECORDS).map(|i| record(port, i)).collect();
+        wait_until(WAIT, || {
+            (site.records_in_files(&alias, b"\n").len() >= sent.len()).then_some(())
+        });
+        assert_exactly_once(&sent, &site.records_in_files(&alias, b"\n"), &alias);
+        wait_until(WAIT, || {
+            let n = primary.acked().iter().filter(|(p, _)| p == port).count() as u64;
+            (n >= RECORDS).then_some(())
+        });
+        let mut seqs: Vec<u64> = primary
+            .acked()
+            .into_iter()
+            .filter(|(p, _)| p == port)
+            .map(|(_, s)| s)
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (1..=RECORDS).collect::<Vec<_>>(),
+            "{port}: acknowledged once each"
+        );
+    }
+    (site, bb, primary)
+}
+
+/// The restarts logged: (actor, subject, cause).
+fn restarts(bb: &Billbox) -> Vec<(String, String, String)> {
+    bb.dump()
+        .iter()
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("An actor failed and is restarted"))
+        })
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+            (s("actor"), s("subject"), s("cause"))
+        })
+        .collect()
+}
+
+fn assert_restarted(bb: &Billbox, actor: &str, subject: &str, label: &str) {
+    let seen = restarts(bb);
+    assert!(
+        seen.iter()
+            .any(|(a, s, c)| a == actor && s == subject && c.contains("injected panic")),
+        "no restart of {actor} {subject}: {seen:?}"
+    );
+    let (_, page) = bb.get("/metrics");
+    let series = if label.is_empty() {
+        format!("billbox_actor_restarts_total{{actor=\"{actor}\"}}")
+    } else {
+        format!("billbox_actor_restarts_total{{actor=\"{actor}\",{label}=\"{subject}\"}}")
+    };
+    assert!(
+        metric(&page, &series).is_some_and(|n| n >= 1.0),
+        "{series} in\n{page}"
+    );
+    // Port q's connection stayed up the whole time: one link, never again.
+    let ups = bb
+        .dump()
+        .iter()
+        .filter(|v: &&Value| {
+            v["port"] == "q"
+                && v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("link is up"))
+        })
+        .count();
+    assert_eq!(ups, 1, "port q's link went down and came up again");
+}
+
+#[test]
+fn a_rotator_that_panics_is_restarted_and_files_every_record_once() {
+    let (_site, bb, _primary) = stream_through("rotator.write=panic@6", "");
+    let seen = restarts(&bb);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, "rotator");
+    let subject = seen[0].1.clone();
+    assert_restarted(&bb, "rotator", &subject, "port");
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn the_store_actor_restarts_after_a_panic_and_readers_send_again() {
+    let (_site, bb, _primary) = stream_through("store.commit=panic@8", "");
+    assert_restarted(&bb, "store", "store", "");
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn a_delivery_loop_that_panics_is_restarted_and_delivers_everything() {
+    let (_site, bb, _primary) = stream_through("destination.post:delivery=panic@20", "");
+    assert_restarted(&bb, "destination", "delivery", "destination");
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn a_reader_that_panics_reconnects_and_the_other_port_keeps_its_link() {
+    let (_site, bb, _primary) = stream_through("reader.read:p=panic@4", "");
+    assert_restarted(&bb, "reader", "p", "port");
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn injected_io_errors_are_handled_in_place_without_a_restart() {
+    let (_site, bb, _primary) = stream_through("rotator.write=error@5,store.flush=error@7", "");
+    assert!(restarts(&bb).is_empty(), "{:?}", restarts(&bb));
+    assert!(bb.count_logs("The store could not flush", None) >= 1);
+    assert!(bb.count_logs("cannot be written to billing files", None) >= 1);
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn a_rotator_that_keeps_failing_stops_billbox_and_a_restart_recovers_everything() {
+    let site = Site::new();
+    let log = Log::default();
+    let primary = BillingServer::start("A", &log);
+    let pbx = TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = config(&site, pbx.local_addr().unwrap(), &primary, "");
+    drop(pbx);
+    let mut bb = Billbox::start_with_env(
+        &config,
+        &[("BILLBOX_FAILPOINTS", "rotator.write:q=panic@3+")],
+    );
+    let q = bb.listen_addr("q");
+    let mut conn = TcpStream::connect(q).unwrap();
+    let sent: Vec<Vec<u8>> = (1..=50).map(|i| record("q", i)).collect();
+    for r in &sent {
+        // The connection ends when billbox stops: what it took is stored.
+        if conn.write_all(r).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(bb.wait_exit(WAIT), Some(3), "{:?}", bb.dump());
+    assert!(bb.count_logs("An actor keeps failing", None) == 1);
+    drop(bb);
+    let taken = site.inspect()["q"]["last_seq"].as_u64().unwrap();
+    assert!(taken >= 3, "{taken} records taken in before the stop");
+
+    let bb = Billbox::start(&config);
+    wait_until(WAIT, || {
+        (site.records_in_files("Q", b"\n").len() as u64 >= taken).then_some(())
+    });
+    let filed = site.records_in_files("Q", b"\n");
+    assert_eq!(
+        filed.len() as u64,
+        taken,
+        "every committed record filed once"
+    );
+    assert_exactly_once(&sent[..taken as usize], &filed, "Q");
+    assert_eq!(bb.terminate(), Some(0));
+}
