@@ -86,45 +86,46 @@ fn hit(name: &str) -> Option<Action> {
     entry.fires(*n).then_some(entry.action)
 }
 
-#[cfg(not(feature = "enabled"))]
-#[inline(always)]
-fn hit(_name: &str) -> Option<Action> {
-    None
-}
-
 /// A place where a test may inject a fault: panics when told to, and
 /// returns `true` when the caller must fail as if an I/O error happened.
-#[inline]
+#[cfg(feature = "enabled")]
 pub fn check(name: &str) -> bool {
     act(hit(name), name)
 }
 
 /// [`check`] for one port or destination: the entry `NAME:SUBJECT` (e.g.
 /// `reader.read:pbx2`) fires for that subject only, `NAME` for any.
-#[inline]
+#[cfg(feature = "enabled")]
 pub fn check_at(name: &str, subject: &str) -> bool {
-    #[cfg(feature = "enabled")]
-    {
-        // Benches run test builds too: no work when nothing is asked for.
-        if entries().is_empty() {
-            return false;
-        }
-        let specific = format!("{name}:{subject}");
-        act(hit(&specific).or_else(|| hit(name)), &specific)
+    // Benches run test builds too: no work when nothing is asked for.
+    if entries().is_empty() {
+        return false;
     }
-    #[cfg(not(feature = "enabled"))]
-    {
-        let _ = subject;
-        act(hit(name), name)
-    }
+    let specific = format!("{name}:{subject}");
+    act(hit(&specific).or_else(|| hit(name)), &specific)
 }
 
+#[cfg(feature = "enabled")]
 fn act(action: Option<Action>, name: &str) -> bool {
     match action {
         Some(Action::Panic) => panic!("injected panic at failpoint {name}"),
         Some(Action::Error) => true,
         None => false,
     }
+}
+
+/// Without the `enabled` feature: never fires.
+#[cfg(not(feature = "enabled"))]
+#[inline(always)]
+pub fn check(_name: &str) -> bool {
+    false
+}
+
+/// Without the `enabled` feature: never fires.
+#[cfg(not(feature = "enabled"))]
+#[inline(always)]
+pub fn check_at(_name: &str, _subject: &str) -> bool {
+    false
 }
 
 #[cfg(test)]

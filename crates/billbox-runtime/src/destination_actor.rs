@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::watch;
 
-use crate::supervise::{ActorName, Guarded, Restart, Restarts};
+use crate::supervise::{ActorName, Guarded, Recovery, Restart, Restarts};
 
 /// Builds a fresh delivery loop (a restart gets a new one; all state that
 /// matters is in the store or the shared queue).
@@ -20,11 +20,7 @@ pub struct DestinationActor {
     name: Arc<str>,
     make: LoopFactory,
     stop: watch::Receiver<bool>,
-    restarts: Restarts,
-    /// Why the loop ended, when a panic ended it (for the restart).
-    cause: Option<String>,
-    /// What its last restart said: pause first, or stay idle.
-    restart: Option<Restart>,
+    recovery: Recovery,
 }
 
 impl DestinationActor {
@@ -34,13 +30,16 @@ impl DestinationActor {
         stop: watch::Receiver<bool>,
         restarts: Restarts,
     ) -> Self {
+        let actor = ActorName {
+            kind: "destination",
+            label: "destination",
+            subject: name.clone(),
+        };
         DestinationActor {
             name,
             make,
             stop,
-            restarts,
-            cause: None,
-            restart: None,
+            recovery: Recovery::new(actor, restarts),
         }
     }
 }
@@ -52,7 +51,7 @@ impl Actor for DestinationActor {
         if *self.stop.borrow() {
             return;
         }
-        match self.restart.take() {
+        match self.recovery.plan() {
             Some(Restart::GiveUp) => {}
             Some(Restart::After(pause)) => {
                 ctx.run_later(pause, |act, ctx| act.begin(ctx));
@@ -69,7 +68,9 @@ impl DestinationActor {
         Guarded::new((self.make)())
             .into_actor(self)
             .map(|result, act, ctx| {
-                act.cause = result.err();
+                if let Err(panic) = result {
+                    act.recovery.failed(panic);
+                }
                 ctx.stop()
             })
             .spawn(ctx);
@@ -78,21 +79,8 @@ impl DestinationActor {
 
 impl Supervised for DestinationActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        match self.cause.take() {
-            Some(cause) => {
-                self.restart = Some(self.restarts.restarted(
-                    &ActorName {
-                        kind: "destination",
-                        label: "destination",
-                        subject: self.name.clone(),
-                    },
-                    &cause,
-                ))
-            }
-            None if !*self.stop.borrow() => {
-                tracing::warn!(destination = %self.name, "Delivery loop is restarting.");
-            }
-            None => {}
+        if !self.recovery.restarting() && !*self.stop.borrow() {
+            tracing::warn!(destination = %self.name, "Delivery loop is restarting.");
         }
     }
 }

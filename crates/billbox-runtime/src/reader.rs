@@ -27,7 +27,7 @@ use crate::events::{
 };
 use crate::messages::Append;
 use crate::store_actor::StoreActor;
-use crate::supervise::{ActorName, Guarded, Restart, Restarts};
+use crate::supervise::{ActorName, Guarded, Recovery, Restart, Restarts};
 
 /// The first reopen delay; it doubles up to the port's `reconnect_max`.
 pub const REOPEN_FLOOR: Duration = Duration::from_millis(100);
@@ -43,11 +43,7 @@ pub struct PortReader {
     store: Addr<StoreActor>,
     listen_addrs: ListenAddrs,
     stop: StopSignal,
-    restarts: Restarts,
-    /// Why the read loop ended, when a panic ended it (for the restart).
-    cause: Option<String>,
-    /// What its last restart said: pause first, or stay idle.
-    restart: Option<Restart>,
+    recovery: Recovery,
 }
 
 /// Tells readers to stop reading; each holds a clone of the `alive` sender
@@ -83,14 +79,17 @@ impl PortReader {
         stop: StopSignal,
         restarts: Restarts,
     ) -> Self {
+        let actor = ActorName {
+            kind: "reader",
+            label: "port",
+            subject: Arc::from(port.name.as_str()),
+        };
         PortReader {
             port,
             store,
             listen_addrs,
             stop,
-            restarts,
-            cause: None,
-            restart: None,
+            recovery: Recovery::new(actor, restarts),
         }
     }
 }
@@ -104,7 +103,7 @@ impl Actor for PortReader {
             self.stop.alive = None;
             return;
         }
-        match self.restart.take() {
+        match self.recovery.plan() {
             Some(Restart::GiveUp) => {
                 // Billbox is stopping: let shutdown know this one is done.
                 self.stop.alive = None;
@@ -130,7 +129,9 @@ impl PortReader {
         Guarded::new(async move { link.run(listen_addrs).await })
             .into_actor(self)
             .map(|result, act, ctx| {
-                act.cause = result.err();
+                if let Err(panic) = result {
+                    act.recovery.failed(panic);
+                }
                 ctx.stop()
             })
             .spawn(ctx);
@@ -139,21 +140,8 @@ impl PortReader {
 
 impl Supervised for PortReader {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        match self.cause.take() {
-            Some(cause) => {
-                self.restart = Some(self.restarts.restarted(
-                    &ActorName {
-                        kind: "reader",
-                        label: "port",
-                        subject: Arc::from(self.port.name.as_str()),
-                    },
-                    &cause,
-                ))
-            }
-            None if !self.stop.stopping() => {
-                tracing::warn!(port = %self.port.name, "Port reader is restarting.");
-            }
-            None => {}
+        if !self.recovery.restarting() && !self.stop.stopping() {
+            tracing::warn!(port = %self.port.name, "Port reader is restarting.");
         }
     }
 }
@@ -384,7 +372,7 @@ impl Link {
     async fn pump<S: AsyncRead + Unpin>(&mut self, io: &mut S) -> String {
         loop {
             if billbox_failpoints::check_at("reader.read", &self.name) {
-                return "reading failed: injected by BILLBOX_FAILPOINTS".into();
+                return "reading failed: an injected fault (test builds only)".into();
             }
             let room = self.framer.room();
             let Some(read) = self.stop.or_stop(io.read(room)).await else {

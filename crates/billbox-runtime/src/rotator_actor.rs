@@ -12,7 +12,7 @@ use billbox_spool::{Rotator, SpoolError};
 use crate::events::{FileClosed, FilesRecovered, SpoolFailed, SpoolRecovered};
 use crate::messages::Committed;
 use crate::now_us;
-use crate::supervise::{guard, ActorName, Restart, Restarts};
+use crate::supervise::{guard, ActorName, Recovery, Restart, Restarts};
 
 /// How often the rotator checks the store for records it was not told about.
 pub const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
@@ -20,11 +20,7 @@ pub const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
 /// Writes one port's flushed records into ACS files.
 pub struct RotatorActor {
     rotator: Rotator,
-    restarts: Restarts,
-    /// Why the actor stopped, when a panic stopped it (for its restart).
-    cause: Option<String>,
-    /// What its last restart said: pause first, or stay idle.
-    restart: Option<Restart>,
+    recovery: Recovery,
     failing: bool,
     deadline: Option<(i64, SpawnHandle)>,
     /// Handed over to a new rotator of the port (config reload): does
@@ -54,11 +50,14 @@ impl Handler<Retire> for RotatorActor {
 
 impl RotatorActor {
     pub fn new(rotator: Rotator, restarts: Restarts) -> RotatorActor {
+        let actor = ActorName {
+            kind: "rotator",
+            label: "port",
+            subject: rotator.settings().port.clone(),
+        };
         RotatorActor {
             rotator,
-            restarts,
-            cause: None,
-            restart: None,
+            recovery: Recovery::new(actor, restarts),
             failing: false,
             deadline: None,
             retired: false,
@@ -78,14 +77,14 @@ impl RotatorActor {
                 return Err(SpoolError::Io {
                     op: "writing",
                     path: "(injected fault)".into(),
-                    source: std::io::Error::other("injected by BILLBOX_FAILPOINTS"),
+                    source: std::io::Error::other("an injected fault (test builds only)"),
                 });
             }
             call(rotator)
         }) {
             Ok(result) => self.after(result, ctx),
             Err(panic) => {
-                self.cause = Some(panic);
+                self.recovery.failed(panic);
                 ctx.stop();
             }
         }
@@ -155,7 +154,7 @@ impl Actor for RotatorActor {
         // One pending wake-up is enough: it reads everything flushed by then.
         ctx.set_mailbox_capacity(1);
         self.deadline = None;
-        match self.restart.take() {
+        match self.recovery.plan() {
             Some(Restart::GiveUp) => self.retired = true,
             Some(Restart::After(pause)) => {
                 ctx.run_later(pause, |act, ctx| act.begin(ctx));
@@ -194,20 +193,11 @@ impl RotatorActor {
 
 impl Supervised for RotatorActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        let Some(cause) = self.cause.take() else {
-            return;
-        };
-        // Whatever the failed rotator held (an open file) is dropped; the
-        // new one recovers the port's files from the store.
-        self.rotator = self.rotator.start_over();
-        self.restart = Some(self.restarts.restarted(
-            &ActorName {
-                kind: "rotator",
-                label: "port",
-                subject: self.rotator.settings().port.clone(),
-            },
-            &cause,
-        ));
+        if self.recovery.restarting() {
+            // Whatever the failed rotator held (an open file) is dropped;
+            // the new one recovers the port's files from the store.
+            self.rotator = self.rotator.start_over();
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use crate::messages::{
     SubscribeCommitted,
 };
 use crate::stats::LatencyHistogram;
-use crate::supervise::{guard, ActorName, Guarded, Restarts};
+use crate::supervise::{guard, ActorName, Guarded, Recovery, Restarts};
 
 /// A batch applied to sled, waiting for its flush to be answered.
 struct Commit {
@@ -200,9 +200,7 @@ pub struct StoreActor {
     flushing: bool,
     drained: Vec<oneshot::Sender<()>>,
     rotators: HashMap<Arc<str>, Recipient<Committed>>,
-    restarts: Restarts,
-    /// Why the actor stopped, when a panic stopped it (for its restart).
-    cause: Option<String>,
+    recovery: Recovery,
 }
 
 impl StoreActor {
@@ -236,8 +234,14 @@ impl StoreActor {
             flushing: false,
             drained: Vec::new(),
             rotators: HashMap::new(),
-            restarts,
-            cause: None,
+            recovery: Recovery::new(
+                ActorName {
+                    kind: "store",
+                    label: "",
+                    subject: Arc::from("store"),
+                },
+                restarts,
+            ),
         }
     }
 
@@ -251,7 +255,7 @@ impl StoreActor {
     }
 
     fn fail(&mut self, panic: String, ctx: &mut Context<Self>) {
-        self.cause = Some(panic);
+        self.recovery.failed(panic);
         ctx.stop();
     }
 
@@ -661,18 +665,10 @@ impl Supervised for StoreActor {
         for p in self.pending.drain(..) {
             p.reply.fail(AppendError::Restarted);
         }
-        if let Some(cause) = self.cause.take() {
-            // Appends and timers drive it: no pause to take, and nothing to
-            // stop once the budget is spent (billbox is then stopping).
-            let _ = self.restarts.restarted(
-                &ActorName {
-                    kind: "store",
-                    label: "",
-                    subject: Arc::from("store"),
-                },
-                &cause,
-            );
-        }
+        // Appends and timers drive it: no pause to take, and nothing to
+        // stop once the budget is spent (billbox is then stopping).
+        self.recovery.restarting();
+        let _ = self.recovery.plan();
     }
 }
 

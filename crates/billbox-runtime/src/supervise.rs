@@ -174,6 +174,48 @@ pub struct ActorName {
     pub subject: Arc<str>,
 }
 
+/// One actor's part in its supervision: why its work last failed, and what
+/// its restart said. Each supervised actor holds one.
+pub struct Recovery {
+    actor: ActorName,
+    restarts: Restarts,
+    cause: Option<String>,
+    plan: Option<Restart>,
+}
+
+impl Recovery {
+    pub fn new(actor: ActorName, restarts: Restarts) -> Recovery {
+        Recovery {
+            actor,
+            restarts,
+            cause: None,
+            plan: None,
+        }
+    }
+
+    /// The actor's work panicked with `cause`; the actor stops next.
+    pub fn failed(&mut self, cause: String) {
+        self.cause = Some(cause);
+    }
+
+    /// In `restarting()`: logs, counts and budgets the failure that stopped
+    /// the actor. False when it stopped for another reason (its work
+    /// ended): nothing is counted then.
+    pub fn restarting(&mut self) -> bool {
+        let Some(cause) = self.cause.take() else {
+            return false;
+        };
+        self.plan = Some(self.restarts.restarted(&self.actor, &cause));
+        true
+    }
+
+    /// In `started()`: `None` to begin the work now; else what the last
+    /// restart said (pause first, or stay idle).
+    pub fn plan(&mut self) -> Option<Restart> {
+        self.plan.take()
+    }
+}
+
 /// The restart budgets of every actor, and the way to ask the process to
 /// stop when one is spent. Cheap to clone.
 #[derive(Clone)]

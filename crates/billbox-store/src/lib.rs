@@ -575,7 +575,7 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StoreError> {
         if billbox_failpoints::check("store.flush") {
             return Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(
-                "injected by BILLBOX_FAILPOINTS",
+                "an injected fault (test builds only)",
             ))));
         }
         self.db.flush_async().await?;
