@@ -107,15 +107,45 @@ fn feed_q(addr: SocketAddr) -> std::thread::JoinHandle<()> {
     })
 }
 
-/// Runs billbox with `failpoints` under a steady stream on both ports and
-/// checks that nothing was lost or doubled. Returns the billbox (still
-/// running) and the primary.
-fn stream_through(failpoints: &str, extra: &str) -> (Site, Billbox, BillingServer) {
+/// A run of [`stream_through`]: billbox still running, and its servers.
+struct Run {
+    _site: Site,
+    bb: Billbox,
+    /// The fire-once carbon copy `mirror` and the reliable one `audit`.
+    mirror: BillingServer,
+    audit: BillingServer,
+}
+
+/// The sequences of `port` that `server` acknowledged, sorted.
+fn acked_by(server: &BillingServer, port: &str) -> Vec<u64> {
+    let mut seqs: Vec<u64> = server
+        .acked()
+        .into_iter()
+        .filter(|(p, _)| p == port)
+        .map(|(_, s)| s)
+        .collect();
+    seqs.sort_unstable();
+    seqs
+}
+
+/// Runs billbox with `failpoints` under a steady stream on both ports, with
+/// a primary, a fire-once carbon copy (`mirror`) and a reliable one
+/// (`audit`), and checks that nothing was lost or doubled: every record in
+/// exactly one file, acknowledged once by the primary and by `audit`, and
+/// never twice by `mirror`.
+fn stream_through(failpoints: &str) -> Run {
     let site = Site::new();
     let log = Log::default();
     let primary = BillingServer::start("A", &log);
+    let mirror = BillingServer::start("M", &log);
+    let audit = BillingServer::start("R", &log);
     let pbx = TcpListener::bind("127.0.0.1:0").unwrap();
-    let config = config(&site, pbx.local_addr().unwrap(), &primary, extra);
+    let extra = format!(
+        "\n[[carbon_copy]]\nname = \"mirror\"\nurl = \"{}\"\n\n[[carbon_copy]]\nname = \"audit\"\nurl = \"{}\"\nreliable = true\n",
+        mirror.url(),
+        audit.url()
+    );
+    let config = config(&site, pbx.local_addr().unwrap(), &primary, &extra);
     let bb = Billbox::start_with_env(&config, &[("BILLBOX_FAILPOINTS", failpoints)]);
     let q = bb.listen_addr("q");
     let p_feed = serve_pbx(pbx, bb.metrics_addr());
@@ -129,24 +159,31 @@ fn stream_through(failpoints: &str, extra: &str) -> (Site, Billbox, BillingServe
             (site.records_in_files(&alias, b"\n").len() >= sent.len()).then_some(())
         });
         assert_exactly_once(&sent, &site.records_in_files(&alias, b"\n"), &alias);
-        wait_until(WAIT, || {
-            let n = primary.acked().iter().filter(|(p, _)| p == port).count() as u64;
-            (n >= RECORDS).then_some(())
-        });
-        let mut seqs: Vec<u64> = primary
-            .acked()
-            .into_iter()
-            .filter(|(p, _)| p == port)
-            .map(|(_, s)| s)
-            .collect();
-        seqs.sort_unstable();
+        for server in [&primary, &audit] {
+            wait_until(WAIT, || {
+                (acked_by(server, port).len() as u64 >= RECORDS).then_some(())
+            });
+            assert_eq!(
+                acked_by(server, port),
+                (1..=RECORDS).collect::<Vec<_>>(),
+                "{}, port {port}: acknowledged once each",
+                server.name
+            );
+        }
+        let copies = acked_by(&mirror, port);
+        let mut distinct = copies.clone();
+        distinct.dedup();
         assert_eq!(
-            seqs,
-            (1..=RECORDS).collect::<Vec<_>>(),
-            "{port}: acknowledged once each"
+            copies, distinct,
+            "port {port}: the fire-once copy got a record twice"
         );
     }
-    (site, bb, primary)
+    Run {
+        _site: site,
+        bb,
+        mirror,
+        audit,
+    }
 }
 
 /// The restarts logged: (actor, subject, cause).
@@ -198,7 +235,7 @@ fn assert_restarted(bb: &Billbox, actor: &str, subject: &str, label: &str) {
 
 #[test]
 fn a_rotator_that_panics_is_restarted_and_files_every_record_once() {
-    let (_site, bb, _primary) = stream_through("rotator.write=panic@6", "");
+    let Run { bb, .. } = stream_through("rotator.write=panic@6");
     let seen = restarts(&bb);
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].0, "rotator");
@@ -209,31 +246,48 @@ fn a_rotator_that_panics_is_restarted_and_files_every_record_once() {
 
 #[test]
 fn the_store_actor_restarts_after_a_panic_and_readers_send_again() {
-    let (_site, bb, _primary) = stream_through("store.commit=panic@8", "");
+    let Run { bb, .. } = stream_through("store.commit=panic@8");
     assert_restarted(&bb, "store", "store", "");
     assert_eq!(bb.terminate(), Some(0));
 }
 
 #[test]
 fn a_delivery_loop_that_panics_is_restarted_and_delivers_everything() {
-    let (_site, bb, _primary) = stream_through("destination.post:delivery=panic@20", "");
+    let Run { bb, .. } = stream_through("destination.post:delivery=panic@20");
     assert_restarted(&bb, "destination", "delivery", "destination");
     assert_eq!(bb.terminate(), Some(0));
 }
 
 #[test]
+fn carbon_copy_loops_that_panic_are_restarted_and_the_reliable_one_gets_everything() {
+    let Run {
+        bb, mirror, audit, ..
+    } = stream_through("destination.post:cc:audit=panic@15,destination.post:cc:mirror=panic@25");
+    assert_restarted(&bb, "destination", "cc:audit", "destination");
+    assert_restarted(&bb, "destination", "cc:mirror", "destination");
+    // The fire-once copy goes on after its restart (it lost at most the
+    // batch it was posting: a copy, never retransmitted, as the AG's).
+    assert!(acked_by(&mirror, "q").len() as u64 >= RECORDS / 2);
+    assert_eq!(acked_by(&audit, "q").len() as u64, RECORDS);
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
 fn a_reader_that_panics_reconnects_and_the_other_port_keeps_its_link() {
-    let (_site, bb, _primary) = stream_through("reader.read:p=panic@4", "");
+    let Run { bb, .. } = stream_through("reader.read:p=panic@4");
     assert_restarted(&bb, "reader", "p", "port");
     assert_eq!(bb.terminate(), Some(0));
 }
 
 #[test]
 fn injected_io_errors_are_handled_in_place_without_a_restart() {
-    let (_site, bb, _primary) = stream_through("rotator.write=error@5,store.flush=error@7", "");
+    let Run { bb, .. } =
+        stream_through("rotator.write=error@5,store.flush=error@7,reader.read:p=error@6");
     assert!(restarts(&bb).is_empty(), "{:?}", restarts(&bb));
     assert!(bb.count_logs("The store could not flush", None) >= 1);
     assert!(bb.count_logs("cannot be written to billing files", None) >= 1);
+    // The reader's injected read error is a link that went down: reopened.
+    assert!(bb.count_logs("Port link went down", Some("p")) >= 1);
     assert_eq!(bb.terminate(), Some(0));
 }
 
