@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::watch;
 
-use crate::supervise::{ActorName, Guarded, Recovery, Restart, Restarts};
+use crate::supervise::{spawn_work, ActorName, Recovering, Recovery, Restart, Restarts};
 
 /// Builds a fresh delivery loop (a restart gets a new one; all state that
 /// matters is in the store or the shared queue).
@@ -64,16 +64,13 @@ impl Actor for DestinationActor {
 impl DestinationActor {
     /// Runs a fresh delivery loop.
     fn begin(&mut self, ctx: &mut Context<Self>) {
-        // A panic in the loop ends it like a return, with its cause.
-        Guarded::new((self.make)())
-            .into_actor(self)
-            .map(|result, act, ctx| {
-                if let Err(panic) = result {
-                    act.recovery.failed(panic);
-                }
-                ctx.stop()
-            })
-            .spawn(ctx);
+        spawn_work(ctx, (self.make)());
+    }
+}
+
+impl Recovering for DestinationActor {
+    fn recovery(&mut self) -> &mut Recovery {
+        &mut self.recovery
     }
 }
 

@@ -27,7 +27,7 @@ use crate::events::{
 };
 use crate::messages::Append;
 use crate::store_actor::StoreActor;
-use crate::supervise::{ActorName, Guarded, Recovery, Restart, Restarts};
+use crate::supervise::{spawn_work, ActorName, Recovering, Recovery, Restart, Restarts};
 
 /// The first reopen delay; it doubles up to the port's `reconnect_max`.
 pub const REOPEN_FLOOR: Duration = Duration::from_millis(100);
@@ -125,16 +125,13 @@ impl PortReader {
         }
         let link = Link::new(self.port.clone(), self.store.clone(), self.stop.clone());
         let listen_addrs = self.listen_addrs.clone();
-        // A panic in the loop ends it like a return, with its cause.
-        Guarded::new(async move { link.run(listen_addrs).await })
-            .into_actor(self)
-            .map(|result, act, ctx| {
-                if let Err(panic) = result {
-                    act.recovery.failed(panic);
-                }
-                ctx.stop()
-            })
-            .spawn(ctx);
+        spawn_work(ctx, async move { link.run(listen_addrs).await });
+    }
+}
+
+impl Recovering for PortReader {
+    fn recovery(&mut self) -> &mut Recovery {
+        &mut self.recovery
     }
 }
 

@@ -216,6 +216,28 @@ impl Recovery {
     }
 }
 
+/// An actor whose work [`spawn_work`] runs.
+pub trait Recovering: actix::Actor<Context = actix::Context<Self>> {
+    fn recovery(&mut self) -> &mut Recovery;
+}
+
+/// Runs `work` as the actor's long-running task: when it ends, or panics
+/// (the cause is recorded), the actor stops, and its supervisor restarts it.
+pub fn spawn_work<A: Recovering>(
+    ctx: &mut actix::Context<A>,
+    work: impl Future<Output = ()> + 'static,
+) {
+    use actix::{ActorContext, ActorFutureExt, AsyncContext};
+    ctx.spawn(
+        actix::fut::wrap_future::<_, A>(Guarded::new(work)).map(|result, act, ctx| {
+            if let Err(panic) = result {
+                act.recovery().failed(panic);
+            }
+            ctx.stop()
+        }),
+    );
+}
+
 /// The restart budgets of every actor, and the way to ask the process to
 /// stop when one is spent. Cheap to clone.
 #[derive(Clone)]
