@@ -142,54 +142,117 @@ impl fmt::Display for ServerUrl {
 
 /// Why a text is not a [`ServerUrl`]. Displays as a message for the
 /// key's problem, e.g. `"ftp://x": ftp:// is not supported; use http:// or https://`.
-/// A URL holding credentials is not repeated in the message.
+/// A URL holding credentials is not repeated in the message, nor kept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct UrlError(String);
+pub enum UrlError {
+    /// The text is empty.
+    #[error("must not be empty; {EXAMPLE}")]
+    Empty,
+    /// No `scheme://`.
+    #[error("{0:?} is not an absolute URL; {EXAMPLE}")]
+    NotAbsolute(String),
+    /// `user:password@` before the host (never repeated in the message).
+    #[error(
+        "contains credentials (user:password@ before the host); \
+         credentials in the URL are not supported, remove them"
+    )]
+    Credentials,
+    /// A space or a control character.
+    #[error("{0:?} contains a space or a control character; percent-encode it (a space is %20)")]
+    SpaceOrControl(String),
+    /// Characters beyond ASCII.
+    #[error(
+        "{0:?} contains non-ASCII characters; percent-encode them in the path \
+         and write host names in ASCII (punycode)"
+    )]
+    NonAscii(String),
+    /// Not `http://` or `https://`.
+    #[error("{url:?}: {scheme}:// is not supported; use http:// or https://")]
+    Scheme {
+        /// The URL as given.
+        url: String,
+        /// The scheme given.
+        scheme: String,
+    },
+    /// A `#fragment`.
+    #[error("{0:?} has a #fragment, which is never sent to a server; remove it")]
+    Fragment(String),
+    /// No host before the path.
+    #[error("{0:?} has no host; {EXAMPLE}")]
+    NoHost(String),
+    /// `[...]` that is not an IPv6 address.
+    #[error("{url:?}: {part:?} is not an IPv6 address in brackets")]
+    NotIpv6 {
+        /// The URL as given.
+        url: String,
+        /// The bracketed part.
+        part: String,
+    },
+    /// Something after `]` other than `:port`.
+    #[error("{url:?}: {authority:?} is not host:port; {EXAMPLE}")]
+    NotHostPort {
+        /// The URL as given.
+        url: String,
+        /// `host[:port]` as given.
+        authority: String,
+    },
+    /// An IPv6 address without its brackets.
+    #[error("{0:?}: write an IPv6 address in brackets, e.g. \"http://[fd00::1]:8080/billing\"")]
+    Ipv6WithoutBrackets(String),
+    /// A host with characters a host name cannot have.
+    #[error("{url:?}: {host:?} is not a host name or address")]
+    NotAHost {
+        /// The URL as given.
+        url: String,
+        /// The host as given.
+        host: String,
+    },
+    /// A port that is not 1 to 65535.
+    #[error("{url:?}: {port:?} is not a port; use 1 to 65535")]
+    NotAPort {
+        /// The URL as given.
+        url: String,
+        /// The port as given.
+        port: String,
+    },
+}
 
 impl FromStr for ServerUrl {
     type Err = UrlError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        parse(text).map_err(UrlError)
+        parse(text)
     }
 }
 
-fn parse(text: &str) -> Result<ServerUrl, String> {
+fn parse(text: &str) -> Result<ServerUrl, UrlError> {
+    let url = || text.to_string();
     if text.is_empty() {
-        return Err(format!("must not be empty; {EXAMPLE}"));
+        return Err(UrlError::Empty);
     }
     let Some((scheme, rest)) = text.split_once("://") else {
-        return Err(format!("{text:?} is not an absolute URL; {EXAMPLE}"));
+        return Err(UrlError::NotAbsolute(url()));
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     // Before anything that might echo the text: never repeat a password.
     if rest[..authority_end].contains('@') {
-        return Err("contains credentials (user:password@ before the host); \
-                    credentials in the URL are not supported, remove them"
-            .to_string());
+        return Err(UrlError::Credentials);
     }
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{text:?} contains a space or a control character; percent-encode it (a space is %20)"
-        ));
+        return Err(UrlError::SpaceOrControl(url()));
     }
     if !text.is_ascii() {
-        return Err(format!(
-            "{text:?} contains non-ASCII characters; percent-encode them in the path \
-             and write host names in ASCII (punycode)"
-        ));
+        return Err(UrlError::NonAscii(url()));
     }
     let https = scheme.eq_ignore_ascii_case("https");
     if !https && !scheme.eq_ignore_ascii_case("http") {
-        return Err(format!(
-            "{text:?}: {scheme}:// is not supported; use http:// or https://"
-        ));
+        return Err(UrlError::Scheme {
+            url: url(),
+            scheme: scheme.to_string(),
+        });
     }
     if text.contains('#') {
-        return Err(format!(
-            "{text:?} has a #fragment, which is never sent to a server; remove it"
-        ));
+        return Err(UrlError::Fragment(url()));
     }
 
     let authority = &rest[..authority_end];
@@ -219,35 +282,37 @@ fn split_host_port<'a>(
     text: &str,
     authority: &'a str,
     default_port: u16,
-) -> Result<(&'a str, u16), String> {
+) -> Result<(&'a str, u16), UrlError> {
+    let url = || text.to_string();
     if authority.is_empty() {
-        return Err(format!("{text:?} has no host; {EXAMPLE}"));
+        return Err(UrlError::NoHost(url()));
     }
     let (host, port) = if authority.starts_with('[') {
         let Some(close) = authority.find(']') else {
-            return Err(format!(
-                "{text:?}: {authority:?} is not an IPv6 address in brackets"
-            ));
+            return Err(UrlError::NotIpv6 {
+                url: url(),
+                part: authority.to_string(),
+            });
         };
         let (host, after) = authority.split_at(close + 1);
         if host[1..close].parse::<Ipv6Addr>().is_err() {
-            return Err(format!(
-                "{text:?}: {host:?} is not an IPv6 address in brackets"
-            ));
+            return Err(UrlError::NotIpv6 {
+                url: url(),
+                part: host.to_string(),
+            });
         }
         match after.strip_prefix(':') {
             Some(port) => (host, Some(port)),
             None if after.is_empty() => (host, None),
             None => {
-                return Err(format!(
-                    "{text:?}: {authority:?} is not host:port; {EXAMPLE}"
-                ))
+                return Err(UrlError::NotHostPort {
+                    url: url(),
+                    authority: authority.to_string(),
+                })
             }
         }
     } else if authority.matches(':').count() > 1 {
-        return Err(format!(
-            "{text:?}: write an IPv6 address in brackets, e.g. \"http://[fd00::1]:8080/billing\""
-        ));
+        return Err(UrlError::Ipv6WithoutBrackets(url()));
     } else {
         match authority.split_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -255,23 +320,27 @@ fn split_host_port<'a>(
         }
     };
     if host.is_empty() {
-        return Err(format!("{text:?} has no host; {EXAMPLE}"));
+        return Err(UrlError::NoHost(url()));
     }
     if !host.starts_with('[')
         && !host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
     {
-        return Err(format!("{text:?}: {host:?} is not a host name or address"));
+        return Err(UrlError::NotAHost {
+            url: url(),
+            host: host.to_string(),
+        });
     }
     let port = match port {
         None => default_port,
         Some(digits) => match digits.parse::<u16>() {
             Ok(port) if port > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => port,
             _ => {
-                return Err(format!(
-                    "{text:?}: {digits:?} is not a port; use 1 to 65535"
-                ))
+                return Err(UrlError::NotAPort {
+                    url: url(),
+                    port: digits.to_string(),
+                })
             }
         },
     };
