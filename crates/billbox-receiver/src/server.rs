@@ -16,7 +16,7 @@ use billbox_wire::{
     ReceivedCdr, Transaction, MAX_PACKET_BYTES, SIGNATURE_HEADER,
 };
 
-use crate::ledger::{Accepted, Ledger};
+use crate::ledger::Ledger;
 use crate::transactions::{self, transaction_files, Appender};
 
 /// How the receiver runs.
@@ -312,12 +312,26 @@ impl State {
         // One write per file per packet: the records and id lines of each
         // port are gathered first.
         let mut out: Vec<PortWrites> = Vec::new();
+        // Held only once written: a write that fails leaves them new, so
+        // billbox's retry files them (never acknowledged as duplicates).
+        let mut new: Vec<&ReceivedCdr> = Vec::new();
+        let mut in_packet: std::collections::HashSet<(&str, &str, u64)> = Default::default();
+        let mut highest_now: HashMap<(&str, &str), u64> = HashMap::new();
         for cdr in cdrs {
-            let highest = self.ledger.highest(&cdr.gateway, &cdr.port).unwrap_or(0);
-            if self.ledger.accept(&cdr.gateway, &cdr.port, cdr.seq) == Accepted::Duplicate {
+            let key = (cdr.gateway.as_str(), cdr.port.as_str());
+            if !in_packet.insert((key.0, key.1, cdr.seq))
+                || self.ledger.holds(&cdr.gateway, &cdr.port, cdr.seq)
+            {
+                // Counted as a duplicate; nothing changes in the ledger.
+                self.ledger.accept(&cdr.gateway, &cdr.port, cdr.seq);
                 tracing::debug!(rec_id = %cdr.rec_id, "A duplicate record was dropped.");
                 continue;
             }
+            let highest = *highest_now
+                .entry(key)
+                .or_insert_with(|| self.ledger.highest(&cdr.gateway, &cdr.port).unwrap_or(0));
+            highest_now.insert(key, highest.max(cdr.seq));
+            new.push(cdr);
             if cdr.seq > highest + 1 {
                 tracing::warn!(
                     gateway = %cdr.gateway,
@@ -366,6 +380,9 @@ impl State {
                 files.records.sync_data()?;
                 files.ids.sync_data()?;
             }
+        }
+        for cdr in new {
+            self.ledger.accept(&cdr.gateway, &cdr.port, cdr.seq);
         }
         Ok(())
     }

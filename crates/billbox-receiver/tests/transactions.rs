@@ -399,3 +399,23 @@ fn a_malformed_transaction_gets_an_error_ack_and_nothing_is_filed() {
     assert!(!out.path().join("transactions").exists());
     r.stop();
 }
+
+#[test]
+fn a_record_whose_filing_failed_is_filed_when_billbox_sends_it_again() {
+    let out = tempfile::tempdir().unwrap();
+    let r = Receiver::start(out.path(), None);
+    // The port's record file cannot be opened: a directory stands there.
+    let blocker = out.path().join("gw").join("p.txt");
+    std::fs::create_dir_all(&blocker).unwrap();
+    let (status, body) = r.post(&cdr("gw", "p", 1));
+    assert!(!delivered(&(status, body.clone())), "{status} {body}");
+    std::fs::remove_dir(&blocker).unwrap();
+    // billbox sends it again: it is new to the receiver, and filed.
+    assert!(delivered(&r.post(&cdr("gw", "p", 1))));
+    assert_eq!(r.running.counts(), (1, 0));
+    assert_eq!(
+        std::fs::read(out.path().join("gw").join("p.txt")).unwrap(),
+        b"call\r\n"
+    );
+    r.stop();
+}
