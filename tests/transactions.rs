@@ -71,7 +71,11 @@ billing_timeout = "1s"
     }
 
     fn start(&self) -> (Billbox, SocketAddr) {
-        let b = Billbox::start(&self.config);
+        self.start_with_env(&[])
+    }
+
+    fn start_with_env(&self, vars: &[(&str, &str)]) -> (Billbox, SocketAddr) {
+        let b = Billbox::start_with_env(&self.config, vars);
         let v = b
             .wait_log("submit API and AG relay are listening", None, WAIT)
             .unwrap_or_else(|| panic!("no submit API: {:?}", b.dump()));
@@ -774,4 +778,26 @@ fn a_full_store_answers_503_and_loses_nothing_once_space_returns() {
     assert_eq!(v["rec_num"], 6);
     hotel.wait_acked(&hotel.primary, 6);
     assert_eq!(billbox.terminate(), Some(0));
+}
+
+#[test]
+fn while_the_store_cannot_flush_new_submissions_are_answered_503_at_once() {
+    let hotel = Hotel::new("", "");
+    // Every flush from the second on fails (test builds' fault injection).
+    let (billbox, addr) = hotel.start_with_env(&[("BILLBOX_FAILPOINTS", "store.flush=error@2+")]);
+    assert_eq!(submit(addr, &transaction(1)).0, 201);
+    // This one's flush fails: it waits (and would be answered once the
+    // disk works again), so the submitter times out.
+    let waiting =
+        std::thread::spawn(move || std::panic::catch_unwind(|| submit(addr, &transaction(2))).ok());
+    billbox
+        .wait_log("The store could not flush", None, WAIT)
+        .expect("the flush failure is logged");
+    let (status, head, v) = post(addr, transaction(3).to_string().as_bytes(), &[]);
+    assert_eq!(status, 503, "{v}");
+    assert!(head.to_ascii_lowercase().contains("retry-after"), "{head}");
+    assert!(v["error"].as_str().unwrap().contains("cannot flush"), "{v}");
+    billbox.kill9();
+    // Killed while waiting: that submitter never got a 201.
+    assert_ne!(waiting.join().unwrap().map(|(s, _)| s), Some(201));
 }

@@ -78,6 +78,8 @@ pub enum SubmitError {
     Conflict { seq: u64 },
     #[error("the store is full or its disk is below the reserve; try again later")]
     Full,
+    #[error("the store cannot flush to its disk right now; try again later")]
+    Failing,
     #[error(transparent)]
     Append(#[from] AppendError),
 }

@@ -691,6 +691,10 @@ impl Handler<Submit> for StoreActor {
     type Result = ResponseFuture<Result<Submitted, SubmitError>>;
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) -> Self::Result {
+        // Submitters are told at once while flushes fail (a reader waits).
+        if self.flush_failing.is_on() {
+            return Box::pin(async { Err(SubmitError::Failing) });
+        }
         let (tx, rx) = oneshot::channel();
         self.pending.push(Pending {
             port: msg.port,
