@@ -92,6 +92,8 @@ pub fn main(config: &Path, dir: &Path, wait: Duration) -> ExitCode {
                 Arc::from(config.gateway.name.as_str()),
                 ports.clone(),
                 store.clone(),
+                // No store actor here: the one writer is this process.
+                std::rc::Rc::new(billbox_delivery::DirectAcks(store.clone())),
                 Arc::new(tokio::sync::Notify::new()),
             );
             let task = tokio::task::spawn_local(dest.run(stop_rx));

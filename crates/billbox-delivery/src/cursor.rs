@@ -2,6 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use billbox_store::{Store, StoreError};
 use billbox_transactions::StreamKind;
 use tokio::sync::{watch, Notify};
 
+use crate::acks::{Ack, AckSink};
 use crate::endpoint::Endpoint;
 use crate::events::{Delivered, Outage};
 use crate::policy::{AfterFailure, Retransmission, Server};
@@ -46,6 +48,8 @@ pub struct CursorDestination {
     pub batch_max: usize,
     pub retry_delay: Duration,
     pub store: Store,
+    /// Where acknowledgements are recorded (the store's one writer).
+    pub acks: Rc<dyn AckSink>,
     /// Woken by the store actor when records are flushed, and by this
     /// destination's own workers after each delivery (so a wake alone does
     /// not mean a new record).
@@ -93,6 +97,7 @@ impl CursorDestination {
         gateway: Arc<str>,
         ports: Vec<Arc<str>>,
         store: Store,
+        acks: Rc<dyn AckSink>,
         wake: Arc<Notify>,
     ) -> CursorDestination {
         let mut endpoints = vec![Endpoint::new(d.primary.clone(), d.request_timeout)];
@@ -116,6 +121,7 @@ impl CursorDestination {
             batch_max: d.batch_max,
             retry_delay: d.retry_delay,
             store,
+            acks,
             wake,
             max_in_flight: d.max_in_flight,
         }
@@ -239,10 +245,16 @@ impl CursorDestination {
                         .outage
                         .borrow_mut()
                         .succeeded(&self.name, server.as_str());
-                    if kind.is_transactions() {
-                        crate::note_ack(&self.store, port, first, &self.name, server.as_str());
-                    }
-                    if let Err(e) = self.store.advance_cursor(port, &self.cursor, last) {
+                    let ack = Ack {
+                        port: port.clone(),
+                        cursor: Some(self.cursor.clone()),
+                        first,
+                        last,
+                        note: kind
+                            .is_transactions()
+                            .then(|| (self.name.clone(), server.as_str())),
+                    };
+                    if let Err(e) = self.acks.record(ack).await {
                         tracing::error!(destination = %self.name, port = %port, error = %e, "Recording a delivery failed; the records will be sent again.");
                     }
                     Delivered {

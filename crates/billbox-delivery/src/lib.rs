@@ -12,6 +12,8 @@
 //!   attempt ([`PostError::Tls`]). With a `secret_key` every body is signed
 //!   (`X-Billbox-Signature`, and the `SIGNATURE` of `ADD_REC` packets). The
 //!   settings come with the server's [`billbox_config::ServerUrl`].
+//! - [`acks`]: [`Ack`] and [`AckSink`]: a loop hands each acknowledgement
+//!   to the store's one writer and waits until it is recorded.
 //! - [`cursor`]: [`CursorDestination`], delivery from the store by a durable
 //!   cursor, in order per port, retried until acknowledged: the
 //!   primary/secondary exchange and reliable carbon copies.
@@ -22,12 +24,14 @@
 //! The loops are plain async functions; the runtime wraps each in an actor.
 #![forbid(unsafe_code)]
 
+pub mod acks;
 pub mod cursor;
 pub mod endpoint;
 pub mod events;
 pub mod mirror;
 pub mod policy;
 
+pub use acks::{Ack, AckError, AckFuture, AckSink, DirectAcks};
 pub use cursor::CursorDestination;
 pub use endpoint::{Endpoint, PostError};
 pub use mirror::MirrorDestination;
@@ -65,21 +69,4 @@ pub fn encode_packet(
         (_, []) => {}
     }
     Bytes::copy_from_slice(scratch)
-}
-
-/// Notes an acknowledgement of transaction `seq` (for the submit API's
-/// status answer); a failure to note it only costs that answer.
-pub(crate) fn note_ack(
-    store: &billbox_store::Store,
-    port: &str,
-    seq: u64,
-    destination: &str,
-    server: &str,
-) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
-    if let Err(e) = store.note_ack(port, seq, destination, server, now) {
-        tracing::warn!(port, seq, error = %e, "Noting a transaction's acknowledgement failed; its status will not show it.");
-    }
 }

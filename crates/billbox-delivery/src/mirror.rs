@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::acks::{Ack, AckSink};
 use billbox_record::Record;
-use billbox_store::Store;
 use billbox_transactions::StreamKind;
 use metrics::counter;
 use tokio::sync::{mpsc, watch};
@@ -22,7 +22,7 @@ pub struct MirrorDestination {
     pub batch_max: usize,
     /// Where acknowledgements of transactions are noted (for the submit
     /// API's status answer).
-    pub store: Store,
+    pub acks: std::rc::Rc<dyn AckSink>,
     /// New records, as the store actor flushes them (shared so a restarted
     /// loop picks up the same queue).
     pub records: Arc<tokio::sync::Mutex<mpsc::Receiver<Arc<Vec<Record>>>>>,
@@ -62,7 +62,16 @@ impl MirrorDestination {
                 match result {
                     Ok(()) => {
                         if kind.is_transactions() {
-                            crate::note_ack(&self.store, &port, first, &self.name, "mirror");
+                            let ack = Ack {
+                                port: port.clone(),
+                                cursor: None,
+                                first,
+                                last,
+                                note: Some((self.name.clone(), "mirror")),
+                            };
+                            if let Err(e) = self.acks.record(ack).await {
+                                tracing::warn!(destination = %self.name, port = %port, error = %e, "Noting a transaction's copy failed; its status will not show it.");
+                            }
                         }
                         outage.succeeded(&self.name, "mirror");
                         Delivered {

@@ -110,3 +110,23 @@ pub struct Drain;
 impl Message for Drain {
     type Result = ();
 }
+
+/// A destination's acknowledgement, recorded by the store actor (the one
+/// writer): its cursor moves, durable with the next group commit. The
+/// reply comes once it is applied.
+#[derive(Debug, Clone)]
+pub struct Acked(pub billbox_delivery::Ack);
+
+impl Message for Acked {
+    type Result = Result<(), billbox_delivery::AckError>;
+}
+
+/// The store actor as the [`billbox_delivery::AckSink`] of delivery loops.
+pub struct StoreActorAcks(pub actix::Addr<crate::StoreActor>);
+
+impl billbox_delivery::AckSink for StoreActorAcks {
+    fn record(&self, ack: billbox_delivery::Ack) -> billbox_delivery::AckFuture {
+        let sent = self.0.send(Acked(ack));
+        Box::pin(async move { sent.await.unwrap_or(Err(billbox_delivery::AckError::Gone)) })
+    }
+}

@@ -33,7 +33,7 @@ use crate::capacity::{Capacity, DiskReserve};
 use crate::destination_actor::{DestinationActor, LoopFactory};
 use crate::diff::{rotator_settings, ConfigDiff, ReloadError};
 use crate::events::StoreQuarantined;
-use crate::messages::{Drain, SubscribeCommitted};
+use crate::messages::{Drain, StoreActorAcks, SubscribeCommitted};
 use crate::reader::{ListenAddrs, PortReader, StopSignal};
 use crate::rotator_actor::Retire;
 use crate::rotator_actor::RotatorActor;
@@ -151,8 +151,9 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let (dest_stop, dest_stop_rx) = tokio::sync::watch::channel(false);
     let live = LiveLoops::default();
     let restarts = Restarts::new();
-    let (consumers, actors) = start_destinations(config, &store, &dest_stop_rx, &live, &restarts);
-    let consumers: SharedConsumers = Arc::new(std::sync::RwLock::new(Arc::new(consumers)));
+    // The store actor first (destinations record their acknowledgements
+    // through it), then the destinations and what it must feed them.
+    let consumers: SharedConsumers = Arc::new(std::sync::RwLock::new(Arc::default()));
     let store_for_actor = store.clone();
     let latency = Arc::new(LatencyHistogram::default());
     let latency_for_actor = latency.clone();
@@ -166,6 +167,15 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             restarts_for_actor.clone(),
         )
     });
+    let (wired, actors) = start_destinations(
+        config,
+        &store,
+        &store_actor,
+        &dest_stop_rx,
+        &live,
+        &restarts,
+    );
+    *consumers.write().expect("consumer table poisoned") = Arc::new(wired);
     let mut running = Running {
         store,
         latency,
@@ -262,6 +272,7 @@ const CC_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 fn start_destinations(
     config: &Config,
     store: &Store,
+    store_actor: &Addr<StoreActor>,
     stop: &tokio::sync::watch::Receiver<bool>,
     live: &LiveLoops,
     restarts: &Restarts,
@@ -320,6 +331,7 @@ fn start_destinations(
             (store.clone(), gateway.clone(), ports.clone(), stop.clone());
         let name: Arc<str> = Arc::from("delivery");
         let live = live.clone();
+        let writer = store_actor.clone();
         let make: LoopFactory = Box::new(move || {
             let dest = CursorDestination::primary_secondary(
                 Arc::from("delivery"),
@@ -327,6 +339,7 @@ fn start_destinations(
                 gateway.clone(),
                 ports.clone(),
                 store.clone(),
+                Rc::new(StoreActorAcks(writer.clone())),
                 wake.clone(),
             );
             let guard = live.enter();
@@ -353,6 +366,7 @@ fn start_destinations(
         let name: Arc<str> = Arc::from(format!("cc:{}", cc.name).as_str());
         let (url, gateway, stop2) = (cc.url.clone(), gateway.clone(), stop.clone());
         let live = live.clone();
+        let writer = store_actor.clone();
         let make: LoopFactory = if cc.reliable {
             let cursor = carbon_copy_cursor(&cc.name);
             consumers.removal_cursors.push(cursor.clone());
@@ -377,6 +391,7 @@ fn start_destinations(
                     batch_max,
                     retry_delay,
                     store: store.clone(),
+                    acks: Rc::new(StoreActorAcks(writer.clone())),
                     wake: wake.clone(),
                     max_in_flight,
                 };
@@ -392,14 +407,13 @@ fn start_destinations(
             consumers.mirrors.push((name.clone(), tx));
             let queue = Arc::new(tokio::sync::Mutex::new(rx));
             let name2 = name.clone();
-            let store = store.clone();
             Box::new(move || {
                 let dest = MirrorDestination {
                     name: name2.clone(),
                     gateway: gateway.clone(),
                     endpoint: Endpoint::new(url.clone(), timeout),
                     batch_max,
-                    store: store.clone(),
+                    acks: Rc::new(StoreActorAcks(writer.clone())),
                     records: queue.clone(),
                 };
                 let guard = live.enter();
@@ -662,8 +676,14 @@ impl Running {
             self.stop_destinations().await;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let live = LiveLoops::default();
-            let (consumers, actors) =
-                start_destinations(&self.config, &self.store, &stop_rx, &live, &self.restarts);
+            let (consumers, actors) = start_destinations(
+                &self.config,
+                &self.store,
+                &self.store_actor,
+                &stop_rx,
+                &live,
+                &self.restarts,
+            );
             *self.consumers.write().expect("consumer table poisoned") = Arc::new(consumers);
             self.destinations = Destinations {
                 stop: stop_tx,

@@ -20,7 +20,7 @@ use crate::events::{
     StoreFlushFailed, StoreFull, StoreHasSpace,
 };
 use crate::messages::{
-    Append, AppendError, Committed, Drain, OnConflict, Submit, SubmitError, Submitted,
+    Acked, Append, AppendError, Committed, Drain, OnConflict, Submit, SubmitError, Submitted,
     SubscribeCommitted,
 };
 use crate::stats::LatencyHistogram;
@@ -711,6 +711,15 @@ impl Handler<Submit> for StoreActor {
             rx.await
                 .unwrap_or(Err(SubmitError::Append(AppendError::Stopped)))
         })
+    }
+}
+
+impl Handler<Acked> for StoreActor {
+    type Result = Result<(), billbox_delivery::AckError>;
+
+    fn handle(&mut self, msg: Acked, _ctx: &mut Context<Self>) -> Self::Result {
+        billbox_delivery::acks::apply(&self.store, &msg.0)
+            .map_err(|e| billbox_delivery::AckError::Store(Arc::new(e)))
     }
 }
 
