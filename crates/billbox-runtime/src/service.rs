@@ -476,21 +476,30 @@ impl Running {
             .handle()
     }
 
-    /// Starts a port's rotator and reader.
-    fn start_port(&mut self, port: &PortConfig) {
-        let settings = rotator_settings(&self.config, port);
-        let store = self.store.clone();
-        let restarts = self.restarts.clone();
+    /// Starts a rotator with `settings` on the files arbiter; `subscribe`:
+    /// the store actor tells it of each commit (a retired port's rotator
+    /// only catches up on its own).
+    fn start_rotator(&self, settings: RotatorSettings, subscribe: bool) -> Addr<RotatorActor> {
+        let port = settings.port.clone();
+        let (store, restarts) = (self.store.clone(), self.restarts.clone());
         let rotator = Supervisor::start_in_arbiter(&self.files(), move |_| {
             RotatorActor::new(
                 Rotator::new(settings.clone(), store.clone()),
                 restarts.clone(),
             )
         });
-        self.store_actor.do_send(SubscribeCommitted {
-            port: Arc::from(port.name.as_str()),
-            recipient: rotator.clone().recipient(),
-        });
+        if subscribe {
+            self.store_actor.do_send(SubscribeCommitted {
+                port,
+                recipient: rotator.clone().recipient(),
+            });
+        }
+        rotator
+    }
+
+    /// Starts a port's rotator and reader.
+    fn start_port(&mut self, port: &PortConfig) {
+        let rotator = self.start_rotator(rotator_settings(&self.config, port), true);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (alive_tx, alive_rx) = tokio::sync::mpsc::channel(1);
         let stop = StopSignal {
@@ -535,19 +544,7 @@ impl Running {
                 records_per_file: t.billing_records,
                 timeout: t.billing_timeout,
             };
-            let store = self.store.clone();
-            let restarts = self.restarts.clone();
-            let rotator = Supervisor::start_in_arbiter(&self.files(), move |_| {
-                RotatorActor::new(
-                    Rotator::new(settings.clone(), store.clone()),
-                    restarts.clone(),
-                )
-            });
-            self.store_actor.do_send(SubscribeCommitted {
-                port: Arc::from(stream),
-                recipient: rotator.clone().recipient(),
-            });
-            rotators.push(rotator);
+            rotators.push(self.start_rotator(settings, true));
         }
         let mut destinations: Vec<String> = Vec::new();
         if self.config.delivery.is_some() {
@@ -595,15 +592,7 @@ impl Running {
             {
                 continue;
             }
-            let settings = retired_settings(&self.config, &name);
-            let store = self.store.clone();
-            let restarts = self.restarts.clone();
-            let rotator = Supervisor::start_in_arbiter(&self.files(), move |_| {
-                RotatorActor::new(
-                    Rotator::new(settings.clone(), store.clone()),
-                    restarts.clone(),
-                )
-            });
+            let rotator = self.start_rotator(retired_settings(&self.config, &name), false);
             self.retired_ports.insert(name, rotator);
         }
     }
