@@ -78,15 +78,15 @@ fn metrics_count_a_known_workload_and_reconcile() {
     assert!(m(r#"billbox_last_delivery_timestamp_seconds{destination="delivery"}"#) > 1.7e9);
     assert!(m("billbox_store_bytes") > 0.0);
     assert_eq!(m("billbox_ready"), 1.0);
-    // 50 records, 10 per file: five files closed.
-    let page = wait_metric(&bb, r#"billbox_files_closed_total{port="p"}"#, 5.0);
-    assert_eq!(
-        metric(
-            &page,
-            r#"billbox_backlog_records{destination="files",port="p"}"#
-        ),
-        Some(0.0)
+    // 50 records, 10 per file: every record lands in a closed file, in five
+    // files or more (under load a file may close at its 1 s timeout first).
+    let page = wait_metric(
+        &bb,
+        r#"billbox_backlog_records{destination="files",port="p"}"#,
+        0.0,
     );
+    let closed = metric(&page, r#"billbox_files_closed_total{port="p"}"#).unwrap_or(0.0);
+    assert!(closed >= 5.0, "{closed} files closed for 50 records");
 
     // The server goes away; 20 more records wait.
     server.down();
