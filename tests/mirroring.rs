@@ -582,6 +582,34 @@ fn retransmission_config(
     ))
 }
 
+/// Both servers answering 500 to a billbox with the AG's retransmission
+/// settings plus `extra`, and records 1..=3 sent.
+struct Retransmitting {
+    _site: Site,
+    log: Log,
+    a: BillingServer,
+    b: BillingServer,
+    bb: Billbox,
+}
+
+fn retransmitting(extra: &str) -> Retransmitting {
+    let site = Site::new();
+    let log = Log::default();
+    let a = BillingServer::start("A", &log);
+    let b = BillingServer::start("B", &log);
+    a.set(Mode::Status(500));
+    b.set(Mode::Status(500));
+    let bb = Billbox::start(&retransmission_config(&site, &a, &b, extra));
+    send(&bb, 1, 3);
+    Retransmitting {
+        _site: site,
+        log,
+        a,
+        b,
+        bb,
+    }
+}
+
 /// When the server side saw each request.
 fn times(log: &Log) -> Vec<Instant> {
     log.lock().unwrap().iter().map(|r| r.at).collect()
@@ -608,15 +636,8 @@ fn resume_reasons(bb: &Billbox) -> Vec<String> {
 
 #[test]
 fn failover_suspends_after_a_round_and_resumes_after_the_interval() {
-    let site = Site::new();
-    let log = Log::default();
-    let a = BillingServer::start("A", &log);
-    let b = BillingServer::start("B", &log);
-    a.set(Mode::Status(500));
-    b.set(Mode::Status(500));
-    let config = retransmission_config(&site, &a, &b, "method = \"failover\"\nsuspend = \"2s\"\n");
-    let bb = Billbox::start(&config);
-    send(&bb, 1, 3);
+    let Retransmitting { log, a, b, bb, .. } =
+        retransmitting("method = \"failover\"\nsuspend = \"2s\"\n");
 
     // One round: A-A-B-B, then the task suspends.
     wait_requests(&log, 4, WAIT);
@@ -652,20 +673,8 @@ fn failover_suspends_after_a_round_and_resumes_after_the_interval() {
 
 #[test]
 fn round_robin_suspends_after_a_round_and_a_new_record_resumes_it() {
-    let site = Site::new();
-    let log = Log::default();
-    let a = BillingServer::start("A", &log);
-    let b = BillingServer::start("B", &log);
-    a.set(Mode::Status(500));
-    b.set(Mode::Status(500));
-    let config = retransmission_config(
-        &site,
-        &a,
-        &b,
-        "method = \"round_robin\"\nsuspend = \"30s\"\n",
-    );
-    let bb = Billbox::start(&config);
-    send(&bb, 1, 3);
+    let Retransmitting { log, a, b, bb, .. } =
+        retransmitting("method = \"round_robin\"\nsuspend = \"30s\"\n");
 
     // One round: A-B-A-B, then the task suspends.
     wait_requests(&log, 4, WAIT);
