@@ -58,7 +58,12 @@ pub fn main(config: &Path, dir: &Path, wait: Duration) -> ExitCode {
             records_per_file: cfg.map_or(50, |p| p.billing_records.max(1)),
             timeout: None,
         };
-        let mut rotator = Rotator::new(settings, store.clone());
+        // No store actor here: this process is the store's only writer.
+        let mut rotator = Rotator::new(
+            settings,
+            store.clone(),
+            Arc::new(billbox_spool::DirectState(store.clone())),
+        );
         let result = rotator
             .recover(billbox_runtime::now_us())
             .and_then(|()| rotator.close_now());

@@ -111,6 +111,16 @@ impl Message for Drain {
     type Result = ();
 }
 
+/// Asks the store actor to flush everything written so far and write the
+/// sequence guard (at shutdown, after the destinations' last
+/// acknowledgements). The reply comes after that flush.
+#[derive(Debug, Clone, Copy)]
+pub struct Flush;
+
+impl Message for Flush {
+    type Result = Result<(), AppendError>;
+}
+
 /// A destination's acknowledgement, recorded by the store actor (the one
 /// writer): its cursor moves, durable with the next group commit. The
 /// reply comes once it is applied.
@@ -119,6 +129,34 @@ pub struct Acked(pub billbox_delivery::Ack);
 
 impl Message for Acked {
     type Result = Result<(), billbox_delivery::AckError>;
+}
+
+/// A rotator's file state changed (a file opened, marked closing, closed):
+/// the store actor applies it in its group commit and answers on `reply`,
+/// after the flush when [`billbox_spool::StateChange::durable`].
+pub struct FilesChanged {
+    pub change: billbox_spool::StateChange,
+    pub reply: std::sync::mpsc::SyncSender<Result<(), billbox_spool::StateError>>,
+}
+
+impl Message for FilesChanged {
+    type Result = ();
+}
+
+/// The store actor as the [`billbox_spool::StateWriter`] of rotators. A
+/// rotator runs on the files arbiter and blocks until the answer comes, so
+/// it has at most one change in the store actor's mailbox.
+pub struct StoreActorFiles(pub actix::Addr<crate::StoreActor>);
+
+impl billbox_spool::StateWriter for StoreActorFiles {
+    fn record(&self, change: billbox_spool::StateChange) -> Result<(), billbox_spool::StateError> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        // Unbounded send, bounded use: one change per rotator at a time.
+        self.0.do_send(FilesChanged { change, reply });
+        answer
+            .recv()
+            .unwrap_or(Err(billbox_spool::StateError::WriterGone))
+    }
 }
 
 /// The store actor as the [`billbox_delivery::AckSink`] of delivery loops.

@@ -33,7 +33,7 @@ use crate::capacity::{Capacity, DiskReserve};
 use crate::destination_actor::{DestinationActor, LoopFactory};
 use crate::diff::{rotator_settings, ConfigDiff, ReloadError};
 use crate::events::StoreQuarantined;
-use crate::messages::{Drain, StoreActorAcks, SubscribeCommitted};
+use crate::messages::{Drain, Flush, StoreActorAcks, StoreActorFiles, SubscribeCommitted};
 use crate::reader::{ListenAddrs, PortReader, StopSignal};
 use crate::rotator_actor::Retire;
 use crate::rotator_actor::RotatorActor;
@@ -482,9 +482,12 @@ impl Running {
     fn start_rotator(&self, settings: RotatorSettings, subscribe: bool) -> Addr<RotatorActor> {
         let port = settings.port.clone();
         let (store, restarts) = (self.store.clone(), self.restarts.clone());
+        // Its state changes go to the store actor, the one writer.
+        let writer: Arc<dyn billbox_spool::StateWriter> =
+            Arc::new(StoreActorFiles(self.store_actor.clone()));
         let rotator = Supervisor::start_in_arbiter(&self.files(), move |_| {
             RotatorActor::new(
-                Rotator::new(settings.clone(), store.clone()),
+                Rotator::new(settings.clone(), store.clone(), writer.clone()),
                 restarts.clone(),
             )
         });
@@ -695,9 +698,15 @@ impl Running {
         let _ = self.destinations.stop.send(true);
         let stopped = self.stop_readers(&names).await;
         self.stop_destinations().await;
-        let _ = self.store.flush().await;
-        if let Err(e) = self.store.confirm() {
-            tracing::error!(error = %e, "The sequence guard could not be written at shutdown.");
+        // The last acknowledgements and the sequence guard, by the one writer.
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.store_actor.send(Flush)).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "The last flush at shutdown failed; acknowledgements since the previous flush may be sent again.")
+            }
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!("The store actor did not flush at shutdown in time; acknowledgements since the previous flush may be sent again.")
+            }
         }
         drop(stopped);
         self.retired_ports.clear();

@@ -20,17 +20,45 @@ use crate::events::{
     StoreFlushFailed, StoreFull, StoreHasSpace,
 };
 use crate::messages::{
-    Acked, Append, AppendError, Committed, Drain, OnConflict, Submit, SubmitError, Submitted,
-    SubscribeCommitted,
+    Acked, Append, AppendError, Committed, Drain, FilesChanged, Flush, OnConflict, Submit,
+    SubmitError, Submitted, SubscribeCommitted,
 };
 use crate::stats::LatencyHistogram;
 use crate::supervise::{guard, ActorName, Guarded, Recovery, Restarts};
+use billbox_spool::StateError;
 
 /// A batch applied to sled, waiting for its flush to be answered.
 struct Commit {
     batch: Vec<Pending>,
     plans: Vec<Result<Plan, AppendError>>,
     assigned: Vec<Assigned>,
+    /// Changes applied before this flush began that wait for it.
+    synced: Vec<SyncWaiter>,
+}
+
+/// Who waits for the next flush.
+enum SyncWaiter {
+    /// A rotator, for its file state change.
+    Files(std::sync::mpsc::SyncSender<Result<(), StateError>>),
+    /// A [`Flush`] (at shutdown): the sequence guard is written too.
+    Flush(oneshot::Sender<Result<(), AppendError>>),
+}
+
+impl SyncWaiter {
+    fn answer(self, store: &Store, result: Result<(), &Arc<billbox_store::StoreError>>) {
+        match self {
+            SyncWaiter::Files(tx) => {
+                let _ = tx.send(result.map_err(|e| StateError::Store(e.clone())));
+            }
+            SyncWaiter::Flush(tx) => {
+                let result = result
+                    .map_err(Arc::clone)
+                    .and_then(|()| store.confirm().map_err(Arc::new))
+                    .map_err(AppendError::Store);
+                let _ = tx.send(result);
+            }
+        }
+    }
 }
 
 struct Pending {
@@ -197,6 +225,9 @@ pub struct StoreActor {
     /// Per fire-once mirror: its queue is full (records are not copied).
     mirror_overflow: HashMap<Arc<str>, Latch>,
     pending: Vec<Pending>,
+    /// File state changes applied since the running flush began: answered
+    /// after the next one.
+    unsynced: Vec<SyncWaiter>,
     flushing: bool,
     drained: Vec<oneshot::Sender<()>>,
     rotators: HashMap<Arc<str>, Recipient<Committed>>,
@@ -231,6 +262,7 @@ impl StoreActor {
             last_confirm: std::time::Instant::now(),
             mirror_overflow: HashMap::new(),
             pending: Vec::new(),
+            unsynced: Vec::new(),
             flushing: false,
             drained: Vec::new(),
             rotators: HashMap::new(),
@@ -263,13 +295,15 @@ impl StoreActor {
         if self.flushing {
             return;
         }
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.unsynced.is_empty() {
             for d in self.drained.drain(..) {
                 let _ = d.send(());
             }
             return;
         }
-        if self.blocked_by_disk(ctx) || self.blocked_by_capacity(ctx) {
+        let held = !self.pending.is_empty()
+            && (self.blocked_by_disk(ctx) || self.blocked_by_capacity(ctx));
+        if held {
             // Submitters are told at once (HTTP 503) instead of waiting.
             let (submits, appends) = std::mem::take(&mut self.pending)
                 .into_iter()
@@ -280,11 +314,19 @@ impl StoreActor {
                     let _ = tx.send(Err(SubmitError::Full));
                 }
             }
-            return;
+            // File state changes are flushed all the same.
+            if self.unsynced.is_empty() {
+                return;
+            }
         }
         // Test builds: a fault before anything is written.
         let _ = billbox_failpoints::check("store.commit");
-        let batch = std::mem::take(&mut self.pending);
+        let batch = if held {
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.pending)
+        };
+        let synced = std::mem::take(&mut self.unsynced);
         let (plans, elements, ids) = plan_batch(&self.store, &batch);
         let refs: Vec<(Arc<str>, &[NewRecord])> = elements
             .iter()
@@ -294,10 +336,12 @@ impl StoreActor {
             Ok(a) => a,
             Err(e) => {
                 StoreFlushFailed { error: &e }.emit();
-                let e = AppendError::Store(Arc::new(e));
+                let e = Arc::new(e);
                 for p in batch {
-                    p.reply.fail(e.clone());
+                    p.reply.fail(AppendError::Store(e.clone()));
                 }
+                // Their changes are applied: the next flush takes them.
+                self.unsynced = synced;
                 return;
             }
         };
@@ -307,6 +351,7 @@ impl StoreActor {
                 batch,
                 plans,
                 assigned,
+                synced,
             },
             ctx,
         );
@@ -325,12 +370,22 @@ impl StoreActor {
                     Ok(res) => res,
                     Err(panic) => return act.fail(panic, ctx),
                 };
+                let mut commit = commit;
                 if let Err(e) = res {
                     if act.flush_failing.set(true) == Change::Started {
                         StoreFlushFailed { error: &e }.emit();
                     }
+                    // A rotator is told at once (it retries its file
+                    // later); appends wait for the retried flush.
+                    let e = Arc::new(e);
+                    for waiter in commit.synced.drain(..) {
+                        waiter.answer(&act.store, Err(&e));
+                    }
                     ctx.run_later(FLUSH_RETRY, move |act, ctx| act.flush(commit, ctx));
                     return;
+                }
+                for waiter in commit.synced.drain(..) {
+                    waiter.answer(&act.store, Ok(()));
                 }
                 if act.flush_failing.set(false) == Change::Ended {
                     tracing::info!(
@@ -342,6 +397,7 @@ impl StoreActor {
                     batch,
                     plans,
                     assigned,
+                    synced: _,
                 } = commit;
                 match guard(|| act.committed(batch, plans, assigned)) {
                     Ok(()) => act.commit_next(ctx),
@@ -665,6 +721,17 @@ impl Supervised for StoreActor {
         for p in self.pending.drain(..) {
             p.reply.fail(AppendError::Restarted);
         }
+        // Their changes are applied; the rotators save them again.
+        for waiter in self.unsynced.drain(..) {
+            match waiter {
+                SyncWaiter::Files(tx) => {
+                    let _ = tx.send(Err(StateError::WriterGone));
+                }
+                SyncWaiter::Flush(tx) => {
+                    let _ = tx.send(Err(AppendError::Restarted));
+                }
+            }
+        }
         // Appends and timers drive it: no pause to take, and nothing to
         // stop once the budget is spent (billbox is then stopping).
         self.recovery.restarting();
@@ -720,6 +787,35 @@ impl Handler<Acked> for StoreActor {
     fn handle(&mut self, msg: Acked, _ctx: &mut Context<Self>) -> Self::Result {
         billbox_delivery::acks::apply(&self.store, &msg.0)
             .map_err(|e| billbox_delivery::AckError::Store(Arc::new(e)))
+    }
+}
+
+impl Handler<FilesChanged> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FilesChanged, ctx: &mut Context<Self>) {
+        if let Err(e) = billbox_spool::writer::apply(&self.store, &msg.change) {
+            let _ = msg.reply.send(Err(StateError::Store(Arc::new(e))));
+            return;
+        }
+        if !msg.change.durable {
+            let _ = msg.reply.send(Ok(()));
+            return;
+        }
+        // The flush running now may have begun before this change.
+        self.unsynced.push(SyncWaiter::Files(msg.reply));
+        self.commit_next(ctx);
+    }
+}
+
+impl Handler<Flush> for StoreActor {
+    type Result = ResponseFuture<Result<(), AppendError>>;
+
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.unsynced.push(SyncWaiter::Flush(tx));
+        self.commit_next(ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(AppendError::Stopped)) })
     }
 }
 

@@ -10,6 +10,9 @@
 //!   `billing_records` records or when `billing_timeout` has passed since its
 //!   first record arrived (fsync, rename to `.txt`, fsync the directory), and
 //!   after a crash complete a leftover `.tmp` from the journal and close it.
+//! - [`writer`]: [`StateWriter`], where the rotator's state changes go (the
+//!   store actor in the daemon: the rotator never writes the store itself),
+//!   and [`DirectState`] for a process that is the store's only writer.
 //!
 //! Every record lands in exactly one `.txt` file: the store's journal is the
 //! source, the rotator's state says which records are in closed files, and a
@@ -20,5 +23,7 @@
 pub mod naming;
 pub mod rotator;
 pub mod state;
+pub mod writer;
 
 pub use rotator::{ClosedFile, Rotator, RotatorSettings, SpoolError};
+pub use writer::{DirectState, StateChange, StateError, StateWriter};

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use billbox_record::Record;
 use billbox_store::{Store, StoreError, FILES_CURSOR};
+
+use crate::writer::{StateChange, StateWriter};
 use billbox_transactions::{file_line, StreamKind};
 
 use crate::naming::{unique_stem, TMP, TXT};
@@ -60,6 +62,8 @@ pub enum SpoolError {
     Store(#[from] StoreError),
     #[error(transparent)]
     State(#[from] StateDecodeError),
+    #[error(transparent)]
+    StateNotSaved(#[from] crate::writer::StateError),
     #[error("record {port}/{seq} is missing from the store")]
     Missing { port: Arc<str>, seq: u64 },
 }
@@ -85,7 +89,10 @@ pub struct Rotator {
     settings: RotatorSettings,
     /// Call records are filed as received; transactions one line each.
     kind: StreamKind,
+    /// Read only: records and the durable state come from it.
     store: Store,
+    /// Where state changes are recorded (the store's one writer).
+    writer: Arc<dyn StateWriter>,
     state: FileState,
     writing: Option<Writing>,
     next_seq: u64,
@@ -94,11 +101,13 @@ pub struct Rotator {
 }
 
 impl Rotator {
-    pub fn new(settings: RotatorSettings, store: Store) -> Rotator {
+    /// A rotator that reads `store` and records its state with `writer`.
+    pub fn new(settings: RotatorSettings, store: Store, writer: Arc<dyn StateWriter>) -> Rotator {
         Rotator {
             kind: StreamKind::of(&settings.port),
             settings,
             store,
+            writer,
             state: FileState::default(),
             writing: None,
             next_seq: 1,
@@ -110,7 +119,11 @@ impl Rotator {
     /// A rotator of the same port that starts over from the store (after
     /// this one failed: its open file is dropped, its state rebuilt).
     pub fn start_over(&self) -> Rotator {
-        Rotator::new(self.settings.clone(), self.store.clone())
+        Rotator::new(
+            self.settings.clone(),
+            self.store.clone(),
+            self.writer.clone(),
+        )
     }
 
     pub fn settings(&self) -> &RotatorSettings {
@@ -245,7 +258,7 @@ impl Rotator {
                     // The rename happened before the crash; only the cursor is behind.
                     self.state.cursor = last;
                     self.state.open = None;
-                    self.persist()?;
+                    self.persist(false)?;
                 }
                 None => {
                     let durable = self.store.durable_seq(&self.settings.port);
@@ -254,7 +267,7 @@ impl Rotator {
                     if end < open.first {
                         remove_if_exists(&tmp)?;
                         self.state.open = None;
-                        self.persist()?;
+                        self.persist(false)?;
                     } else {
                         self.write_whole(&open.stem, open.first, end)?;
                         self.mark_closing(end)?;
@@ -264,8 +277,7 @@ impl Rotator {
             }
         }
         self.next_seq = self.state.cursor + 1;
-        self.store
-            .advance_cursor(&self.settings.port, FILES_CURSOR, self.state.cursor)?;
+        self.persist(false)?;
         self.recovered = true;
         let durable = self.store.durable_seq(&self.settings.port);
         self.catch_up_to(durable)?;
@@ -347,8 +359,7 @@ impl Rotator {
             first: rec.seq,
             closing_last: None,
         });
-        self.persist()?;
-        self.store.flush_blocking()?;
+        self.persist(true)?;
         let path = self.path(&stem, TMP);
         let file = OpenOptions::new()
             .write(true)
@@ -394,8 +405,7 @@ impl Rotator {
         if let Some(open) = self.state.open.as_mut() {
             open.closing_last = Some(last);
         }
-        self.persist()?;
-        self.store.flush_blocking()?;
+        self.persist(true)?;
         Ok(())
     }
 
@@ -413,7 +423,7 @@ impl Rotator {
         self.state.open = None;
         // Made durable by the next flush; until then a crash finds the file
         // marked closing with its `.tmp` gone, which means the same.
-        self.persist()?;
+        self.persist(false)?;
         self.closed.push(ClosedFile {
             path: txt,
             first_seq: first,
@@ -450,12 +460,14 @@ impl Rotator {
         Ok(())
     }
 
-    /// Writes the state, and the files cursor the store's removal reads.
-    fn persist(&self) -> Result<(), SpoolError> {
-        self.store
-            .put_meta(&self.settings.port, META_NAME, &self.state.encode())?;
-        self.store
-            .advance_cursor(&self.settings.port, FILES_CURSOR, self.state.cursor)?;
+    /// Records the state, and the files cursor the store's removal reads;
+    /// `durable`: returns only once it is flushed.
+    fn persist(&self, durable: bool) -> Result<(), SpoolError> {
+        self.writer.record(StateChange {
+            port: self.settings.port.clone(),
+            state: self.state.clone(),
+            durable,
+        })?;
         Ok(())
     }
 

@@ -63,6 +63,7 @@ impl Fixture {
                 timeout,
             },
             self.store(),
+            Arc::new(crate::DirectState(self.store())),
         )
     }
 
