@@ -99,7 +99,7 @@ pub fn main(config: &Path, dir: &Path, wait: Duration) -> ExitCode {
                 store.clone(),
                 // No store actor here: the one writer is this process.
                 std::rc::Rc::new(billbox_delivery::DirectAcks(store.clone())),
-                Arc::new(tokio::sync::Notify::new()),
+                Arc::new(tokio::sync::watch::channel(0).0),
             );
             let task = tokio::task::spawn_local(dest.run(stop_rx));
             let deadline = Instant::now() + wait;

@@ -9,15 +9,12 @@ use std::time::{Duration, Instant};
 use billbox_record::Record;
 use billbox_store::{Store, StoreError};
 use billbox_transactions::StreamKind;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::acks::{Ack, AckSink};
 use crate::endpoint::Endpoint;
 use crate::events::{Delivered, Outage};
 use crate::policy::{AfterFailure, Retransmission, Server};
-
-/// How long an idle destination sleeps when nobody wakes it.
-pub const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// How long a POST in flight when billbox stops may still take: its answer
 /// is waited for, then it is abandoned (its records stay stored).
@@ -50,10 +47,11 @@ pub struct CursorDestination {
     pub store: Store,
     /// Where acknowledgements are recorded (the store's one writer).
     pub acks: Rc<dyn AckSink>,
-    /// Woken by the store actor when records are flushed, and by this
-    /// destination's own workers after each delivery (so a wake alone does
-    /// not mean a new record).
-    pub wake: Arc<Notify>,
+    /// News for the workers: bumped by the actor when the store says
+    /// records were committed (its `Committed` message), and by the workers
+    /// themselves after a delivery or a resumption (so news alone does not
+    /// mean a new record). An idle worker waits for it; nothing polls.
+    pub news: Arc<watch::Sender<u64>>,
     /// POSTs awaiting an answer at once, each for a different port (a port's
     /// records are always posted one batch at a time, in order).
     pub max_in_flight: usize,
@@ -68,8 +66,6 @@ struct Shared {
     turn: Cell<usize>,
     /// While the task is suspended: what was flushed then, and until when.
     suspension: RefCell<Option<Suspension>>,
-    /// Wakes the workers waiting out a suspension when one of them ends it.
-    resumed: Notify,
 }
 
 /// A suspension of the retransmission task.
@@ -98,7 +94,7 @@ impl CursorDestination {
         ports: Vec<Arc<str>>,
         store: Store,
         acks: Rc<dyn AckSink>,
-        wake: Arc<Notify>,
+        news: Arc<watch::Sender<u64>>,
     ) -> CursorDestination {
         let mut endpoints = vec![Endpoint::new(d.primary.clone(), d.request_timeout)];
         if let Some(s) = &d.secondary {
@@ -122,7 +118,7 @@ impl CursorDestination {
             retry_delay: d.retry_delay,
             store,
             acks,
-            wake,
+            news,
             max_in_flight: d.max_in_flight,
         }
     }
@@ -144,7 +140,6 @@ impl CursorDestination {
             busy: RefCell::new(HashSet::new()),
             turn: Cell::new(0),
             suspension: RefCell::new(None),
-            resumed: Notify::new(),
         };
         self.max_in_flight = self.max_in_flight.clamp(1, self.ports.len().max(1));
         let me = &self;
@@ -152,15 +147,26 @@ impl CursorDestination {
         futures_util::future::join_all(workers).await;
     }
 
+    /// Tells every worker to look again.
+    fn tell_workers(&self) {
+        self.news.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     async fn worker(&self, shared: &Shared, mut stop: watch::Receiver<bool>) {
         let mut body = Vec::new();
+        let mut news = self.news.subscribe();
         loop {
             if *stop.borrow() {
                 return;
             }
-            if self.wait_while_suspended(shared, &mut stop).await {
+            if self
+                .wait_while_suspended(shared, &mut news, &mut stop)
+                .await
+            {
                 return;
             }
+            // What is stored now is looked at below: older news is stale.
+            news.mark_unchanged();
             let next = match self.next_batch(shared) {
                 Ok(n) => n,
                 Err(e) => {
@@ -171,8 +177,7 @@ impl CursorDestination {
             let (port, records) = match next {
                 Next::Idle => {
                     tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(IDLE_CHECK) => {}
+                        _ = news.changed() => {}
                         _ = stop.wait_for(|s| *s) => return,
                     }
                     continue;
@@ -180,14 +185,14 @@ impl CursorDestination {
                 Next::Batch(port, records) => (port, records),
             };
             let stopped = self
-                .deliver(shared, &port, &records, &mut body, &mut stop)
+                .deliver(shared, &port, &records, &mut body, &mut news, &mut stop)
                 .await;
             shared.busy.borrow_mut().remove(&port);
             if stopped {
                 return;
             }
             // Another worker may be idle while this port has more.
-            self.wake.notify_one();
+            self.tell_workers();
         }
     }
 
@@ -199,13 +204,14 @@ impl CursorDestination {
         port: &Arc<str>,
         records: &[Record],
         body: &mut Vec<u8>,
+        news: &mut watch::Receiver<u64>,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         let (first, last) = (records[0].seq, records[records.len() - 1].seq);
         let kind = StreamKind::of(port);
         let packet = crate::encode_packet(&self.gateway, kind, records, body);
         loop {
-            if self.wait_while_suspended(shared, stop).await {
+            if self.wait_while_suspended(shared, news, stop).await {
                 return true;
             }
             let server = shared.policy.borrow_mut().target(Instant::now());
@@ -329,6 +335,7 @@ impl CursorDestination {
     async fn wait_while_suspended(
         &self,
         shared: &Shared,
+        news: &mut watch::Receiver<u64>,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         loop {
@@ -345,7 +352,8 @@ impl CursorDestination {
             if let Some(why) = why {
                 *shared.suspension.borrow_mut() = None;
                 shared.policy.borrow_mut().resume(Instant::now());
-                shared.resumed.notify_waiters();
+                // The other workers waiting out the suspension go on too.
+                self.tell_workers();
                 let (reason, message) = match why {
                     Resumed::NewRecord => (
                         "new_record",
@@ -360,8 +368,7 @@ impl CursorDestination {
                 return false;
             }
             tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = shared.resumed.notified() => {}
+                _ = news.changed() => {}
                 _ = tokio::time::sleep_until(s.until) => {}
                 _ = stop.wait_for(|s| *s) => return true,
             }

@@ -1,35 +1,81 @@
-//! The actor around one destination's delivery loop (the primary/secondary
-//! exchange, or one carbon-copy server).
+//! The destination actors: [`DestinationActor`] for a cursor destination
+//! (the primary/secondary sender, or a reliable carbon copy) and
+//! [`MirrorActor`] for a fire-once carbon copy.
+//!
+//! Both are told of commits by the store actor ([`Committed`],
+//! [`CopyBatch`]) and stopped by [`Stop`]; a panic in their work stops the
+//! actor and its supervisor restarts it (all state that matters is in the
+//! store, or, for a mirror, in the actor's own queue, which a restart keeps).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use tokio::sync::watch;
+use billbox_delivery::mirror::{Copied, MirrorDestination};
+use tokio::sync::{oneshot, watch};
 
-use crate::supervise::{spawn_work, ActorName, Recovering, Recovery, Restart, Restarts};
+use crate::capacity::{Change, Latch};
+use crate::events::MirrorQueueFull;
+use crate::messages::{Committed, CopyBatch, Stop};
+use crate::supervise::{ActorName, Guarded, Recovering, Recovery, Restart, Restarts};
 
-/// Builds a fresh delivery loop (a restart gets a new one; all state that
-/// matters is in the store or the shared queue).
-pub type LoopFactory = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()>>>>;
+/// Builds a fresh delivery loop from the actor's news (bumped on each
+/// [`Committed`]) and stop signal; a restart gets a new loop.
+pub type LoopFactory = Box<
+    dyn Fn(Arc<watch::Sender<u64>>, watch::Receiver<bool>) -> Pin<Box<dyn Future<Output = ()>>>,
+>;
 
-/// Runs one destination's delivery loop; restarted by its supervisor when the
-/// loop ends while billbox is not stopping.
+/// Whether an actor's work runs, and who waits for it to end.
+#[derive(Default)]
+struct Stopping {
+    /// [`Stop`] was received.
+    asked: bool,
+    /// Answered when the running work has ended.
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Stopping {
+    fn answer(&mut self) {
+        for w in self.waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+
+    /// The reply to a [`Stop`]: now when nothing runs, else when it ends.
+    fn wait(&mut self, running: bool) -> ResponseFuture<()> {
+        self.asked = true;
+        if !running {
+            return Box::pin(async {});
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push(tx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+/// The mailbox of a [`DestinationActor`].
+const NEWS_MAILBOX: usize = 256;
+
+/// Runs one cursor destination's delivery loop. Its state is in the store
+/// (the cursor, moved by the store actor on each acknowledgement).
 pub struct DestinationActor {
     name: Arc<str>,
     make: LoopFactory,
-    stop: watch::Receiver<bool>,
+    /// Bumped on each [`Committed`]: the loop's idle workers look again.
+    news: Arc<watch::Sender<u64>>,
+    stop: watch::Sender<bool>,
+    stopping: Stopping,
+    running: bool,
     recovery: Recovery,
 }
 
 impl DestinationActor {
-    pub fn new(
-        name: Arc<str>,
-        make: LoopFactory,
-        stop: watch::Receiver<bool>,
-        restarts: Restarts,
-    ) -> Self {
+    pub fn new(name: Arc<str>, make: LoopFactory, restarts: Restarts) -> Self {
         let actor = ActorName {
             kind: "destination",
             label: "destination",
@@ -38,9 +84,35 @@ impl DestinationActor {
         DestinationActor {
             name,
             make,
-            stop,
+            news: Arc::new(watch::channel(0).0),
+            stop: watch::channel(false).0,
+            stopping: Stopping::default(),
+            running: false,
             recovery: Recovery::new(actor, restarts),
         }
+    }
+
+    /// Runs a fresh delivery loop; when it ends the actor stops (and is
+    /// restarted) unless it was asked to stop.
+    fn begin(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping.asked {
+            return;
+        }
+        self.running = true;
+        let work = (self.make)(self.news.clone(), self.stop.subscribe());
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(Guarded::new(work)).map(
+            |result, act, ctx| {
+                act.running = false;
+                if let Err(panic) = result {
+                    act.recovery.failed(panic);
+                }
+                if act.stopping.asked {
+                    act.stopping.answer();
+                } else {
+                    ctx.stop();
+                }
+            },
+        ));
     }
 }
 
@@ -48,9 +120,9 @@ impl Actor for DestinationActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if *self.stop.borrow() {
-            return;
-        }
+        // One message per port of a commit arrives at once (a full
+        // mailbox is fine: it holds news already).
+        ctx.set_mailbox_capacity(NEWS_MAILBOX);
         match self.recovery.plan() {
             Some(Restart::GiveUp) => {}
             Some(Restart::After(pause)) => {
@@ -58,13 +130,6 @@ impl Actor for DestinationActor {
             }
             None => self.begin(ctx),
         }
-    }
-}
-
-impl DestinationActor {
-    /// Runs a fresh delivery loop.
-    fn begin(&mut self, ctx: &mut Context<Self>) {
-        spawn_work(ctx, (self.make)());
     }
 }
 
@@ -76,8 +141,154 @@ impl Recovering for DestinationActor {
 
 impl Supervised for DestinationActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        if !self.recovery.restarting() && !*self.stop.borrow() {
+        if !self.recovery.restarting() && !self.stopping.asked {
             tracing::warn!(destination = %self.name, "Delivery loop is restarting.");
         }
+    }
+}
+
+impl Handler<Committed> for DestinationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Committed, _ctx: &mut Context<Self>) {
+        self.news.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+impl Handler<Stop> for DestinationActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Stop, _ctx: &mut Context<Self>) -> Self::Result {
+        let _ = self.stop.send(true);
+        self.stopping.wait(self.running)
+    }
+}
+
+/// Committed batches a fire-once carbon copy may hold before new records
+/// are no longer copied to it.
+pub const MIRROR_QUEUE: usize = 1024;
+
+/// One fire-once carbon copy: posts each committed batch once, in order,
+/// from its own queue.
+pub struct MirrorActor {
+    mirror: Rc<MirrorDestination>,
+    queue: VecDeque<Arc<Vec<billbox_record::Record>>>,
+    /// The queue is full (batches are not copied).
+    overflow: Latch,
+    stop: watch::Sender<bool>,
+    stopping: Stopping,
+    posting: bool,
+    /// A restarted actor waits out its pause before it posts again.
+    waiting: bool,
+    recovery: Recovery,
+}
+
+impl MirrorActor {
+    pub fn new(mirror: MirrorDestination, restarts: Restarts) -> Self {
+        let actor = ActorName {
+            kind: "destination",
+            label: "destination",
+            subject: mirror.name.clone(),
+        };
+        MirrorActor {
+            mirror: Rc::new(mirror),
+            queue: VecDeque::new(),
+            overflow: Latch::default(),
+            stop: watch::channel(false).0,
+            stopping: Stopping::default(),
+            posting: false,
+            waiting: false,
+            recovery: Recovery::new(actor, restarts),
+        }
+    }
+
+    /// Posts the next queued batch, if none is being posted.
+    fn post_next(&mut self, ctx: &mut Context<Self>) {
+        if self.posting || self.stopping.asked || self.waiting {
+            return;
+        }
+        let Some(batch) = self.queue.pop_front() else {
+            return;
+        };
+        self.posting = true;
+        let (mirror, mut stop) = (self.mirror.clone(), self.stop.subscribe());
+        let work = async move { mirror.copy(&batch, &mut stop).await };
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(Guarded::new(work)).map(
+            |result, act, ctx| {
+                act.posting = false;
+                match result {
+                    Err(panic) => {
+                        // That batch is not copied (fire-once); the rest
+                        // wait in the queue for the restarted actor.
+                        act.recovery.failed(panic);
+                        ctx.stop();
+                    }
+                    Ok(Copied::Stopped) => act.stopping.answer(),
+                    Ok(Copied::Done) if act.stopping.asked => act.stopping.answer(),
+                    Ok(Copied::Done) => act.post_next(ctx),
+                }
+            },
+        ));
+    }
+}
+
+impl Actor for MirrorActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // One batch per append of a commit arrives at once.
+        ctx.set_mailbox_capacity(MIRROR_QUEUE);
+        match self.recovery.plan() {
+            Some(Restart::GiveUp) => self.waiting = true,
+            Some(Restart::After(pause)) => {
+                self.waiting = true;
+                ctx.run_later(pause, |act, ctx| {
+                    act.waiting = false;
+                    act.post_next(ctx);
+                });
+            }
+            None => self.post_next(ctx),
+        }
+    }
+}
+
+impl Supervised for MirrorActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.posting = false;
+        self.recovery.restarting();
+    }
+}
+
+impl Handler<CopyBatch> for MirrorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CopyBatch, ctx: &mut Context<Self>) {
+        if self.stopping.asked {
+            return;
+        }
+        let full = self.queue.len() >= MIRROR_QUEUE;
+        let change = self.overflow.set(full);
+        if full {
+            MirrorQueueFull {
+                mirror: &self.mirror.name,
+                records: msg.0.len() as u64,
+                first: change == Change::Started,
+            }
+            .emit();
+            return;
+        }
+        self.queue.push_back(msg.0);
+        self.post_next(ctx);
+    }
+}
+
+impl Handler<Stop> for MirrorActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Stop, _ctx: &mut Context<Self>) -> Self::Result {
+        // Fire-once: what is queued is not copied (it is in the store).
+        self.queue.clear();
+        let _ = self.stop.send(true);
+        self.stopping.wait(self.posting)
     }
 }

@@ -84,12 +84,38 @@ pub enum SubmitError {
     Append(#[from] AppendError),
 }
 
-/// A port has newly flushed records: its file rotator reads them from the
-/// store (so no copy of them waits in a mailbox).
-#[derive(Debug, Clone, Copy)]
-pub struct Committed;
+/// Records of `port` are committed (flushed) through `through_seq`: from
+/// the store actor to the port's rotator and to every cursor destination,
+/// which read them from the store (so no copy of them waits in a mailbox).
+/// Sent with `try_send`: a full mailbox already holds news that makes the
+/// receiver read everything committed by then.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub port: Arc<str>,
+    pub through_seq: u64,
+}
 
 impl Message for Committed {
+    type Result = ();
+}
+
+/// A committed batch of one port for a fire-once carbon copy: the records
+/// themselves, since it posts each once on arrival and never reads the
+/// store.
+#[derive(Debug, Clone)]
+pub struct CopyBatch(pub Arc<Vec<billbox_record::Record>>);
+
+impl Message for CopyBatch {
+    type Result = ();
+}
+
+/// Stop a destination: in-flight POSTs may finish for up to
+/// [`billbox_delivery::cursor::STOP_GRACE`]. The reply comes once its
+/// loop has ended; it then stays idle until its addresses are dropped.
+#[derive(Debug, Clone, Copy)]
+pub struct Stop;
+
+impl Message for Stop {
     type Result = ();
 }
 
@@ -100,6 +126,14 @@ pub struct SubscribeCommitted {
 }
 
 impl Message for SubscribeCommitted {
+    type Result = ();
+}
+
+/// Who the store actor feeds besides the rotators, and the rules it
+/// applies (at start and at each reload that changes destinations).
+pub struct Reconfigure(pub crate::store_actor::Consumers);
+
+impl Message for Reconfigure {
     type Result = ();
 }
 

@@ -1,8 +1,9 @@
 //! The file rotator actor of one port: a thin wrapper over
-//! [`billbox_spool::Rotator`] that feeds it flushed records, wakes it at its
-//! file's deadline, and catches up from the store once a second (so a dropped
-//! notification or a failed write costs at most a second of delay, never a
-//! record).
+//! [`billbox_spool::Rotator`]. The store actor tells it of each commit
+//! ([`Committed`]) and it files the port's records from the store; timers
+//! only where time is the event: its open file's deadline, and the retry
+//! after a failed write (which costs a delay, never a record: the store
+//! keeps every record until it is in a closed file).
 
 use std::time::Duration;
 
@@ -14,8 +15,8 @@ use crate::messages::Committed;
 use crate::now_us;
 use crate::supervise::{guard, ActorName, Recovery, Restart, Restarts};
 
-/// How often the rotator checks the store for records it was not told about.
-pub const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
+/// How long after a failed write the rotator tries again.
+pub const SPOOL_RETRY: Duration = Duration::from_secs(1);
 
 /// Writes one port's flushed records into ACS files.
 pub struct RotatorActor {
@@ -23,6 +24,8 @@ pub struct RotatorActor {
     recovery: Recovery,
     failing: bool,
     deadline: Option<(i64, SpawnHandle)>,
+    /// A retry after a failed write is scheduled.
+    retry: Option<SpawnHandle>,
     /// Handed over to a new rotator of the port (config reload): does
     /// nothing more, and ends once its addresses are dropped.
     retired: bool,
@@ -45,6 +48,9 @@ impl Handler<Retire> for RotatorActor {
         if let Some((_, handle)) = self.deadline.take() {
             ctx.cancel_future(handle);
         }
+        if let Some(handle) = self.retry.take() {
+            ctx.cancel_future(handle);
+        }
     }
 }
 
@@ -60,6 +66,7 @@ impl RotatorActor {
             recovery: Recovery::new(actor, restarts),
             failing: false,
             deadline: None,
+            retry: None,
             retired: false,
         }
     }
@@ -120,6 +127,14 @@ impl RotatorActor {
                 }
                 .emit();
                 self.failing = true;
+                if self.retry.is_none() {
+                    self.retry = Some(ctx.run_later(SPOOL_RETRY, |act, ctx| {
+                        act.retry = None;
+                        if !act.retired {
+                            act.work(ctx, |r| r.catch_up(now_us()));
+                        }
+                    }));
+                }
             }
         }
         self.arm_deadline(ctx);
@@ -154,6 +169,7 @@ impl Actor for RotatorActor {
         // One pending wake-up is enough: it reads everything flushed by then.
         ctx.set_mailbox_capacity(1);
         self.deadline = None;
+        self.retry = None;
         match self.recovery.plan() {
             Some(Restart::GiveUp) => self.retired = true,
             Some(Restart::After(pause)) => {
@@ -181,12 +197,6 @@ impl RotatorActor {
                 .emit();
             }
             result
-        });
-        ctx.run_interval(CATCH_UP_EVERY, |act, ctx| {
-            if act.retired {
-                return;
-            }
-            act.work(ctx, |r| r.catch_up(now_us()));
         });
     }
 }

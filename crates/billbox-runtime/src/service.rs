@@ -27,20 +27,20 @@ use billbox_config::Method;
 use billbox_delivery::{CursorDestination, Endpoint, MirrorDestination, Retransmission};
 use billbox_store::{carbon_copy_cursor, DELIVERY_CURSOR, FILES_CURSOR};
 use billbox_transactions::{StreamKind, RELAY_STREAM, SUBMIT_STREAM};
-use tokio::sync::Notify;
+use std::future::Future;
 
 use crate::capacity::{Capacity, DiskReserve};
-use crate::destination_actor::{DestinationActor, LoopFactory};
+use crate::destination_actor::{DestinationActor, LoopFactory, MirrorActor};
 use crate::diff::{rotator_settings, ConfigDiff, ReloadError};
 use crate::events::StoreQuarantined;
-use crate::messages::{Drain, Flush, StoreActorAcks, StoreActorFiles, SubscribeCommitted};
+use crate::messages::{
+    CopyBatch, Drain, Flush, Reconfigure, Stop, StoreActorAcks, StoreActorFiles, SubscribeCommitted,
+};
 use crate::reader::{ListenAddrs, PortReader, StopSignal};
 use crate::rotator_actor::Retire;
 use crate::rotator_actor::RotatorActor;
 use crate::stats::LatencyHistogram;
-use crate::store_actor::Consumers;
-use crate::store_actor::SharedConsumers;
-use crate::store_actor::StoreActor;
+use crate::store_actor::{Consumers, StoreActor};
 use crate::supervise::Restarts;
 
 /// How long [`Running::shutdown`] waits for readers to hand over what they read.
@@ -65,7 +65,6 @@ pub struct Running {
     store: Store,
     latency: Arc<LatencyHistogram>,
     store_actor: Addr<StoreActor>,
-    consumers: SharedConsumers,
     files: Option<Arbiter>,
     listen_addrs: ListenAddrs,
     config: Config,
@@ -99,34 +98,9 @@ struct PortRun {
     rotator: Addr<RotatorActor>,
 }
 
-/// The delivery loops and their own stop signal (a reload replaces them).
+/// The destination actors (a reload replaces them), each stopped by [`Stop`].
 struct Destinations {
-    stop: tokio::sync::watch::Sender<bool>,
-    actors: Vec<Addr<DestinationActor>>,
-    live: LiveLoops,
-}
-
-/// Counts the delivery loops running, so a stop can wait for them.
-#[derive(Clone, Default)]
-struct LiveLoops(Arc<std::sync::atomic::AtomicUsize>);
-
-struct LiveGuard(Arc<std::sync::atomic::AtomicUsize>);
-
-impl LiveLoops {
-    fn enter(&self) -> LiveGuard {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        LiveGuard(self.0.clone())
-    }
-
-    fn count(&self) -> usize {
-        self.0.load(std::sync::atomic::Ordering::Acquire)
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
+    actors: Vec<Recipient<Stop>>,
 }
 
 /// How long in-flight POSTs may take to finish at a stop or reload before
@@ -148,49 +122,33 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         ports = config.ports.len(),
         "The store is open."
     );
-    let (dest_stop, dest_stop_rx) = tokio::sync::watch::channel(false);
-    let live = LiveLoops::default();
     let restarts = Restarts::new();
     // The store actor first (destinations record their acknowledgements
     // through it), then the destinations and what it must feed them.
-    let consumers: SharedConsumers = Arc::new(std::sync::RwLock::new(Arc::default()));
     let store_for_actor = store.clone();
     let latency = Arc::new(LatencyHistogram::default());
     let latency_for_actor = latency.clone();
-    let consumers_for_actor = consumers.clone();
     let restarts_for_actor = restarts.clone();
     let store_actor = Supervisor::start(move |_| {
         StoreActor::new(
             store_for_actor.clone(),
             latency_for_actor.clone(),
-            consumers_for_actor.clone(),
             restarts_for_actor.clone(),
         )
     });
-    let (wired, actors) = start_destinations(
-        config,
-        &store,
-        &store_actor,
-        &dest_stop_rx,
-        &live,
-        &restarts,
-    );
-    *consumers.write().expect("consumer table poisoned") = Arc::new(wired);
+    let (consumers, actors) = start_destinations(config, &store, &store_actor, &restarts);
+    // Sent before any reader starts: the first commit finds them.
+    store_actor.do_send(Reconfigure(consumers));
     let mut running = Running {
         store,
         latency,
         store_actor,
-        consumers,
         files: Some(Arbiter::new()),
         listen_addrs: ListenAddrs::default(),
         config: config.clone(),
         ports: HashMap::new(),
         retired_ports: HashMap::new(),
-        destinations: Destinations {
-            stop: dest_stop,
-            actors,
-            live,
-        },
+        destinations: Destinations { actors },
         transactions: None,
         restarts,
     };
@@ -267,16 +225,36 @@ fn open_store(config: &Config, store_dir: &std::path::Path) -> Result<Store, Sta
 const CC_RETRY_DELAY: Duration = Duration::from_secs(5);
 const CC_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Starts the primary/secondary exchange and the carbon copies, and says what
-/// the store actor must feed them and wait for.
+/// Starts a supervised cursor destination whose loops `make` builds, and
+/// has the store actor tell it of commits.
+fn start_cursor_destination(
+    name: Arc<str>,
+    make: impl Fn(Arc<tokio::sync::watch::Sender<u64>>) -> CursorDestination + 'static,
+    restarts: &Restarts,
+    consumers: &mut Consumers,
+) -> Recipient<Stop> {
+    let make = Rc::new(make);
+    let restarts = restarts.clone();
+    let actor = Supervisor::start(move |_| {
+        let make = make.clone();
+        let make: LoopFactory = Box::new(move |news, stop| {
+            let dest = make(news);
+            Box::pin(dest.run(stop))
+        });
+        DestinationActor::new(name.clone(), make, restarts.clone())
+    });
+    consumers.destinations.push(actor.clone().recipient());
+    actor.recipient()
+}
+
+/// Starts the primary/secondary sender and the carbon copies, and says
+/// what the store actor must feed them and wait for.
 fn start_destinations(
     config: &Config,
     store: &Store,
     store_actor: &Addr<StoreActor>,
-    stop: &tokio::sync::watch::Receiver<bool>,
-    live: &LiveLoops,
     restarts: &Restarts,
-) -> (Consumers, Vec<Addr<DestinationActor>>) {
+) -> (Consumers, Vec<Recipient<Stop>>) {
     let mut consumers = Consumers {
         removal_cursors: vec![FILES_CURSOR.to_string()],
         remember_ids: config.transactions.as_ref().map(|t| t.remember),
@@ -325,124 +303,84 @@ fn start_destinations(
             max_records: config.store.max_records,
             when_full: config.store.when_full,
         });
-        let wake = Arc::new(Notify::new());
-        consumers.wakes.push(wake.clone());
-        let (store, gateway, ports, stop2) =
-            (store.clone(), gateway.clone(), ports.clone(), stop.clone());
-        let name: Arc<str> = Arc::from("delivery");
-        let live = live.clone();
+        let (store, gateway, ports) = (store.clone(), gateway.clone(), ports.clone());
         let writer = store_actor.clone();
-        let make: LoopFactory = Box::new(move || {
-            let dest = CursorDestination::primary_secondary(
+        let make = move |news| {
+            CursorDestination::primary_secondary(
                 Arc::from("delivery"),
                 &d,
                 gateway.clone(),
                 ports.clone(),
                 store.clone(),
                 Rc::new(StoreActorAcks(writer.clone())),
-                wake.clone(),
-            );
-            let guard = live.enter();
-            let stop = stop2.clone();
-            Box::pin(async move {
-                dest.run(stop).await;
-                drop(guard);
-            })
-        });
-        let stop3 = stop.clone();
-        let make = Rc::new(make);
-        let restarts = restarts.clone();
-        actors.push(Supervisor::start(move |_| {
-            let make = make.clone();
-            DestinationActor::new(
-                name.clone(),
-                Box::new(move || make()),
-                stop3.clone(),
-                restarts.clone(),
+                news,
             )
-        }));
+        };
+        actors.push(start_cursor_destination(
+            Arc::from("delivery"),
+            make,
+            restarts,
+            &mut consumers,
+        ));
     }
     for cc in &config.carbon_copies {
         let name: Arc<str> = Arc::from(format!("cc:{}", cc.name).as_str());
-        let (url, gateway, stop2) = (cc.url.clone(), gateway.clone(), stop.clone());
-        let live = live.clone();
+        let (url, gateway) = (cc.url.clone(), gateway.clone());
         let writer = store_actor.clone();
-        let make: LoopFactory = if cc.reliable {
+        if cc.reliable {
             let cursor = carbon_copy_cursor(&cc.name);
             consumers.removal_cursors.push(cursor.clone());
-            let wake = Arc::new(Notify::new());
-            consumers.wakes.push(wake.clone());
-            let (store, ports, name) = (store.clone(), ports.clone(), name.clone());
-            Box::new(move || {
-                let dest = CursorDestination {
-                    name: name.clone(),
-                    cursor: cursor.clone(),
-                    gateway: gateway.clone(),
-                    ports: ports.clone(),
-                    endpoints: vec![Endpoint::new(url.clone(), timeout)],
-                    policy: Retransmission::new(
-                        Method::Failover,
-                        1,
-                        false,
-                        None,
-                        Duration::ZERO,
-                        Instant::now(),
-                    ),
-                    batch_max,
-                    retry_delay,
-                    store: store.clone(),
-                    acks: Rc::new(StoreActorAcks(writer.clone())),
-                    wake: wake.clone(),
-                    max_in_flight,
-                };
-                let guard = live.enter();
-                let stop = stop2.clone();
-                Box::pin(async move {
-                    dest.run(stop).await;
-                    drop(guard);
-                })
-            })
+            let (store, ports, name2) = (store.clone(), ports.clone(), name.clone());
+            let make = move |news| CursorDestination {
+                name: name2.clone(),
+                cursor: cursor.clone(),
+                gateway: gateway.clone(),
+                ports: ports.clone(),
+                endpoints: vec![Endpoint::new(url.clone(), timeout)],
+                policy: Retransmission::new(
+                    Method::Failover,
+                    1,
+                    false,
+                    None,
+                    Duration::ZERO,
+                    Instant::now(),
+                ),
+                batch_max,
+                retry_delay,
+                store: store.clone(),
+                acks: Rc::new(StoreActorAcks(writer.clone())),
+                news,
+                max_in_flight,
+            };
+            actors.push(start_cursor_destination(
+                name,
+                make,
+                restarts,
+                &mut consumers,
+            ));
         } else {
-            let (tx, rx) = tokio::sync::mpsc::channel(MIRROR_QUEUE);
-            consumers.mirrors.push((name.clone(), tx));
-            let queue = Arc::new(tokio::sync::Mutex::new(rx));
+            let restarts = restarts.clone();
             let name2 = name.clone();
-            Box::new(move || {
-                let dest = MirrorDestination {
-                    name: name2.clone(),
-                    gateway: gateway.clone(),
-                    endpoint: Endpoint::new(url.clone(), timeout),
-                    batch_max,
-                    acks: Rc::new(StoreActorAcks(writer.clone())),
-                    records: queue.clone(),
-                };
-                let guard = live.enter();
-                let stop = stop2.clone();
-                Box::pin(async move {
-                    dest.run(stop).await;
-                    drop(guard);
-                })
-            })
-        };
-        let stop3 = stop.clone();
-        let make = Rc::new(make);
-        let restarts = restarts.clone();
-        actors.push(Supervisor::start(move |_| {
-            let make = make.clone();
-            DestinationActor::new(
-                name.clone(),
-                Box::new(move || make()),
-                stop3.clone(),
-                restarts.clone(),
-            )
-        }));
+            let actor = Supervisor::start(move |_| {
+                MirrorActor::new(
+                    MirrorDestination::new(
+                        name2.clone(),
+                        gateway.clone(),
+                        Endpoint::new(url.clone(), timeout),
+                        batch_max,
+                        Rc::new(StoreActorAcks(writer.clone())),
+                    ),
+                    restarts.clone(),
+                )
+            });
+            consumers
+                .mirrors
+                .push((name, actor.clone().recipient::<CopyBatch>()));
+            actors.push(actor.recipient());
+        }
     }
     (consumers, actors)
 }
-
-/// Committed batches a fire-once mirror may have queued before new records
-/// are no longer copied to it.
-pub const MIRROR_QUEUE: usize = 1024;
 
 impl Running {
     /// The store handle (for counts and inspection).
@@ -621,15 +559,17 @@ impl Running {
         stopped
     }
 
-    /// Stops the delivery loops, letting in-flight POSTs finish for up to
-    /// [`POST_GRACE`].
-    async fn stop_destinations(&mut self) {
-        let _ = self.destinations.stop.send(true);
-        let deadline = Instant::now() + POST_GRACE + Duration::from_secs(1);
-        while self.destinations.live.count() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    /// Stops the destinations, letting in-flight POSTs finish for up to
+    /// [`POST_GRACE`]: each is sent [`Stop`] and answers when its loop ended.
+    fn stop_destinations(&mut self) -> impl Future<Output = ()> {
+        let stopping: Vec<_> = std::mem::take(&mut self.destinations.actors)
+            .iter()
+            .map(|a| a.send(Stop))
+            .collect();
+        async move {
+            let all = futures_util::future::join_all(stopping);
+            let _ = tokio::time::timeout(POST_GRACE + Duration::from_secs(1), all).await;
         }
-        self.destinations.actors.clear();
     }
 
     /// Applies a new config without a restart: ports added, removed or
@@ -666,22 +606,10 @@ impl Running {
         }
         if summary.destinations {
             self.stop_destinations().await;
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let live = LiveLoops::default();
-            let (consumers, actors) = start_destinations(
-                &self.config,
-                &self.store,
-                &self.store_actor,
-                &stop_rx,
-                &live,
-                &self.restarts,
-            );
-            *self.consumers.write().expect("consumer table poisoned") = Arc::new(consumers);
-            self.destinations = Destinations {
-                stop: stop_tx,
-                actors,
-                live,
-            };
+            let (consumers, actors) =
+                start_destinations(&self.config, &self.store, &self.store_actor, &self.restarts);
+            let _ = self.store_actor.send(Reconfigure(consumers)).await;
+            self.destinations = Destinations { actors };
         }
         Ok(summary)
     }
@@ -695,9 +623,10 @@ impl Running {
             t.api.stop().await;
         }
         let names: Vec<String> = self.ports.keys().cloned().collect();
-        let _ = self.destinations.stop.send(true);
+        // The destinations stop while the readers hand over.
+        let destinations = self.stop_destinations();
         let stopped = self.stop_readers(&names).await;
-        self.stop_destinations().await;
+        destinations.await;
         // The last acknowledgements and the sequence guard, by the one writer.
         match tokio::time::timeout(SHUTDOWN_GRACE, self.store_actor.send(Flush)).await {
             Ok(Ok(Ok(()))) => {}

@@ -13,15 +13,15 @@ use crate::capacity::{done_through, Capacity, Change, DiskReserve, Latch};
 use actix::prelude::*;
 use billbox_record::Record;
 use billbox_store::{Assigned, IdEntry, NewRecord, Store, DELIVERY_CURSOR};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::oneshot;
 
 use crate::events::{
     DataDiskLow, DataDiskOk, MirrorQueueFull, RecordsDropped, RecordsReceived, RecordsRemoved,
     StoreFlushFailed, StoreFull, StoreHasSpace,
 };
 use crate::messages::{
-    Acked, Append, AppendError, Committed, Drain, FilesChanged, Flush, OnConflict, Submit,
-    SubmitError, Submitted, SubscribeCommitted,
+    Acked, Append, AppendError, Committed, CopyBatch, Drain, FilesChanged, Flush, OnConflict,
+    Reconfigure, Submit, SubmitError, Submitted, SubscribeCommitted,
 };
 use crate::stats::LatencyHistogram;
 use crate::supervise::{guard, ActorName, Guarded, Recovery, Restarts};
@@ -181,21 +181,18 @@ pub const FLUSH_RETRY: Duration = Duration::from_millis(200);
 /// How often a full store (`when_full = "block"`) checks for space.
 pub const FULL_RECHECK: Duration = Duration::from_millis(100);
 
-/// The queue of committed batches to a fire-once mirror.
-pub type MirrorQueue = mpsc::Sender<Arc<Vec<Record>>>;
-
-/// The consumers, replaceable while running (a config reload changes them).
-pub type SharedConsumers = Arc<std::sync::RwLock<Arc<Consumers>>>;
-
-/// Who consumes committed records besides the rotators.
+/// Who consumes committed records besides the rotators, and the rules the
+/// store actor applies for them. Owned by the store actor; a reload sends a
+/// new one ([`Reconfigure`]).
 #[derive(Default)]
 pub struct Consumers {
     /// Cursor names that must all pass a record before it is removed.
     pub removal_cursors: Vec<String>,
-    /// Woken after each commit: cursor destinations (delivery, reliable mirrors).
-    pub wakes: Vec<Arc<Notify>>,
-    /// Fire-once mirrors, by name, fed each committed batch.
-    pub mirrors: Vec<(Arc<str>, MirrorQueue)>,
+    /// Told of each commit ([`Committed`]): the cursor destinations (the
+    /// primary/secondary sender, reliable carbon copies).
+    pub destinations: Vec<Recipient<Committed>>,
+    /// Fire-once carbon copies, by name, handed each committed batch.
+    pub mirrors: Vec<(Arc<str>, Recipient<CopyBatch>)>,
     /// `max_records` and `when_full`, when records are forwarded.
     pub capacity: Option<Capacity>,
     /// The data directory and the free bytes to keep on its file system
@@ -211,7 +208,7 @@ pub struct Consumers {
 pub struct StoreActor {
     store: Store,
     latency: Arc<LatencyHistogram>,
-    consumers: SharedConsumers,
+    consumers: Arc<Consumers>,
     /// The store is full (`block`): new records wait.
     full: Latch,
     /// Shutting down: commit what readers already read, capacity or not.
@@ -237,23 +234,16 @@ pub struct StoreActor {
 impl StoreActor {
     /// The consumers as they stand now.
     fn consumers(&self) -> Arc<Consumers> {
-        self.consumers
-            .read()
-            .expect("consumer table poisoned")
-            .clone()
+        self.consumers.clone()
     }
 
     /// `latency` counts, per record, the time from its read to its flush.
-    pub fn new(
-        store: Store,
-        latency: Arc<LatencyHistogram>,
-        consumers: SharedConsumers,
-        restarts: Restarts,
-    ) -> StoreActor {
+    /// It feeds no destination until it is sent [`Reconfigure`].
+    pub fn new(store: Store, latency: Arc<LatencyHistogram>, restarts: Restarts) -> StoreActor {
         StoreActor {
             store,
             latency,
-            consumers,
+            consumers: Arc::default(),
             full: Latch::default(),
             draining: false,
             disk_low: Latch::default(),
@@ -589,6 +579,8 @@ impl StoreActor {
     ) {
         let consumers = self.consumers();
         let flushed_us = crate::now_us();
+        // Per port: the last sequence this commit made durable.
+        let mut through: HashMap<Arc<str>, u64> = HashMap::new();
         for (p, plan) in batch.into_iter().zip(plans) {
             let plan = match plan {
                 Ok(plan) => plan,
@@ -637,10 +629,8 @@ impl StoreActor {
                 last_seq: a.last(),
             }
             .emit();
-            if let Some(rotator) = self.rotators.get(&p.port) {
-                // A full mailbox is fine: the pending wake-up reads these too.
-                let _ = rotator.try_send(Committed);
-            }
+            let through = through.entry(p.port.clone()).or_insert(0);
+            *through = (*through).max(a.last());
             if !consumers.mirrors.is_empty() {
                 let records: Arc<Vec<Record>> = Arc::new(
                     p.records
@@ -656,7 +646,9 @@ impl StoreActor {
                         .collect(),
                 );
                 for (name, mirror) in &consumers.mirrors {
-                    let overflow = mirror.try_send(records.clone()).is_err();
+                    // Its mailbox is full only while it is stuck; its own
+                    // queue's overflow it reports itself.
+                    let overflow = mirror.try_send(CopyBatch(records.clone())).is_err();
                     let change = self
                         .mirror_overflow
                         .entry(name.clone())
@@ -692,8 +684,28 @@ impl StoreActor {
             }
         }
         self.drop_oldest();
-        for wake in &consumers.wakes {
-            wake.notify_one();
+        for (port, through_seq) in through {
+            let news = Committed { port, through_seq };
+            // A full mailbox holds news already (see [`Committed`]).
+            if let Some(rotator) = self.rotators.get(&news.port) {
+                let _ = rotator.try_send(news.clone());
+            }
+            for destination in &consumers.destinations {
+                let _ = destination.try_send(news.clone());
+            }
+        }
+    }
+
+    /// Tells `recipient` to read what is committed already (a new consumer
+    /// may have missed news sent to the one it replaces).
+    fn catch_up(&self, recipient: &Recipient<Committed>, port: Option<&Arc<str>>) {
+        let ports = match port {
+            Some(p) => vec![p.clone()],
+            None => self.store.ports(),
+        };
+        for port in ports {
+            let through_seq = self.store.durable_seq(&port);
+            let _ = recipient.try_send(Committed { port, through_seq });
         }
     }
 }
@@ -823,7 +835,22 @@ impl Handler<SubscribeCommitted> for StoreActor {
     type Result = ();
 
     fn handle(&mut self, msg: SubscribeCommitted, _ctx: &mut Context<Self>) {
+        self.catch_up(&msg.recipient, Some(&msg.port));
         self.rotators.insert(msg.port, msg.recipient);
+    }
+}
+
+impl Handler<Reconfigure> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Context<Self>) {
+        for destination in &msg.0.destinations {
+            self.catch_up(destination, None);
+        }
+        self.mirror_overflow.clear();
+        self.consumers = Arc::new(msg.0);
+        // The capacity or the reserve may have changed: held appends look again.
+        self.commit_next(ctx);
     }
 }
 
