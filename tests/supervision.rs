@@ -1,9 +1,10 @@
 //! Supervision end to end: faults injected into the real binary's actors
 //! (`BILLBOX_FAILPOINTS`, compiled into test builds only) while records
-//! stream in over TCP. A panicking actor is restarted (logged once at
-//! ERROR, counted), the other ports keep their links, and every record is
-//! in exactly one file and acknowledged once. An actor that keeps failing
-//! stops billbox with status 3, and the next start loses nothing.
+//! stream in over TCP and a pty. A panicking actor is restarted (logged
+//! once at ERROR, counted), every port keeps its link (a restarted reader
+//! too: it keeps its connection or device), and every record is in exactly
+//! one file and acknowledged once. An actor that keeps failing stops
+//! billbox with status 3, and the next start loses nothing.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
+use billbox_sim::PtyPbx;
 use common::billing::{BillingServer, Log};
 use common::*;
 use serde_json::Value;
@@ -19,16 +21,24 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Records each port gets.
 const RECORDS: u64 = 200;
 
-/// Two TCP ports (`p` connects out to `pbx`, `q` listens), a primary, and
-/// `extra` config.
+/// Two TCP ports (`p` connects out to `pbx`, `q` listens), a serial port
+/// `s` on `pty` if any, a primary, and `extra` config.
 fn config(
     site: &Site,
     pbx: SocketAddr,
+    pty: Option<&PtyPbx>,
     primary: &BillingServer,
     extra: &str,
 ) -> std::path::PathBuf {
+    let serial = pty.map_or(String::new(), |pty| {
+        format!(
+            "[[ports]]\nname = \"s\"\ndevice = \"{}\"\nalias = \"S\"\nbilling_records = 40\nbilling_timeout = \"1s\"\n",
+            pty.path().display()
+        )
+    });
     site.config(&format!(
         r#"
+{serial}
 [[ports]]
 name = "p"
 connect = "{pbx}"
@@ -96,7 +106,9 @@ fn serve_pbx(listener: TcpListener, metrics: SocketAddr) -> std::thread::JoinHan
     })
 }
 
-/// Feeds port `q` over one connection that must stay up throughout.
+/// Feeds port `q` over one connection that must stay up throughout,
+/// without waiting for commits (a restarted reader finds the bytes sent
+/// meanwhile in the kernel's buffer).
 fn feed_q(addr: SocketAddr) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut conn = TcpStream::connect(addr).unwrap();
@@ -107,9 +119,24 @@ fn feed_q(addr: SocketAddr) -> std::thread::JoinHandle<()> {
     })
 }
 
+/// Feeds serial port `s` as a PBX does: records at its own pace.
+fn feed_s(mut pty: PtyPbx) -> std::thread::JoinHandle<PtyPbx> {
+    std::thread::spawn(move || {
+        for i in 1..=RECORDS {
+            pty.send(&record("s", i)).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        pty
+    })
+}
+
+/// The ports of a [`stream_through`] run.
+const PORTS: [&str; 3] = ["p", "q", "s"];
+
 /// A run of [`stream_through`]: billbox still running, and its servers.
 struct Run {
     _site: Site,
+    _pty: PtyPbx,
     bb: Billbox,
     /// The fire-once carbon copy `mirror` and the reliable one `audit`.
     mirror: BillingServer,
@@ -145,14 +172,24 @@ fn stream_through(failpoints: &str) -> Run {
         mirror.url(),
         audit.url()
     );
-    let config = config(&site, pbx.local_addr().unwrap(), &primary, &extra);
+    let pty = PtyPbx::open().unwrap();
+    let config = config(
+        &site,
+        pbx.local_addr().unwrap(),
+        Some(&pty),
+        &primary,
+        &extra,
+    );
     let bb = Billbox::start_with_env(&config, &[("BILLBOX_FAILPOINTS", failpoints)]);
     let q = bb.listen_addr("q");
     let p_feed = serve_pbx(pbx, bb.metrics_addr());
     let q_feed = feed_q(q);
+    let s_feed = feed_s(pty);
     q_feed.join().unwrap();
     p_feed.join().unwrap();
-    for port in ["p", "q"] {
+    // The device stays until the records are checked.
+    let _pty = s_feed.join().unwrap();
+    for port in PORTS {
         let alias = port.to_uppercase();
         let sent: Vec<Vec<u8>> = (1..=RECORDS).map(|i| record(port, i)).collect();
         wait_until(WAIT, || {
@@ -180,6 +217,7 @@ fn stream_through(failpoints: &str) -> Run {
     }
     Run {
         _site: site,
+        _pty,
         bb,
         mirror,
         audit,
@@ -219,18 +257,24 @@ fn assert_restarted(bb: &Billbox, actor: &str, subject: &str, label: &str) {
         metric(&page, &series).is_some_and(|n| n >= 1.0),
         "{series} in\n{page}"
     );
-    // Port q's connection stayed up the whole time: one link, never again.
-    let ups = bb
-        .dump()
+    // Every port's link stayed up the whole time (a restarted reader's
+    // too): one link each, never again.
+    for port in PORTS {
+        assert_eq!(link_ups(bb, port), 1, "port {port}'s link went down and up");
+    }
+}
+
+/// How often `port`'s link came up.
+fn link_ups(bb: &Billbox, port: &str) -> usize {
+    bb.dump()
         .iter()
         .filter(|v: &&Value| {
-            v["port"] == "q"
+            v["port"] == port
                 && v["message"]
                     .as_str()
                     .is_some_and(|m| m.contains("link is up"))
         })
-        .count();
-    assert_eq!(ups, 1, "port q's link went down and came up again");
+        .count()
 }
 
 #[test]
@@ -273,21 +317,40 @@ fn carbon_copy_loops_that_panic_are_restarted_and_the_reliable_one_gets_everythi
 }
 
 #[test]
-fn a_reader_that_panics_reconnects_and_the_other_port_keeps_its_link() {
+fn a_connecting_reader_that_panics_is_restarted_and_keeps_its_connection() {
     let Run { bb, .. } = stream_through("reader.read:p=panic@4");
     assert_restarted(&bb, "reader", "p", "port");
     assert_eq!(bb.terminate(), Some(0));
 }
 
 #[test]
+fn a_listening_reader_that_panics_is_restarted_and_keeps_its_connection() {
+    let Run { bb, .. } = stream_through("reader.read:q=panic@30");
+    assert_restarted(&bb, "reader", "q", "port");
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn a_serial_reader_that_panics_is_restarted_and_keeps_its_device() {
+    let Run { bb, .. } = stream_through("reader.read:s=panic@30");
+    assert_restarted(&bb, "reader", "s", "port");
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
 fn injected_io_errors_are_handled_in_place_without_a_restart() {
-    let Run { bb, .. } =
-        stream_through("rotator.write=error@5,store.flush=error@7,reader.read:p=error@6");
+    let Run { bb, .. } = stream_through(
+        "rotator.write=error@5,store.flush=error@7,reader.read:p=error@6,reader.read:s=error@20",
+    );
     assert!(restarts(&bb).is_empty(), "{:?}", restarts(&bb));
     assert!(bb.count_logs("The store could not flush", None) >= 1);
     assert!(bb.count_logs("cannot be written to billing files", None) >= 1);
-    // The reader's injected read error is a link that went down: reopened.
-    assert!(bb.count_logs("Port link went down", Some("p")) >= 1);
+    // A reader's injected read error is a link that went down: reopened.
+    for port in ["p", "s"] {
+        assert!(bb.count_logs("Port link went down", Some(port)) >= 1);
+        assert_eq!(link_ups(&bb, port), 2, "port {port} reopened once");
+    }
+    assert_eq!(link_ups(&bb, "q"), 1);
     assert_eq!(bb.terminate(), Some(0));
 }
 
@@ -297,7 +360,7 @@ fn a_rotator_that_keeps_failing_stops_billbox_and_a_restart_recovers_everything(
     let log = Log::default();
     let primary = BillingServer::start("A", &log);
     let pbx = TcpListener::bind("127.0.0.1:0").unwrap();
-    let config = config(&site, pbx.local_addr().unwrap(), &primary, "");
+    let config = config(&site, pbx.local_addr().unwrap(), None, &primary, "");
     drop(pbx);
     let mut bb = Billbox::start_with_env(
         &config,

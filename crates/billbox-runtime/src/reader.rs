@@ -17,7 +17,7 @@ use actix::prelude::*;
 use billbox_config::{Flow, Parity, PortConfig, PortSource, SerialSettings};
 use billbox_record::{Frame, Framer};
 use billbox_store::NewRecord;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::backoff::Backoff;
@@ -43,8 +43,35 @@ pub struct PortReader {
     store: Addr<StoreActor>,
     listen_addrs: ListenAddrs,
     stop: StopSignal,
+    /// The link and the framer, kept across restarts of the read loop.
+    kept: KeptLink,
     recovery: Recovery,
 }
+
+/// What a restart of the reader keeps: the open link (serial device,
+/// outgoing connection, listening socket and the PBX connection it
+/// accepted), the framer with any partial record, and records read but not
+/// yet committed. So a fault in one reader costs the PBX no reconnection,
+/// and the bytes the kernel already took from it (which a closed socket
+/// would throw away) are read by the restarted loop. A running loop holds
+/// it locked; a panic unlocks it with the unwinding.
+struct Kept {
+    framer: Framer,
+    open: Option<Open>,
+    listener: Option<TcpListener>,
+    state: LinkState,
+    /// Read and framed, not yet committed (sent again after a restart).
+    unsubmitted: Option<Arc<Vec<NewRecord>>>,
+}
+
+/// An open link that is read with `read()`.
+enum Open {
+    Serial(tokio_serial::SerialStream),
+    /// A connection billbox made (`connect`) or accepted (`listen`).
+    Tcp(TcpStream),
+}
+
+type KeptLink = Arc<tokio::sync::Mutex<Kept>>;
 
 /// Tells readers to stop reading; each holds a clone of the `alive` sender
 /// until it has stopped, so the sender side learns when all are done.
@@ -84,11 +111,20 @@ impl PortReader {
             label: "port",
             subject: Arc::from(port.name.as_str()),
         };
+        let framer = Framer::try_new(&port.billing_eor, port.max_record_bytes)
+            .expect("the config validated billing_eor and max_record_bytes");
         PortReader {
             port,
             store,
             listen_addrs,
             stop,
+            kept: Arc::new(tokio::sync::Mutex::new(Kept {
+                framer,
+                open: None,
+                listener: None,
+                state: LinkState::Starting,
+                unsubmitted: None,
+            })),
             recovery: Recovery::new(actor, restarts),
         }
     }
@@ -123,9 +159,12 @@ impl PortReader {
             self.stop.alive = None;
             return;
         }
-        let link = Link::new(self.port.clone(), self.store.clone(), self.stop.clone());
-        let listen_addrs = self.listen_addrs.clone();
-        spawn_work(ctx, async move { link.run(listen_addrs).await });
+        let (port, store, stop) = (self.port.clone(), self.store.clone(), self.stop.clone());
+        let (kept, listen_addrs) = (self.kept.clone(), self.listen_addrs.clone());
+        spawn_work(ctx, async move {
+            let link = Link::new(port, store, stop, kept.lock_owned().await);
+            link.run(listen_addrs).await
+        });
     }
 }
 
@@ -143,6 +182,12 @@ impl Supervised for PortReader {
     }
 }
 
+/// What [`Link::serve`] waited for.
+enum Served {
+    Accepted(io::Result<(TcpStream, SocketAddr)>),
+    Ready(io::Result<()>),
+}
+
 /// The state of one port's link; logs only when it changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LinkState {
@@ -157,8 +202,7 @@ struct Link {
     port: Arc<PortConfig>,
     name: Arc<str>,
     store: Addr<StoreActor>,
-    framer: Framer,
-    state: LinkState,
+    kept: tokio::sync::OwnedMutexGuard<Kept>,
     /// Truncated records in the current run (0 when the last record was whole).
     truncated_run: u64,
     mask: u8,
@@ -213,9 +257,12 @@ impl LogQuota {
 }
 
 impl Link {
-    fn new(port: Arc<PortConfig>, store: Addr<StoreActor>, stop: StopSignal) -> Link {
-        let framer = Framer::try_new(&port.billing_eor, port.max_record_bytes)
-            .expect("the config validated billing_eor and max_record_bytes");
+    fn new(
+        port: Arc<PortConfig>,
+        store: Addr<StoreActor>,
+        stop: StopSignal,
+        kept: tokio::sync::OwnedMutexGuard<Kept>,
+    ) -> Link {
         let mask = match &port.source {
             PortSource::Serial { .. } => serial_line(&port.serial).mask,
             _ => 0xff,
@@ -224,8 +271,7 @@ impl Link {
             name: Arc::from(port.name.as_str()),
             port,
             store,
-            framer,
-            state: LinkState::Starting,
+            kept,
             truncated_run: 0,
             mask,
             stop,
@@ -234,42 +280,56 @@ impl Link {
     }
 
     async fn run(mut self, listen_addrs: ListenAddrs) {
+        // A restarted loop first commits what the failed one had read.
+        if let Some(records) = self.kept.unsubmitted.clone() {
+            self.commit(records).await;
+        }
         let mut backoff = Backoff::new(REOPEN_FLOOR, self.port.reconnect_max);
         match self.port.source.clone() {
             PortSource::Serial { device } => loop {
                 if self.stop.stopping() {
                     return;
                 }
-                match open_serial(&device.to_string_lossy(), &self.port.serial) {
-                    Ok(mut stream) => {
-                        backoff.reset();
-                        self.link_up(&device.display().to_string());
-                        let reason = self.pump(&mut stream).await;
-                        drop(stream);
-                        self.link_down(&reason).await;
+                if self.kept.open.is_none() {
+                    match open_serial(&device.to_string_lossy(), &self.port.serial) {
+                        Ok(stream) => {
+                            backoff.reset();
+                            self.link_up(&device.display().to_string());
+                            self.kept.open = Some(Open::Serial(stream));
+                        }
+                        Err(e) => self.open_failed(&e.to_string()),
                     }
-                    Err(e) => self.open_failed(&e.to_string()),
+                }
+                if self.kept.open.is_some() {
+                    let reason = self.pump().await;
+                    self.kept.open = None;
+                    self.link_down(&reason).await;
                 }
                 if self.pause(backoff.next_delay()).await.is_none() {
                     return;
                 }
             },
             PortSource::Connect { addr } => loop {
-                let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr));
-                let Some(connected) = self.stop.or_stop(connect).await else {
-                    return;
-                };
-                match connected {
-                    Ok(Ok(mut stream)) => {
-                        backoff.reset();
-                        let _ = stream.set_nodelay(true);
-                        self.link_up(&addr);
-                        let reason = self.pump(&mut stream).await;
-                        drop(stream);
-                        self.link_down(&reason).await;
+                if self.kept.open.is_none() {
+                    let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr));
+                    let Some(connected) = self.stop.or_stop(connect).await else {
+                        return;
+                    };
+                    match connected {
+                        Ok(Ok(stream)) => {
+                            backoff.reset();
+                            let _ = stream.set_nodelay(true);
+                            self.link_up(&addr);
+                            self.kept.open = Some(Open::Tcp(stream));
+                        }
+                        Ok(Err(e)) => self.open_failed(&format!("connecting to {addr}: {e}")),
+                        Err(_) => self.open_failed(&format!("connecting to {addr} timed out")),
                     }
-                    Ok(Err(e)) => self.open_failed(&format!("connecting to {addr}: {e}")),
-                    Err(_) => self.open_failed(&format!("connecting to {addr} timed out")),
+                }
+                if self.kept.open.is_some() {
+                    let reason = self.pump().await;
+                    self.kept.open = None;
+                    self.link_down(&reason).await;
                 }
                 if self.pause(backoff.next_delay()).await.is_none() {
                     return;
@@ -279,23 +339,29 @@ impl Link {
                 if self.stop.stopping() {
                     return;
                 }
-                match TcpListener::bind(&addr).await {
-                    Ok(listener) => {
-                        backoff.reset();
-                        if let Ok(local) = listener.local_addr() {
-                            PortListening {
-                                port: &self.name,
-                                addr: local,
+                if self.kept.listener.is_none() {
+                    match TcpListener::bind(&addr).await {
+                        Ok(listener) => {
+                            backoff.reset();
+                            if let Ok(local) = listener.local_addr() {
+                                PortListening {
+                                    port: &self.name,
+                                    addr: local,
+                                }
+                                .emit();
+                                listen_addrs
+                                    .lock()
+                                    .expect("listen address table poisoned")
+                                    .insert(self.port.name.clone(), local);
                             }
-                            .emit();
-                            listen_addrs
-                                .lock()
-                                .expect("listen address table poisoned")
-                                .insert(self.port.name.clone(), local);
+                            self.kept.listener = Some(listener);
                         }
-                        self.serve(listener).await;
+                        Err(e) => self.open_failed(&format!("listening on {addr}: {e}")),
                     }
-                    Err(e) => self.open_failed(&format!("listening on {addr}: {e}")),
+                }
+                if self.kept.listener.is_some() {
+                    self.serve().await;
+                    self.kept.listener = None;
                 }
                 if self.pause(backoff.next_delay()).await.is_none() {
                     return;
@@ -305,42 +371,61 @@ impl Link {
     }
 
     /// Accepts PBX connections one at a time; a new one replaces the current.
-    async fn serve(&mut self, listener: TcpListener) {
-        let mut current: Option<(TcpStream, String)> = None;
+    async fn serve(&mut self) {
         loop {
+            if billbox_failpoints::check_at("reader.read", &self.name) {
+                // An error reading: the connection is dropped, the PBX
+                // connects again (the listening socket stays).
+                if self.kept.open.take().is_some() {
+                    self.link_down("reading failed: an injected fault (test builds only)")
+                        .await;
+                }
+            }
+            let kept = &mut *self.kept;
+            let (Some(listener), current) = (kept.listener.as_ref(), kept.open.as_ref()) else {
+                return;
+            };
             // Wait until the connection has data before taking room for it,
             // so an idle connection holds no read buffer.
             let ready = async {
-                match current.as_ref() {
-                    Some((s, _)) => s.readable().await,
-                    None => std::future::pending().await,
+                match current {
+                    Some(Open::Tcp(s)) => s.readable().await,
+                    _ => std::future::pending().await,
                 }
             };
             let mut stop = self.stop.stop.clone();
-            tokio::select! {
+            let event = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        let peer = peer.to_string();
-                        if current.is_some() {
-                            let log = self.quota.allow(&self.name);
-                            PortConnectionReplaced { port: &self.name, peer: &peer, log }.emit();
-                            self.finish_partial().await;
+                accepted = listener.accept() => Served::Accepted(accepted),
+                ready = ready => Served::Ready(ready),
+            };
+            match event {
+                Served::Accepted(Ok((stream, peer))) => {
+                    let _ = stream.set_nodelay(true);
+                    let peer = peer.to_string();
+                    if self.kept.open.is_some() {
+                        let log = self.quota.allow(&self.name);
+                        PortConnectionReplaced {
+                            port: &self.name,
+                            peer: &peer,
+                            log,
                         }
-                        self.link_up(&peer);
-                        current = Some((stream, peer));
+                        .emit();
+                        self.finish_partial().await;
                     }
-                    Err(e) => {
-                        tracing::warn!(port = %self.name, error = %e, "Accepting a PBX connection failed.");
-                        tokio::time::sleep(REOPEN_FLOOR).await;
-                    }
-                },
-                ready = ready => {
-                    let read = match (ready, current.as_ref()) {
+                    self.link_up(&peer);
+                    self.kept.open = Some(Open::Tcp(stream));
+                }
+                Served::Accepted(Err(e)) => {
+                    tracing::warn!(port = %self.name, error = %e, "Accepting a PBX connection failed.");
+                    tokio::time::sleep(REOPEN_FLOOR).await;
+                }
+                Served::Ready(ready) => {
+                    let kept = &mut *self.kept;
+                    let read = match (ready, kept.open.as_ref()) {
                         (Err(e), _) => Err(e),
-                        (Ok(()), Some((s, _))) => s.try_read(self.framer.room()),
-                        (Ok(()), None) => continue,
+                        (Ok(()), Some(Open::Tcp(s))) => s.try_read(kept.framer.room()),
+                        (Ok(()), _) => continue,
                     };
                     let reason = match read {
                         Ok(0) => Some("the PBX closed the connection".to_string()),
@@ -351,13 +436,13 @@ impl Link {
                         // Readiness was a false alarm (it is cleared only
                         // by a read that finds nothing): drop the room.
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            self.framer.unfilled();
+                            self.kept.framer.unfilled();
                             None
                         }
                         Err(e) => Some(format!("reading failed: {e}")),
                     };
                     if let Some(reason) = reason {
-                        current = None;
+                        self.kept.open = None;
                         self.link_down(&reason).await;
                     }
                 }
@@ -365,14 +450,20 @@ impl Link {
         }
     }
 
-    /// Reads until the link ends; returns why it ended.
-    async fn pump<S: AsyncRead + Unpin>(&mut self, io: &mut S) -> String {
+    /// Reads the open link until it ends; returns why it ended.
+    async fn pump(&mut self) -> String {
         loop {
             if billbox_failpoints::check_at("reader.read", &self.name) {
                 return "reading failed: an injected fault (test builds only)".into();
             }
-            let room = self.framer.room();
-            let Some(read) = self.stop.or_stop(io.read(room)).await else {
+            let kept = &mut *self.kept;
+            let room = kept.framer.room();
+            let read = match kept.open.as_mut() {
+                Some(Open::Serial(s)) => self.stop.or_stop(s.read(room)).await,
+                Some(Open::Tcp(s)) => self.stop.or_stop(s.read(room)).await,
+                None => return "the link is closed".into(),
+            };
+            let Some(read) = read else {
                 return "billbox is stopping".into();
             };
             match read {
@@ -392,9 +483,9 @@ impl Link {
         let now = crate::now_us();
         let mut frames = Vec::new();
         if mask == 0xff {
-            self.framer.filled(n, &mut frames);
+            self.kept.framer.filled(n, &mut frames);
         } else {
-            self.framer.filled_masked(n, mask, &mut frames);
+            self.kept.framer.filled_masked(n, mask, &mut frames);
         }
         if !frames.is_empty() {
             self.submit(frames, now).await;
@@ -403,7 +494,7 @@ impl Link {
 
     /// Keeps what is left of a record when the link ends.
     async fn finish_partial(&mut self) {
-        if let Some(frame) = self.framer.finish() {
+        if let Some(frame) = self.kept.framer.finish() {
             RecordUnterminated {
                 port: &self.name,
                 bytes: frame.bytes.len(),
@@ -442,6 +533,13 @@ impl Link {
             });
         }
         let records = Arc::new(records);
+        self.kept.unsubmitted = Some(records.clone());
+        self.commit(records).await;
+    }
+
+    /// Appends `records` to the store until they are committed, holding the
+    /// port meanwhile; then they are no longer kept for a restart.
+    async fn commit(&mut self, records: Arc<Vec<NewRecord>>) {
         let mut backoff = Backoff::new(REOPEN_FLOOR, Duration::from_secs(5));
         let mut last_log: Option<std::time::Instant> = None;
         loop {
@@ -451,6 +549,7 @@ impl Link {
             };
             let error = match self.store.send(msg).await {
                 Ok(Ok(_)) => {
+                    self.kept.unsubmitted = None;
                     if last_log.is_some() {
                         tracing::info!(port = %self.name, records = records.len(), "The held records are committed; reading the port again.");
                     }
@@ -481,7 +580,7 @@ impl Link {
     }
 
     fn link_up(&mut self, peer: &str) {
-        if self.state != LinkState::Up {
+        if self.kept.state != LinkState::Up {
             let log = self.quota.allow(&self.name);
             PortLinkUp {
                 port: &self.name,
@@ -490,14 +589,14 @@ impl Link {
             }
             .emit();
         }
-        self.state = LinkState::Up;
+        self.kept.state = LinkState::Up;
     }
 
     async fn link_down(&mut self, reason: &str) {
         self.finish_partial().await;
         if self.stop.stopping() {
             tracing::info!(port = %self.name, "Port reader stopped.");
-        } else if self.state != LinkState::Down {
+        } else if self.kept.state != LinkState::Down {
             let log = self.quota.allow(&self.name);
             PortLinkDown {
                 port: &self.name,
@@ -506,17 +605,17 @@ impl Link {
             }
             .emit();
         }
-        self.state = LinkState::Down;
+        self.kept.state = LinkState::Down;
     }
 
     fn open_failed(&mut self, error: &str) {
         PortOpenFailed {
             port: &self.name,
             error,
-            first: self.state != LinkState::Unopenable,
+            first: self.kept.state != LinkState::Unopenable,
         }
         .emit();
-        self.state = LinkState::Unopenable;
+        self.kept.state = LinkState::Unopenable;
     }
 }
 
