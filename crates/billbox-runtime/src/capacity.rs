@@ -5,7 +5,9 @@
 //! - [`DiskReserve`]: `store.min_free_mb` on the data disk;
 //! - [`Latch`]: a condition that is reported once when it starts and once
 //!   when it ends (a full store, a low disk, a full mirror queue);
-//! - [`done_through`]: the removal watermark of a port.
+//! - [`done_through`]: the removal watermark of a port;
+//! - [`plan_drops`]: with `drop_oldest`, which records are given up, the
+//!   oldest arrivals first across ports.
 
 use billbox_config::WhenFull;
 
@@ -89,9 +91,114 @@ pub fn done_through(cursors: impl IntoIterator<Item = u64>) -> u64 {
     cursors.into_iter().min().unwrap_or(0)
 }
 
+/// The most records one step of [`plan_drops`] gives up from one port
+/// before it looks again which port's head is oldest.
+pub const DROP_STEP: u64 = 1000;
+
+/// A port's undelivered records: past `cursor`, through `durable`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    pub port: std::sync::Arc<str>,
+    pub cursor: u64,
+    pub durable: u64,
+}
+
+/// Records given up for delivery: `first..=last` of `port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    pub port: std::sync::Arc<str>,
+    pub first: u64,
+    pub last: u64,
+}
+
+/// With `drop_oldest`: gives up `excess` records, taking each step (at
+/// most [`DROP_STEP`]) from the port whose oldest undelivered record
+/// arrived first; `received_at(port, seq)` says when a record arrived
+/// (`i64::MIN` when unknown: taken first).
+pub fn plan_drops(
+    mut ports: Vec<Undelivered>,
+    mut excess: u64,
+    received_at: impl Fn(&str, u64) -> i64,
+) -> Vec<Dropped> {
+    let mut heads: Vec<i64> = ports
+        .iter()
+        .map(|p| received_at(&p.port, p.cursor + 1))
+        .collect();
+    let mut out = Vec::new();
+    while excess > 0 {
+        let oldest = (0..ports.len())
+            .filter(|&i| ports[i].durable > ports[i].cursor)
+            .min_by_key(|&i| heads[i]);
+        let Some(i) = oldest else {
+            break;
+        };
+        let p = &mut ports[i];
+        let n = excess.min(p.durable - p.cursor).min(DROP_STEP);
+        out.push(Dropped {
+            port: p.port.clone(),
+            first: p.cursor + 1,
+            last: p.cursor + n,
+        });
+        p.cursor += n;
+        excess -= n;
+        if p.durable > p.cursor {
+            heads[i] = received_at(&p.port, p.cursor + 1);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drops_take_the_oldest_arrivals_first_across_ports() {
+        let ports = vec![
+            Undelivered {
+                port: "a".into(),
+                cursor: 0,
+                durable: 3000,
+            },
+            Undelivered {
+                port: "b".into(),
+                cursor: 10,
+                durable: 12,
+            },
+            Undelivered {
+                port: "c".into(),
+                cursor: 5,
+                durable: 5,
+            },
+        ];
+        // Port a's records arrived at seq * 10; b's at 15_000 onwards.
+        let at = |port: &str, seq: u64| match port {
+            "a" => seq as i64 * 10,
+            _ => 15_000 + seq as i64,
+        };
+        let plan = plan_drops(ports.clone(), 2500, at);
+        let d = |port: &str, first, last| Dropped {
+            port: port.into(),
+            first,
+            last,
+        };
+        // a's head is older than b's (15,011) while it is below seq 1502.
+        assert_eq!(
+            plan,
+            vec![
+                d("a", 1, 1000),
+                d("a", 1001, 2000),
+                d("b", 11, 12),
+                d("a", 2001, 2498)
+            ]
+        );
+        // Never more than what waits; nothing from a port with none.
+        let all = plan_drops(ports, 1_000_000, at);
+        let total: u64 = all.iter().map(|x| x.last + 1 - x.first).sum();
+        assert_eq!(total, 3002);
+        assert!(all.iter().all(|x| x.port.as_ref() != "c"));
+        assert!(plan_drops(Vec::new(), 5, at).is_empty());
+    }
 
     const BLOCK: Capacity = Capacity {
         max_records: 10,

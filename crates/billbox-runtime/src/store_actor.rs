@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::capacity::{done_through, Capacity, Change, DiskReserve, Latch};
+use crate::capacity::{
+    done_through, plan_drops, Capacity, Change, DiskReserve, Latch, Undelivered,
+};
 use actix::prelude::*;
 use billbox_record::Record;
 use billbox_store::{Assigned, IdEntry, NewRecord, Store, DELIVERY_CURSOR};
@@ -477,46 +479,40 @@ impl StoreActor {
         let Some(capacity) = self.consumers().capacity else {
             return;
         };
-        let max = capacity.max_records;
-        let mut excess = capacity.excess(self.store.total_backlog(DELIVERY_CURSOR).unwrap_or(0));
-        while excess > 0 {
-            // The port whose oldest undelivered record arrived first.
-            let mut oldest: Option<(i64, Arc<str>, u64, u64)> = None;
-            for port in self.store.ports() {
-                let cursor = self.store.cursor(&port, DELIVERY_CURSOR).unwrap_or(0);
-                let durable = self.store.durable_seq(&port);
-                if durable <= cursor {
-                    continue;
-                }
-                let head = self.store.records(&port, cursor + 1, cursor + 1).next();
-                let at = match head {
-                    Some(Ok(r)) => r.received_us,
-                    _ => i64::MIN,
-                };
-                if oldest.as_ref().is_none_or(|o| at < o.0) {
-                    oldest = Some((at, port.clone(), cursor, durable));
-                }
-            }
-            let Some((_, port, cursor, durable)) = oldest else {
-                break;
-            };
-            let n = excess.min(durable - cursor).min(1000);
+        let excess = capacity.excess(self.store.total_backlog(DELIVERY_CURSOR).unwrap_or(0));
+        if excess == 0 {
+            return;
+        }
+        let ports = self
+            .store
+            .ports()
+            .into_iter()
+            .map(|port| Undelivered {
+                cursor: self.store.cursor(&port, DELIVERY_CURSOR).unwrap_or(0),
+                durable: self.store.durable_seq(&port),
+                port,
+            })
+            .collect();
+        let received_at = |port: &str, seq: u64| match self.store.records(port, seq, seq).next() {
+            Some(Ok(r)) => r.received_us,
+            _ => i64::MIN,
+        };
+        for d in plan_drops(ports, excess, received_at) {
             if self
                 .store
-                .advance_cursor(&port, DELIVERY_CURSOR, cursor + n)
+                .advance_cursor(&d.port, DELIVERY_CURSOR, d.last)
                 .is_err()
             {
                 break;
             }
             RecordsDropped {
-                port: &port,
-                count: n,
-                first_seq: cursor + 1,
-                last_seq: cursor + n,
-                max_records: max,
+                port: &d.port,
+                count: d.last + 1 - d.first,
+                first_seq: d.first,
+                last_seq: d.last,
+                max_records: capacity.max_records,
             }
             .emit();
-            excess -= n;
         }
     }
 
