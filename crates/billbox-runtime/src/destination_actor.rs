@@ -15,48 +15,20 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use billbox_delivery::mirror::{Copied, MirrorDestination};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::capacity::{Change, Latch};
 use crate::events::MirrorQueueFull;
 use crate::messages::{Committed, CopyBatch, Stop};
-use crate::supervise::{ActorName, Guarded, Recovering, Recovery, Restart, Restarts};
+use crate::supervise::{
+    spawn_work, ActorName, Guarded, Recovering, Recovery, Restart, Restarts, Stopping,
+};
 
 /// Builds a fresh delivery loop from the actor's news (bumped on each
 /// [`Committed`]) and stop signal; a restart gets a new loop.
 pub type LoopFactory = Box<
     dyn Fn(Arc<watch::Sender<u64>>, watch::Receiver<bool>) -> Pin<Box<dyn Future<Output = ()>>>,
 >;
-
-/// Whether an actor's work runs, and who waits for it to end.
-#[derive(Default)]
-struct Stopping {
-    /// [`Stop`] was received.
-    asked: bool,
-    /// Answered when the running work has ended.
-    waiters: Vec<oneshot::Sender<()>>,
-}
-
-impl Stopping {
-    fn answer(&mut self) {
-        for w in self.waiters.drain(..) {
-            let _ = w.send(());
-        }
-    }
-
-    /// The reply to a [`Stop`]: now when nothing runs, else when it ends.
-    fn wait(&mut self, running: bool) -> ResponseFuture<()> {
-        self.asked = true;
-        if !running {
-            return Box::pin(async {});
-        }
-        let (tx, rx) = oneshot::channel();
-        self.waiters.push(tx);
-        Box::pin(async move {
-            let _ = rx.await;
-        })
-    }
-}
 
 /// The mailbox of a [`DestinationActor`].
 const NEWS_MAILBOX: usize = 256;
@@ -70,7 +42,6 @@ pub struct DestinationActor {
     news: Arc<watch::Sender<u64>>,
     stop: watch::Sender<bool>,
     stopping: Stopping,
-    running: bool,
     recovery: Recovery,
 }
 
@@ -87,32 +58,14 @@ impl DestinationActor {
             news: Arc::new(watch::channel(0).0),
             stop: watch::channel(false).0,
             stopping: Stopping::default(),
-            running: false,
             recovery: Recovery::new(actor, restarts),
         }
     }
 
-    /// Runs a fresh delivery loop; when it ends the actor stops (and is
-    /// restarted) unless it was asked to stop.
+    /// Runs a fresh delivery loop.
     fn begin(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping.asked {
-            return;
-        }
-        self.running = true;
         let work = (self.make)(self.news.clone(), self.stop.subscribe());
-        ctx.spawn(actix::fut::wrap_future::<_, Self>(Guarded::new(work)).map(
-            |result, act, ctx| {
-                act.running = false;
-                if let Err(panic) = result {
-                    act.recovery.failed(panic);
-                }
-                if act.stopping.asked {
-                    act.stopping.answer();
-                } else {
-                    ctx.stop();
-                }
-            },
-        ));
+        spawn_work(self, ctx, work);
     }
 }
 
@@ -137,6 +90,10 @@ impl Recovering for DestinationActor {
     fn recovery(&mut self) -> &mut Recovery {
         &mut self.recovery
     }
+
+    fn stop_state(&mut self) -> &mut Stopping {
+        &mut self.stopping
+    }
 }
 
 impl Supervised for DestinationActor {
@@ -160,7 +117,7 @@ impl Handler<Stop> for DestinationActor {
 
     fn handle(&mut self, _: Stop, _ctx: &mut Context<Self>) -> Self::Result {
         let _ = self.stop.send(true);
-        self.stopping.wait(self.running)
+        self.stopping.wait()
     }
 }
 
@@ -289,6 +246,7 @@ impl Handler<Stop> for MirrorActor {
         // Fire-once: what is queued is not copied (it is in the store).
         self.queue.clear();
         let _ = self.stop.send(true);
-        self.stopping.wait(self.posting)
+        self.stopping.running = self.posting;
+        self.stopping.wait()
     }
 }

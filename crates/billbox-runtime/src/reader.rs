@@ -26,8 +26,9 @@ use crate::events::{
     RecordUnterminated, RecordsTruncated, TruncationEnded,
 };
 use crate::messages::Append;
+use crate::messages::Stop;
 use crate::store_actor::StoreActor;
-use crate::supervise::{spawn_work, ActorName, Recovering, Recovery, Restart, Restarts};
+use crate::supervise::{spawn_work, ActorName, Recovering, Recovery, Restart, Restarts, Stopping};
 
 /// The first reopen delay; it doubles up to the port's `reconnect_max`.
 pub const REOPEN_FLOOR: Duration = Duration::from_millis(100);
@@ -42,7 +43,9 @@ pub struct PortReader {
     port: Arc<PortConfig>,
     store: Addr<StoreActor>,
     listen_addrs: ListenAddrs,
-    stop: StopSignal,
+    /// Turned true by [`Stop`]; the read loop selects on it.
+    stop: tokio::sync::watch::Sender<bool>,
+    stopping: Stopping,
     /// The link and the framer, kept across restarts of the read loop.
     kept: KeptLink,
     recovery: Recovery,
@@ -73,12 +76,10 @@ enum Open {
 
 type KeptLink = Arc<tokio::sync::Mutex<Kept>>;
 
-/// Tells readers to stop reading; each holds a clone of the `alive` sender
-/// until it has stopped, so the sender side learns when all are done.
+/// The read loop's view of its actor's stop.
 #[derive(Clone, Debug)]
-pub struct StopSignal {
-    pub stop: tokio::sync::watch::Receiver<bool>,
-    pub alive: Option<tokio::sync::mpsc::Sender<()>>,
+struct StopSignal {
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl StopSignal {
@@ -103,7 +104,6 @@ impl PortReader {
         port: Arc<PortConfig>,
         store: Addr<StoreActor>,
         listen_addrs: ListenAddrs,
-        stop: StopSignal,
         restarts: Restarts,
     ) -> Self {
         let actor = ActorName {
@@ -117,7 +117,8 @@ impl PortReader {
             port,
             store,
             listen_addrs,
-            stop,
+            stop: tokio::sync::watch::channel(false).0,
+            stopping: Stopping::default(),
             kept: Arc::new(tokio::sync::Mutex::new(Kept {
                 framer,
                 open: None,
@@ -134,16 +135,9 @@ impl Actor for PortReader {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if self.stop.stopping() {
-            // Restarted after its link stopped for good: let shutdown know.
-            self.stop.alive = None;
-            return;
-        }
         match self.recovery.plan() {
-            Some(Restart::GiveUp) => {
-                // Billbox is stopping: let shutdown know this one is done.
-                self.stop.alive = None;
-            }
+            // Its budget is spent: billbox is stopping.
+            Some(Restart::GiveUp) => {}
             Some(Restart::After(pause)) => {
                 ctx.run_later(pause, |act, ctx| act.begin(ctx));
             }
@@ -155,16 +149,16 @@ impl Actor for PortReader {
 impl PortReader {
     /// Runs a fresh read loop of the port.
     fn begin(&mut self, ctx: &mut Context<Self>) {
-        if self.stop.stopping() {
-            self.stop.alive = None;
-            return;
-        }
-        let (port, store, stop) = (self.port.clone(), self.store.clone(), self.stop.clone());
+        let stop = StopSignal {
+            stop: self.stop.subscribe(),
+        };
+        let (port, store) = (self.port.clone(), self.store.clone());
         let (kept, listen_addrs) = (self.kept.clone(), self.listen_addrs.clone());
-        spawn_work(ctx, async move {
+        let work = async move {
             let link = Link::new(port, store, stop, kept.lock_owned().await);
             link.run(listen_addrs).await
-        });
+        };
+        spawn_work(self, ctx, work);
     }
 }
 
@@ -172,13 +166,27 @@ impl Recovering for PortReader {
     fn recovery(&mut self) -> &mut Recovery {
         &mut self.recovery
     }
+
+    fn stop_state(&mut self) -> &mut Stopping {
+        &mut self.stopping
+    }
 }
 
 impl Supervised for PortReader {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        if !self.recovery.restarting() && !self.stop.stopping() {
+        if !self.recovery.restarting() && !self.stopping.asked {
             tracing::warn!(port = %self.port.name, "Port reader is restarting.");
         }
+    }
+}
+
+/// Stop reading: the reply comes once what was read is committed.
+impl Handler<Stop> for PortReader {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Stop, _ctx: &mut Context<Self>) -> Self::Result {
+        let _ = self.stop.send(true);
+        self.stopping.wait()
     }
 }
 

@@ -36,7 +36,7 @@ use crate::events::StoreQuarantined;
 use crate::messages::{
     CopyBatch, Drain, Flush, Reconfigure, Stop, StoreActorAcks, StoreActorFiles, SubscribeCommitted,
 };
-use crate::reader::{ListenAddrs, PortReader, StopSignal};
+use crate::reader::{ListenAddrs, PortReader};
 use crate::rotator_actor::Retire;
 use crate::rotator_actor::RotatorActor;
 use crate::stats::LatencyHistogram;
@@ -90,11 +90,8 @@ struct TransactionRun {
 /// One port's reader and rotator, and how to stop the reader.
 struct PortRun {
     config: PortConfig,
-    stop: tokio::sync::watch::Sender<bool>,
-    /// Ends (recv returns None) once the reader has handed over what it read.
-    alive: tokio::sync::mpsc::Receiver<()>,
-    /// Held so the supervised reader lives until the port is stopped.
-    _reader: Addr<PortReader>,
+    /// Stopped by [`Stop`], which it answers once it handed over what it read.
+    reader: Addr<PortReader>,
     rotator: Addr<RotatorActor>,
 }
 
@@ -441,31 +438,17 @@ impl Running {
     /// Starts a port's rotator and reader.
     fn start_port(&mut self, port: &PortConfig) {
         let rotator = self.start_rotator(rotator_settings(&self.config, port), true);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let (alive_tx, alive_rx) = tokio::sync::mpsc::channel(1);
-        let stop = StopSignal {
-            stop: stop_rx,
-            alive: Some(alive_tx),
-        };
         let port_arc = Arc::new(port.clone());
         let (sa, la) = (self.store_actor.clone(), self.listen_addrs.clone());
         let restarts = self.restarts.clone();
         let reader = Supervisor::start(move |_| {
-            PortReader::new(
-                port_arc.clone(),
-                sa.clone(),
-                la.clone(),
-                stop.clone(),
-                restarts.clone(),
-            )
+            PortReader::new(port_arc.clone(), sa.clone(), la.clone(), restarts.clone())
         });
         self.ports.insert(
             port.name.clone(),
             PortRun {
                 config: port.clone(),
-                stop: stop_tx,
-                alive: alive_rx,
-                _reader: reader,
+                reader,
                 rotator,
             },
         );
@@ -540,16 +523,13 @@ impl Running {
 
     /// Stops the readers of `names` and commits what they read.
     async fn stop_readers(&mut self, names: &[String]) -> Vec<PortRun> {
-        let mut stopped: Vec<PortRun> = names.iter().filter_map(|n| self.ports.remove(n)).collect();
-        for run in &stopped {
-            let _ = run.stop.send(true);
-        }
+        let stopped: Vec<PortRun> = names.iter().filter_map(|n| self.ports.remove(n)).collect();
+        // Each answers once what it read is committed.
+        let handed_over: Vec<_> = stopped.iter().map(|run| run.reader.send(Stop)).collect();
         // A store held full would keep readers waiting for their commits.
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.store_actor.send(Drain)).await;
-        for run in &mut stopped {
-            // Every reader holds a sender; recv() ends when it is dropped.
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, run.alive.recv()).await;
-        }
+        let _ =
+            tokio::time::timeout(SHUTDOWN_GRACE, futures_util::future::join_all(handed_over)).await;
         if tokio::time::timeout(SHUTDOWN_GRACE, self.store_actor.send(Drain))
             .await
             .is_err()

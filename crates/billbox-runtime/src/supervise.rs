@@ -216,24 +216,37 @@ impl Recovery {
     }
 }
 
-/// An actor whose work [`spawn_work`] runs.
+/// An actor whose long-running work [`spawn_work`] runs.
 pub trait Recovering: actix::Actor<Context = actix::Context<Self>> {
     fn recovery(&mut self) -> &mut Recovery;
+    fn stop_state(&mut self) -> &mut Stopping;
 }
 
-/// Runs `work` as the actor's long-running task: when it ends, or panics
-/// (the cause is recorded), the actor stops, and its supervisor restarts it.
+/// Runs `work` as the actor's long-running task (unless it was asked to
+/// stop). When the work ends or panics (the cause is recorded), the actor
+/// stops and its supervisor restarts it; after a [`crate::messages::Stop`]
+/// the waiting replies are answered instead and the actor stays idle.
 pub fn spawn_work<A: Recovering>(
+    act: &mut A,
     ctx: &mut actix::Context<A>,
     work: impl Future<Output = ()> + 'static,
 ) {
     use actix::{ActorContext, ActorFutureExt, AsyncContext};
+    if act.stop_state().asked {
+        return;
+    }
+    act.stop_state().running = true;
     ctx.spawn(
         actix::fut::wrap_future::<_, A>(Guarded::new(work)).map(|result, act, ctx| {
+            act.stop_state().running = false;
             if let Err(panic) = result {
                 act.recovery().failed(panic);
             }
-            ctx.stop()
+            if act.stop_state().asked {
+                act.stop_state().answer();
+            } else {
+                ctx.stop()
+            }
         }),
     );
 }
@@ -303,6 +316,39 @@ impl Restarts {
             )));
         }
         Restart::GiveUp
+    }
+}
+
+/// Whether an actor was asked to [`crate::messages::Stop`], and who waits
+/// for its work to end.
+#[derive(Default)]
+pub struct Stopping {
+    /// [`crate::messages::Stop`] was received.
+    pub asked: bool,
+    /// The actor's work runs.
+    pub running: bool,
+    /// Answered when the running work has ended.
+    waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Stopping {
+    pub fn answer(&mut self) {
+        for w in self.waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+
+    /// The reply to a [`crate::messages::Stop`]: now when nothing runs, else when it ends.
+    pub fn wait(&mut self) -> actix::ResponseFuture<()> {
+        self.asked = true;
+        if !self.running {
+            return Box::pin(async {});
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiters.push(tx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 }
 
