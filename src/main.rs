@@ -180,6 +180,9 @@ fn run(path: &Path) -> ExitCode {
         if let Some(m) = &monitor {
             m.set_ready(running.store().clone());
         }
+        // Before "running" is said: a SIGTERM from then on stops billbox
+        // cleanly, and none is missed while a reload is applied.
+        let mut signals = Signals::install();
         tracing::info!(
             gateway = %config.gateway.name,
             ports = running.readers(),
@@ -201,7 +204,7 @@ fn run(path: &Path) -> ExitCode {
         tokio::pin!(fatal);
         let failed = loop {
             tokio::select! {
-                signal = wait_for_signal() => match signal {
+                signal = signals.next() => match signal {
                     Signal::Reload => reload(&path, &mut running, monitor.as_ref()).await,
                     Signal::Stop(name) => {
                         tracing::info!(
@@ -242,15 +245,30 @@ enum Signal {
     Reload,
 }
 
-async fn wait_for_signal() -> Signal {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
-    tokio::select! {
-        _ = term.recv() => Signal::Stop("SIGTERM"),
-        _ = int.recv() => Signal::Stop("SIGINT"),
-        _ = hup.recv() => Signal::Reload,
+/// The signals `billbox run` handles, installed once for the whole run.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler installs"),
+            int: signal(SignalKind::interrupt()).expect("SIGINT handler installs"),
+            hup: signal(SignalKind::hangup()).expect("SIGHUP handler installs"),
+        }
+    }
+
+    /// The next signal (one that came while none was awaited is kept).
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop("SIGTERM"),
+            _ = self.int.recv() => Signal::Stop("SIGINT"),
+            _ = self.hup.recv() => Signal::Reload,
+        }
     }
 }
 

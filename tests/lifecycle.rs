@@ -245,3 +245,16 @@ fn files_and_the_store_are_private_to_billboxs_user_and_group() {
     }
     assert!(checked > 5, "only {checked} paths checked");
 }
+
+/// Regression: the signal handlers were installed only after billbox said
+/// it runs, so a SIGTERM sent right then killed it (status by signal).
+#[test]
+fn a_sigterm_the_moment_billbox_says_it_runs_stops_it_cleanly() {
+    let site = Site::new();
+    let config = site.config(&port("p", "P"));
+    for start in 0..10 {
+        // terminate() sends SIGTERM as soon as "billbox is running" is logged.
+        let bb = Billbox::start(&config);
+        assert_eq!(bb.terminate(), Some(0), "start {start}");
+    }
+}

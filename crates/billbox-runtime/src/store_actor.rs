@@ -168,8 +168,9 @@ fn plan_batch(
     (plans, elements, ids)
 }
 
-/// How often records every consumer is done with are removed.
-pub const REMOVE_EVERY: Duration = Duration::from_secs(1);
+/// How long after a cursor moves the records every consumer is done with
+/// are removed (the moves of that second are removed together).
+pub const REMOVE_AFTER: Duration = Duration::from_secs(1);
 /// How often the sequence guard learns what is flushed.
 pub const CONFIRM_EVERY: Duration = Duration::from_secs(1);
 /// How often old transaction ids are forgotten (`transactions.remember`).
@@ -180,7 +181,7 @@ pub const FORGET_LIMIT: usize = 10_000;
 /// How long after a failed flush the store tries it again.
 pub const FLUSH_RETRY: Duration = Duration::from_millis(200);
 
-/// How often a full store (`when_full = "block"`) checks for space.
+/// How often a store held by a low disk checks its free space again.
 pub const FULL_RECHECK: Duration = Duration::from_millis(100);
 
 /// Who consumes committed records besides the rotators, and the rules the
@@ -220,6 +221,9 @@ pub struct StoreActor {
     /// Flushes fail: the commit waits and is flushed again.
     flush_failing: Latch,
     recheck_scheduled: bool,
+    /// Ports whose cursors moved since the last removal.
+    removal_due: std::collections::HashSet<Arc<str>>,
+    removal_scheduled: bool,
     last_confirm: std::time::Instant,
     /// Per fire-once mirror: its queue is full (records are not copied).
     mirror_overflow: HashMap<Arc<str>, Latch>,
@@ -251,6 +255,8 @@ impl StoreActor {
             disk_low: Latch::default(),
             flush_failing: Latch::default(),
             recheck_scheduled: false,
+            removal_due: Default::default(),
+            removal_scheduled: false,
             last_confirm: std::time::Instant::now(),
             mirror_overflow: HashMap::new(),
             pending: Vec::new(),
@@ -293,8 +299,8 @@ impl StoreActor {
             }
             return;
         }
-        let held = !self.pending.is_empty()
-            && (self.blocked_by_disk(ctx) || self.blocked_by_capacity(ctx));
+        let held =
+            !self.pending.is_empty() && (self.blocked_by_disk(ctx) || self.blocked_by_capacity());
         if held {
             // Submitters are told at once (HTTP 503) instead of waiting.
             let (submits, appends) = std::mem::take(&mut self.pending)
@@ -391,7 +397,7 @@ impl StoreActor {
                     assigned,
                     synced: _,
                 } = commit;
-                match guard(|| act.committed(batch, plans, assigned)) {
+                match guard(|| act.committed(batch, plans, assigned, ctx)) {
                     Ok(()) => act.commit_next(ctx),
                     Err(panic) => act.fail(panic, ctx),
                 }
@@ -443,7 +449,7 @@ impl StoreActor {
 
     /// With `when_full = "block"`: holds the pending appends (and so the port
     /// readers) while the records waiting for delivery fill the capacity.
-    fn blocked_by_capacity(&mut self, ctx: &mut Context<Self>) -> bool {
+    fn blocked_by_capacity(&mut self) -> bool {
         let Some(capacity) = self.consumers().capacity else {
             return false;
         };
@@ -467,15 +473,13 @@ impl StoreActor {
             .emit(),
             Change::Same => {}
         }
-        if held {
-            self.schedule_recheck(ctx);
-        }
+        // An acknowledgement makes it look again (no polling).
         held
     }
 
     /// With `when_full = "drop_oldest"`: gives up delivery of the oldest
     /// records beyond the capacity (they stay for the files).
-    fn drop_oldest(&mut self) {
+    fn drop_oldest(&mut self, ctx: &mut Context<Self>) {
         let Some(capacity) = self.consumers().capacity else {
             return;
         };
@@ -505,6 +509,7 @@ impl StoreActor {
             {
                 break;
             }
+            self.cursor_moved(Some(&d.port), ctx);
             RecordsDropped {
                 port: &d.port,
                 count: d.last + 1 - d.first,
@@ -539,13 +544,37 @@ impl StoreActor {
         }
     }
 
-    /// Removes the records every consumer is done with.
-    fn remove_done(&mut self) {
+    /// A cursor of `port` moved (`None`: any port's may have): its done
+    /// records are removed [`REMOVE_AFTER`] from now.
+    fn cursor_moved(&mut self, port: Option<&Arc<str>>, ctx: &mut Context<Self>) {
+        match port {
+            Some(p) => {
+                self.removal_due.insert(p.clone());
+            }
+            None => self.removal_due.extend(self.store.ports()),
+        }
+        if !self.removal_scheduled {
+            self.removal_scheduled = true;
+            ctx.run_later(REMOVE_AFTER, |act, ctx| {
+                act.removal_scheduled = false;
+                act.remove_done(ctx);
+                // Deliveries free space: a blocked store looks again.
+                if act.full.is_on() {
+                    act.commit_next(ctx);
+                }
+            });
+        }
+    }
+
+    /// Removes the records every consumer is done with, of the ports whose
+    /// cursors moved.
+    fn remove_done(&mut self, ctx: &mut Context<Self>) {
         let consumers = self.consumers();
+        let due = std::mem::take(&mut self.removal_due);
         if consumers.removal_cursors.is_empty() {
             return;
         }
-        for port in self.store.ports() {
+        for port in due {
             let done = done_through(
                 consumers
                     .removal_cursors
@@ -561,7 +590,8 @@ impl StoreActor {
                 }
                 .emit(),
                 Err(e) => {
-                    tracing::warn!(port = %port, error = %e, "Removing delivered records failed; retrying later.")
+                    tracing::warn!(port = %port, error = %e, "Removing delivered records failed; retrying later.");
+                    self.cursor_moved(Some(&port), ctx);
                 }
             }
         }
@@ -572,6 +602,7 @@ impl StoreActor {
         batch: Vec<Pending>,
         plans: Vec<Result<Plan, AppendError>>,
         assigned: Vec<Assigned>,
+        ctx: &mut Context<Self>,
     ) {
         let consumers = self.consumers();
         let flushed_us = crate::now_us();
@@ -679,7 +710,7 @@ impl StoreActor {
                 tracing::error!(error = %e, "The sequence guard could not be written; a damaged store would go unnoticed.");
             }
         }
-        self.drop_oldest();
+        self.drop_oldest(ctx);
         for (port, through_seq) in through {
             let news = Committed { port, through_seq };
             // A full mailbox holds news already (see [`Committed`]).
@@ -712,13 +743,9 @@ impl Actor for StoreActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(FORGET_EVERY, |act, _| act.forget_ids());
-        ctx.run_interval(REMOVE_EVERY, |act, ctx| {
-            act.remove_done();
-            // Deliveries free space: a blocked store looks again.
-            if act.full.is_on() {
-                act.commit_next(ctx);
-            }
-        });
+        // What was done before a start (or restart) is removed too.
+        self.removal_scheduled = false;
+        self.cursor_moved(None, ctx);
     }
 }
 
@@ -726,6 +753,7 @@ impl Supervised for StoreActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.flushing = false;
         self.recheck_scheduled = false;
+        self.removal_scheduled = false;
         for p in self.pending.drain(..) {
             p.reply.fail(AppendError::Restarted);
         }
@@ -792,9 +820,17 @@ impl Handler<Submit> for StoreActor {
 impl Handler<Acked> for StoreActor {
     type Result = Result<(), billbox_delivery::AckError>;
 
-    fn handle(&mut self, msg: Acked, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Acked, ctx: &mut Context<Self>) -> Self::Result {
         billbox_delivery::acks::apply(&self.store, &msg.0)
-            .map_err(|e| billbox_delivery::AckError::Store(Arc::new(e)))
+            .map_err(|e| billbox_delivery::AckError::Store(Arc::new(e)))?;
+        if msg.0.cursor.is_some() {
+            self.cursor_moved(Some(&msg.0.port), ctx);
+            // A held store may have room now.
+            if self.full.is_on() {
+                self.commit_next(ctx);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -806,6 +842,7 @@ impl Handler<FilesChanged> for StoreActor {
             let _ = msg.reply.send(Err(StateError::Store(Arc::new(e))));
             return;
         }
+        self.cursor_moved(Some(&msg.change.port), ctx);
         if !msg.change.durable {
             let _ = msg.reply.send(Ok(()));
             return;
@@ -845,6 +882,8 @@ impl Handler<Reconfigure> for StoreActor {
         }
         self.mirror_overflow.clear();
         self.consumers = Arc::new(msg.0);
+        // The removal cursors may be others now.
+        self.cursor_moved(None, ctx);
         // The capacity or the reserve may have changed: held appends look again.
         self.commit_next(ctx);
     }
