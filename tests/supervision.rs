@@ -296,6 +296,26 @@ fn the_store_actor_restarts_after_a_panic_and_readers_send_again() {
 }
 
 #[test]
+fn a_store_actor_panic_after_a_flush_keeps_its_answers_and_doubles_nothing() {
+    // The records of that commit are durable and answered before the
+    // fault; after the restart no reader sends them again.
+    let Run { bb, .. } = stream_through("store.committed=panic@10");
+    assert_restarted(&bb, "store", "store", "");
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
+fn a_store_actor_panic_recording_an_ack_records_it_after_the_restart() {
+    // The server had the batch: its acknowledgement is recorded once the
+    // store actor is back, not the batch sent again (acknowledged once).
+    let Run { bb, .. } = stream_through("store.ack=panic@30");
+    assert_restarted(&bb, "store", "store", "");
+    assert!(bb.count_logs("Recording an acknowledgement failed; trying again", None) >= 1);
+    assert_eq!(bb.count_logs("the records will be sent again", None), 0);
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
 fn a_delivery_loop_that_panics_is_restarted_and_delivers_everything() {
     let Run { bb, .. } = stream_through("destination.post:delivery=panic@20");
     assert_restarted(&bb, "destination", "delivery", "destination");

@@ -44,6 +44,30 @@ pub trait AckSink {
     fn record(&self, ack: Ack) -> AckFuture;
 }
 
+/// How many times [`record_with_retries`] tries.
+pub const ACK_ATTEMPTS: u32 = 5;
+/// The pause between those tries (a restarting store actor takes 100 ms
+/// or more to take messages again).
+pub const ACK_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Records `ack`, trying again while the writer fails or restarts: a
+/// server has the records, so recording beats sending them again (which
+/// the caller does only when every try failed).
+pub async fn record_with_retries(sink: &dyn AckSink, ack: Ack) -> Result<(), AckError> {
+    let mut tries = 1;
+    loop {
+        match sink.record(ack.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tries >= ACK_ATTEMPTS => return Err(e),
+            Err(e) => {
+                tracing::warn!(port = %ack.port, error = %e, "Recording an acknowledgement failed; trying again.");
+                tries += 1;
+                tokio::time::sleep(ACK_RETRY).await;
+            }
+        }
+    }
+}
+
 /// Applies an [`Ack`] to `store` (for the store's one writer, or a process
 /// that has no store actor).
 pub fn apply(store: &Store, ack: &Ack) -> Result<(), StoreError> {

@@ -260,7 +260,10 @@ impl CursorDestination {
                             .is_transactions()
                             .then(|| (self.name.clone(), server.as_str())),
                     };
-                    if let Err(e) = self.acks.record(ack).await {
+                    // The server has them: the acknowledgement is recorded
+                    // (tried again while the store actor restarts) rather
+                    // than the records sent again.
+                    if let Err(e) = crate::acks::record_with_retries(&*self.acks, ack).await {
                         tracing::error!(destination = %self.name, port = %port, error = %e, "Recording a delivery failed; the records will be sent again.");
                     }
                     Delivered {

@@ -29,7 +29,10 @@ use crate::stats::LatencyHistogram;
 use crate::supervise::{guard, ActorName, Guarded, Recovery, Restarts};
 use billbox_spool::StateError;
 
-/// A batch applied to sled, waiting for its flush to be answered.
+/// A batch applied to sled, waiting for its flush to be answered. It is
+/// held by the actor (not by the flush's future), so a restart flushes it
+/// again instead of dropping its answers: its records are in sled already,
+/// and answering "not committed" would make the readers append them twice.
 struct Commit {
     batch: Vec<Pending>,
     plans: Vec<Result<Plan, AppendError>>,
@@ -80,11 +83,14 @@ enum Reply {
         digest: [u8; 32],
         on_conflict: OnConflict,
     },
+    /// Answered already.
+    Answered,
 }
 
 impl Reply {
     fn fail(self, e: AppendError) {
         match self {
+            Reply::Answered => {}
             Reply::Append(tx) => {
                 let _ = tx.send(Err(e));
             }
@@ -228,6 +234,8 @@ pub struct StoreActor {
     /// Per fire-once mirror: its queue is full (records are not copied).
     mirror_overflow: HashMap<Arc<str>, Latch>,
     pending: Vec<Pending>,
+    /// The commit being flushed.
+    in_flight: Option<Commit>,
     /// File state changes applied since the running flush began: answered
     /// after the next one.
     unsynced: Vec<SyncWaiter>,
@@ -260,6 +268,7 @@ impl StoreActor {
             last_confirm: std::time::Instant::now(),
             mirror_overflow: HashMap::new(),
             pending: Vec::new(),
+            in_flight: None,
             unsynced: Vec::new(),
             flushing: false,
             drained: Vec::new(),
@@ -344,22 +353,20 @@ impl StoreActor {
             }
         };
         self.flushing = true;
-        self.flush(
-            Commit {
-                batch,
-                plans,
-                assigned,
-                synced,
-            },
-            ctx,
-        );
+        self.in_flight = Some(Commit {
+            batch,
+            plans,
+            assigned,
+            synced,
+        });
+        self.flush(ctx);
     }
 
-    /// Flushes an applied commit and answers it. A failed flush is tried
+    /// Flushes the commit in flight and answers it. A failed flush is tried
     /// again (after [`FLUSH_RETRY`]) with the commit's appends still
     /// waiting: its records are in sled already, so answering "not
     /// committed" would make the readers append them a second time.
-    fn flush(&mut self, commit: Commit, ctx: &mut Context<Self>) {
+    fn flush(&mut self, ctx: &mut Context<Self>) {
         let store = self.store.clone();
         Guarded::new(async move { store.flush().await })
             .into_actor(self)
@@ -368,7 +375,9 @@ impl StoreActor {
                     Ok(res) => res,
                     Err(panic) => return act.fail(panic, ctx),
                 };
-                let mut commit = commit;
+                let Some(commit) = act.in_flight.as_mut() else {
+                    return;
+                };
                 if let Err(e) = res {
                     if act.flush_failing.set(true) == Change::Started {
                         StoreFlushFailed { error: &e }.emit();
@@ -379,7 +388,7 @@ impl StoreActor {
                     for waiter in commit.synced.drain(..) {
                         waiter.answer(&act.store, Err(&e));
                     }
-                    ctx.run_later(FLUSH_RETRY, move |act, ctx| act.flush(commit, ctx));
+                    ctx.run_later(FLUSH_RETRY, |act, ctx| act.flush(ctx));
                     return;
                 }
                 for waiter in commit.synced.drain(..) {
@@ -391,13 +400,13 @@ impl StoreActor {
                     );
                 }
                 act.flushing = false;
-                let Commit {
-                    batch,
-                    plans,
-                    assigned,
-                    synced: _,
-                } = commit;
-                match guard(|| act.committed(batch, plans, assigned, ctx)) {
+                let Some(commit) = act.in_flight.take() else {
+                    return;
+                };
+                // Answered first: a fault in what follows cannot take the
+                // answers of durable records with it.
+                let received = act.answer(commit);
+                match guard(|| act.committed(received, ctx)) {
                     Ok(()) => act.commit_next(ctx),
                     Err(panic) => act.fail(panic, ctx),
                 }
@@ -597,18 +606,17 @@ impl StoreActor {
         }
     }
 
-    fn committed(
-        &mut self,
-        batch: Vec<Pending>,
-        plans: Vec<Result<Plan, AppendError>>,
-        assigned: Vec<Assigned>,
-        ctx: &mut Context<Self>,
-    ) {
-        let consumers = self.consumers();
-        let flushed_us = crate::now_us();
-        // Per port: the last sequence this commit made durable.
-        let mut through: HashMap<Arc<str>, u64> = HashMap::new();
-        for (p, plan) in batch.into_iter().zip(plans) {
+    /// Answers a flushed commit: its records are durable. Returns the new
+    /// records, for [`StoreActor::committed`].
+    fn answer(&mut self, commit: Commit) -> Vec<(Pending, Assigned)> {
+        let Commit {
+            batch,
+            plans,
+            assigned,
+            synced: _,
+        } = commit;
+        let mut received = Vec::with_capacity(batch.len());
+        for (mut p, plan) in batch.into_iter().zip(plans) {
             let plan = match plan {
                 Ok(plan) => plan,
                 Err(e) => {
@@ -627,8 +635,9 @@ impl StoreActor {
                     count: 0,
                 },
             };
-            // Nothing was stored for a known id: answer, and that is all.
-            let reply = match (p.reply, plan) {
+            let reply = std::mem::replace(&mut p.reply, Reply::Answered);
+            match (reply, plan) {
+                // Nothing was stored for a known id: answer, and that is all.
                 (Reply::Submit { tx, .. }, Plan::Stored(_) | Plan::Like(_, true)) => {
                     let _ = tx.send(Ok(Submitted {
                         seq: a.first,
@@ -640,14 +649,40 @@ impl StoreActor {
                     let _ = tx.send(Err(SubmitError::Conflict { seq: a.first }));
                     continue;
                 }
-                (reply, _) => reply,
-            };
+                (Reply::Append(tx), _) => {
+                    self.store.mark_durable(&p.port, a.last());
+                    let _ = tx.send(Ok(a));
+                }
+                (Reply::Submit { tx, .. }, _) => {
+                    self.store.mark_durable(&p.port, a.last());
+                    let _ = tx.send(Ok(Submitted {
+                        seq: a.first,
+                        new: true,
+                    }));
+                }
+                (Reply::Answered, _) => continue,
+            }
+            received.push((p, a));
+        }
+        received
+    }
+
+    /// What follows the answers of a commit: counting, the mirrors'
+    /// copies, the guard, `drop_oldest`, and the news to the rotators and
+    /// cursor destinations.
+    fn committed(&mut self, received: Vec<(Pending, Assigned)>, ctx: &mut Context<Self>) {
+        // Test builds: a fault after the answers.
+        let _ = billbox_failpoints::check("store.committed");
+        let consumers = self.consumers();
+        let flushed_us = crate::now_us();
+        // Per port: the last sequence this commit made durable.
+        let mut through: HashMap<Arc<str>, u64> = HashMap::new();
+        for (p, a) in received {
             // The records of one append were read together.
             if let Some(r) = p.records.first() {
                 let us = (flushed_us - r.received_us).max(0) as u64;
                 self.latency.record(us, p.records.len() as u64);
             }
-            self.store.mark_durable(&p.port, a.last());
             RecordsReceived {
                 port: &p.port,
                 count: a.count,
@@ -689,17 +724,6 @@ impl StoreActor {
                         }
                         .emit();
                     }
-                }
-            }
-            match reply {
-                Reply::Append(tx) => {
-                    let _ = tx.send(Ok(a));
-                }
-                Reply::Submit { tx, .. } => {
-                    let _ = tx.send(Ok(Submitted {
-                        seq: a.first,
-                        new: true,
-                    }));
                 }
             }
         }
@@ -746,6 +770,19 @@ impl Actor for StoreActor {
         // What was done before a start (or restart) is removed too.
         self.removal_scheduled = false;
         self.cursor_moved(None, ctx);
+        // A restart: the commit that was being flushed is flushed again
+        // and answered, and everyone hears of what is committed (the
+        // news of the commit that failed may not have gone out).
+        if self.in_flight.is_some() {
+            self.flushing = true;
+            self.flush(ctx);
+        }
+        for (port, rotator) in &self.rotators {
+            self.catch_up(rotator, Some(port));
+        }
+        for destination in &self.consumers.destinations {
+            self.catch_up(destination, None);
+        }
     }
 }
 
@@ -754,6 +791,8 @@ impl Supervised for StoreActor {
         self.flushing = false;
         self.recheck_scheduled = false;
         self.removal_scheduled = false;
+        // Not applied yet: their readers send them again. (A commit in
+        // flight stays: it is applied, and is flushed again in started().)
         for p in self.pending.drain(..) {
             p.reply.fail(AppendError::Restarted);
         }
@@ -821,8 +860,20 @@ impl Handler<Acked> for StoreActor {
     type Result = Result<(), billbox_delivery::AckError>;
 
     fn handle(&mut self, msg: Acked, ctx: &mut Context<Self>) -> Self::Result {
-        billbox_delivery::acks::apply(&self.store, &msg.0)
-            .map_err(|e| billbox_delivery::AckError::Store(Arc::new(e)))?;
+        let store = &self.store;
+        let applied = guard(|| {
+            // Test builds: a fault before the cursor moves.
+            let _ = billbox_failpoints::check("store.ack");
+            billbox_delivery::acks::apply(store, &msg.0)
+        });
+        match applied {
+            Ok(result) => result.map_err(|e| billbox_delivery::AckError::Store(Arc::new(e)))?,
+            Err(panic) => {
+                // The loop records it again once the actor is back.
+                self.fail(panic, ctx);
+                return Err(billbox_delivery::AckError::Gone);
+            }
+        }
         if msg.0.cursor.is_some() {
             self.cursor_moved(Some(&msg.0.port), ctx);
             // A held store may have room now.
@@ -838,7 +889,16 @@ impl Handler<FilesChanged> for StoreActor {
     type Result = ();
 
     fn handle(&mut self, msg: FilesChanged, ctx: &mut Context<Self>) {
-        if let Err(e) = billbox_spool::writer::apply(&self.store, &msg.change) {
+        let store = &self.store;
+        let applied = match guard(|| billbox_spool::writer::apply(store, &msg.change)) {
+            Ok(applied) => applied,
+            Err(panic) => {
+                // The rotator starts over from the store.
+                let _ = msg.reply.send(Err(StateError::WriterGone));
+                return self.fail(panic, ctx);
+            }
+        };
+        if let Err(e) = applied {
             let _ = msg.reply.send(Err(StateError::Store(Arc::new(e))));
             return;
         }
