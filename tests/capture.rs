@@ -1,14 +1,12 @@
 //! End-to-end capture: the real binary, real ptys, real TCP sockets, real sled.
 
-mod common;
-
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use billbox_sim::smdr::Format;
-use billbox_sim::PtyPbx;
-use common::*;
+use billbox_testkit::pbx::Format;
+use billbox_testkit::pbx::{Link, ListeningPbx, PtyPbx};
+use billbox_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -238,7 +236,7 @@ reconnect_max = "300ms"
 fn a_tcp_pbx_that_disconnects_and_reconnects_loses_nothing() {
     let site = Site::new();
     // The PBX listens (IP Office listen mode, Mitel 1752); billbox connects.
-    let pbx = TcpListener::bind("127.0.0.1:0").unwrap();
+    let pbx = ListeningPbx::bind().unwrap();
     let config = site.config(&format!(
         r#"
 [[ports]]
@@ -258,13 +256,13 @@ billing_eor = "\r\n"
 billing_records = 25
 billing_timeout = "1s"
 "#,
-        pbx.local_addr().unwrap()
+        pbx.addr()
     ));
     let bb = Billbox::start(&config);
     let sent: Vec<Vec<u8>> = (1..=300).map(|n| sized(Format::Mitel, n)).collect();
     for part in sent.chunks(100) {
-        let (mut conn, _) = pbx.accept().unwrap();
-        conn.write_all(&part.concat()).unwrap();
+        let mut conn = pbx.accept(WAIT).unwrap();
+        conn.send(&part.concat()).unwrap();
         drop(conn);
     }
     let found = wait_records(&site, "MITEL", b"\r\n", 300);

@@ -4,16 +4,14 @@
 //! by itself when space returns. Needs `mount` (root with CAP_SYS_ADMIN, as on
 //! the project machines and CI); elsewhere the tests say so and do nothing.
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::billing::{BillingServer, Log};
-use common::*;
+use billbox_testkit::billing::{BillingServer, Log};
+use billbox_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -1,8 +1,6 @@
 //! Stopping and reloading the real binary: SIGTERM in the middle of a busy
 //! stream, and SIGHUP with ports added and removed and a bad config refused.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
@@ -10,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use billbox_sim::smdr::Format;
-use billbox_sim::PtyPbx;
-use common::billing::{BillingServer, Log, Mode};
-use common::*;
+use billbox_testkit::billing::{BillingServer, Log, Mode};
+use billbox_testkit::pbx::Format;
+use billbox_testkit::pbx::PtyPbx;
+use billbox_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 

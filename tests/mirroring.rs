@@ -1,14 +1,12 @@
 //! Bill-record mirroring end to end: the real binary, real HTTP servers on
 //! 127.0.0.1 that answer well, badly or not at all.
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::billing::{BillingServer, Log, Mode};
-use common::*;
+use billbox_testkit::billing::{BillingServer, Log, Mode};
+use billbox_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -2,14 +2,12 @@
 //! reused: billbox moves it aside, says so at ERROR, and goes on with a fresh
 //! store whose sequences start above the old ones.
 
-mod common;
-
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use billbox_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -127,7 +125,7 @@ fn a_bit_flipped_store_never_crash_loops_or_reuses_a_sequence() {
 
 #[test]
 fn salvage_files_and_delivers_what_a_moved_aside_store_still_holds() {
-    use common::billing::{BillingServer, Log};
+    use billbox_testkit::billing::{BillingServer, Log};
     let site = Site::new();
     let log = Log::default();
     let mut a = BillingServer::start("A", &log);
@@ -151,7 +149,7 @@ fn salvage_files_and_delivers_what_a_moved_aside_store_still_holds() {
     let moved = site.data().join("store.quarantined-test");
     std::fs::rename(site.data().join("store"), &moved).unwrap();
     a.up();
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .args(["salvage", "--wait", "30s", "--config"])
         .arg(site.dir.path().join("billbox.toml"))
         .arg(&moved)

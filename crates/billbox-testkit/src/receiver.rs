@@ -1,31 +1,44 @@
-//! The reference receiver (`billbox receive`) as a child process for tests.
-#![allow(dead_code)]
+//! The reference receiver (`billbox receive`) as a child process.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use crate::{json_logs, log_matches, split_records, wait_until, Logs};
 
-use super::{json_logs, split_records, wait_until, BIN};
-
-/// A `billbox receive` child process and its JSON log lines.
+/// A `billbox receive` child process and its JSON log lines. Killed on drop.
 pub struct Receiver {
     pub child: Child,
-    pub out: tempfile::TempDir,
-    pub logs: Arc<Mutex<Vec<Value>>>,
+    /// Where it files what it receives.
+    pub out: PathBuf,
+    /// The temporary directory behind `out`, unless the test chose `out`.
+    _dir: Option<tempfile::TempDir>,
+    pub logs: Logs,
     pub addr: SocketAddr,
 }
 
 impl Receiver {
+    /// A receiver on a free port, not syncing, filing into a temporary
+    /// directory, with these extra arguments.
     pub fn start(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Receiver {
-        let out = tempfile::tempdir().unwrap();
-        let mut command = Command::new(BIN);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().to_path_buf();
+        let mut r = Receiver::start_in(&out, false, args);
+        r._dir = Some(dir);
+        r
+    }
+
+    /// A receiver on a free port filing into `out`, syncing before it acks
+    /// when `durable`.
+    pub fn start_in(out: &Path, durable: bool, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Receiver {
+        let mut command = Command::new(crate::bin());
         command
             .args(["--log-format", "json", "--log-level", "info", "receive"])
-            .args(["--listen", "127.0.0.1:0", "--durable", "false", "--out"])
-            .arg(out.path());
+            .args(["--listen", "127.0.0.1:0", "--durable"])
+            .arg(if durable { "true" } else { "false" })
+            .arg("--out")
+            .arg(out);
         for a in args {
             command.arg(a);
         }
@@ -39,18 +52,15 @@ impl Receiver {
             logs.lock()
                 .unwrap()
                 .iter()
-                .find(|v| {
-                    v["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains("listening for billing packets"))
-                })
+                .find(|v| log_matches(v, "listening for billing packets", None))
                 .cloned()
         })
         .unwrap_or_else(|| panic!("the receiver did not start: {:?}", logs.lock().unwrap()));
         let addr = listening["listen"].as_str().unwrap().parse().unwrap();
         Receiver {
             child,
-            out,
+            out: out.to_path_buf(),
+            _dir: None,
             logs,
             addr,
         }
@@ -62,7 +72,7 @@ impl Receiver {
 
     /// The records it filed for gateway `gw-test`, port `p`, in order.
     pub fn records(&self) -> Vec<Vec<u8>> {
-        let file = self.out.path().join("gw-test").join("p.txt");
+        let file = self.out.join("gw-test").join("p.txt");
         std::fs::read(file)
             .map(|body| split_records(&body, b"\n"))
             .unwrap_or_default()
@@ -73,7 +83,7 @@ impl Receiver {
             .lock()
             .unwrap()
             .iter()
-            .filter(|v| v["message"].as_str().is_some_and(|m| m.contains(text)))
+            .filter(|v| log_matches(v, text, None))
             .count()
     }
 
@@ -82,6 +92,16 @@ impl Receiver {
             (self.count_logs(text) >= at_least).then_some(())
         })
         .is_some()
+    }
+
+    /// SIGTERM, then waits for it to exit (at most 30 s, then SIGKILL).
+    pub fn terminate(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        if wait_until(Duration::from_secs(30), || self.child.try_wait().unwrap()).is_none() {
+            let _ = self.child.kill();
+            panic!("the receiver did not stop on SIGTERM");
+        }
     }
 }
 
