@@ -127,13 +127,7 @@ fn the_demo_runs_the_whole_pipeline_and_checks_itself() {
         .arg(dir.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = assert_exit(&out, 0);
     assert_eq!(
         stdout.matches("every record in exactly one file").count(),
         3,

@@ -15,9 +15,8 @@ fn port_toml() -> &'static str {
 }
 
 fn send(bb: &Billbox, from: u64, to: u64) {
-    let mut conn = TcpStream::connect(bb.listen_addr("p")).unwrap();
     let data: String = (from..=to).map(|i| format!("rec {i}\n")).collect();
-    conn.write_all(data.as_bytes()).unwrap();
+    bb.send("p", data.as_bytes());
 }
 
 /// Waits until the servers together acknowledged every seq in `1..=n`.

@@ -1,8 +1,6 @@
 //! Metrics and health end to end: the real binary, its metrics listener on
 //! 127.0.0.1, a real billing server, and a known workload.
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -12,9 +10,8 @@ use billbox_testkit::*;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn send(bb: &Billbox, from: u64, to: u64) -> u64 {
-    let mut conn = TcpStream::connect(bb.listen_addr("p")).unwrap();
     let data: String = (from..=to).map(|i| format!("rec {i:05}\n")).collect();
-    conn.write_all(data.as_bytes()).unwrap();
+    bb.send("p", data.as_bytes());
     data.len() as u64
 }
 

@@ -3,7 +3,6 @@
 //! store whose sequences start above the old ones.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,9 +11,8 @@ use billbox_testkit::*;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn feed(bb: &Billbox, from: u64, to: u64) {
-    let mut conn = TcpStream::connect(bb.listen_addr("p")).unwrap();
     let data: String = (from..=to).map(|i| format!("rec {i}\n")).collect();
-    conn.write_all(data.as_bytes()).unwrap();
+    bb.send("p", data.as_bytes());
 }
 
 /// Damages the store of a stopped billbox and starts it again. With
@@ -155,13 +153,7 @@ fn salvage_files_and_delivers_what_a_moved_aside_store_still_holds() {
         .arg(&moved)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = assert_exit(&out, 0);
     assert!(stdout.contains("\"filed_records\":100"), "{stdout}");
     assert!(stdout.contains("\"delivered_records\":100"), "{stdout}");
     // The open file was completed and closed; nothing left as .tmp.

@@ -2,8 +2,7 @@
 //! real binary and the real reference receiver (`billbox receive`), both as
 //! child processes on 127.0.0.1, with certificates made here with rcgen.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,9 +99,8 @@ fn record(i: u64) -> Vec<u8> {
 }
 
 fn send(bb: &Billbox, from: u64, to: u64) {
-    let mut conn = TcpStream::connect(bb.listen_addr("p")).unwrap();
     let data: Vec<u8> = (from..=to).flat_map(record).collect();
-    conn.write_all(&data).unwrap();
+    bb.send("p", &data);
 }
 
 fn records(from: u64, to: u64) -> Vec<Vec<u8>> {

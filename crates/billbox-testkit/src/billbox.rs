@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use billbox_sim::tcp::{Link, TcpPbx};
+
 use crate::wait_until;
 
 /// The `billbox` binary cargo built for the test or bench that runs: next
@@ -51,6 +53,31 @@ pub fn json_logs(child: &mut Child) -> Logs {
         }
     });
     logs
+}
+
+/// Starts `command` with stdout discarded and stderr collected as JSON
+/// log lines.
+pub fn spawn_logged(mut command: Command) -> (Child, Logs) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?} does not start: {e}"));
+    let logs = json_logs(&mut child);
+    (child, logs)
+}
+
+/// Asserts that a finished command exited with `code`, showing its output
+/// otherwise; returns its stdout.
+pub fn assert_exit(out: &std::process::Output, code: i32) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// Whether a log line's message contains `text` (and, if given, its
@@ -98,14 +125,19 @@ impl Billbox {
 
     /// Runs `command` (a `billbox` command line a test made itself) with
     /// its stderr collected as JSON log lines.
-    pub fn spawn(mut command: Command) -> Billbox {
-        let mut child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("billbox starts");
-        let logs = json_logs(&mut child);
+    pub fn spawn(command: Command) -> Billbox {
+        let (child, logs) = spawn_logged(command);
         Billbox { child, logs }
+    }
+
+    /// Connects to the listening TCP port `port` as its PBX and sends
+    /// `bytes`; the connection stays open as long as the caller keeps it.
+    pub fn send(&self, port: &str, bytes: &[u8]) -> TcpPbx {
+        let mut pbx = TcpPbx::connect(self.listen_addr(port))
+            .unwrap_or_else(|e| panic!("cannot connect to port {port}: {e}"));
+        pbx.send(bytes)
+            .unwrap_or_else(|e| panic!("cannot send to port {port}: {e}"));
+        pbx
     }
 
     /// Waits for a log line whose message contains `text` (and, if given,

@@ -6,7 +6,8 @@
 //! Layout:
 //! - [`billbox`](mod@billbox): [`Billbox`], a running `billbox run` child
 //!   (start, JSON logs, `wait_log`, listen and metrics addresses, `kill9`,
-//!   `terminate`, its RSS and CPU), and [`bin`], the binary cargo built.
+//!   `terminate`, sending to a port as its PBX, its RSS and CPU), [`bin`],
+//!   the binary cargo built, and [`assert_exit`] for one-shot commands.
 //! - [`site`]: [`Site`], a test's temporary directory with `data/`,
 //!   `spool/` and a config, the files billbox closed there and `billbox
 //!   inspect`; [`files`].
@@ -49,7 +50,7 @@ pub mod pbx {
     pub use billbox_sim::PtyPbx;
 }
 
-pub use billbox::{bin, json_logs, log_matches, Billbox, Logs};
+pub use billbox::{assert_exit, bin, json_logs, log_matches, Billbox, Logs};
 pub use http::{http_get, http_request};
 pub use metrics::{metric, sum_metric};
 pub use records::{assert_exactly_once, split_records};

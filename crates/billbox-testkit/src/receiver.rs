@@ -2,10 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::{json_logs, log_matches, split_records, wait_until, Logs};
+use crate::billbox::spawn_logged;
+use crate::{log_matches, split_records, wait_until, Logs};
 
 /// A `billbox receive` child process and its JSON log lines. Killed on drop.
 pub struct Receiver {
@@ -42,12 +43,7 @@ impl Receiver {
         for a in args {
             command.arg(a);
         }
-        let mut child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("billbox receive starts");
-        let logs = json_logs(&mut child);
+        let (child, logs) = spawn_logged(command);
         let listening = wait_until(Duration::from_secs(20), || {
             logs.lock()
                 .unwrap()
