@@ -1,9 +1,9 @@
 //! The command line: validate, version, help, and environment overrides.
 
-use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
+use billbox_testkit::pbx::{Link, TcpPbx};
 use billbox_testkit::*;
 
 fn validate(site: &Site, ports: &str) -> std::process::Output {
@@ -100,9 +100,9 @@ fn environment_overrides_the_gateway_name_used_for_files() {
         .arg(&config);
     let bb = Billbox::spawn(command);
     let addr = bb.listen_addr("p");
-    std::net::TcpStream::connect(addr)
+    TcpPbx::connect(addr)
         .unwrap()
-        .write_all(b"one record\n")
+        .send(b"one record\n")
         .unwrap();
     let files = wait_until(Duration::from_secs(30), || {
         let f = files(&site.spool(), "gw-from-env", "txt");

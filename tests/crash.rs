@@ -9,14 +9,11 @@
 //! `CRASH_CYCLES=100 cargo test --release --test crash -- --nocapture`.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use billbox_testkit::pbx::Format;
-use billbox_testkit::pbx::PtyPbx;
+use billbox_testkit::pbx::{Format, Link, PtyPbx, TcpPbx};
 use billbox_testkit::receiver::Receiver;
 use billbox_testkit::*;
 
@@ -116,10 +113,10 @@ batch_max = 5
         let (stop, sent) = (stop.clone(), tcp_sent.clone());
         std::thread::spawn(move || {
             let mut n = 0;
-            let mut conn: Option<TcpStream> = None;
+            let mut conn: Option<TcpPbx> = None;
             while !stop.load(Ordering::SeqCst) {
                 if conn.is_none() {
-                    conn = TcpStream::connect(tcp_addr).ok();
+                    conn = TcpPbx::connect(tcp_addr).ok();
                     if conn.is_none() {
                         std::thread::sleep(Duration::from_millis(20));
                         continue;
@@ -129,7 +126,7 @@ batch_max = 5
                 if conn
                     .as_mut()
                     .unwrap()
-                    .write_all(&record(Format::AvayaIpOffice, n))
+                    .send(&record(Format::AvayaIpOffice, n))
                     .is_err()
                 {
                     conn = None;
