@@ -70,6 +70,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use billbox_testkit::pbx::{Link, TcpPbx};
 use billbox_testkit::server::{self, Answer, HttpServer, Options, Served};
 use billbox_testkit::{bin, env_or, free_addr};
 
@@ -493,20 +494,22 @@ struct Sent {
 /// Connects, then writes from a thread; returns the instant just before the
 /// first byte.
 fn send(port: u16, payload: &Arc<Vec<u8>>, timeout: Duration) -> (Instant, JoinHandle<Sent>) {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("the peer accepts the source");
-    conn.set_write_timeout(Some(timeout))
+    let mut conn = TcpPbx::connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .expect("the peer accepts the source");
+    conn.stream()
+        .set_write_timeout(Some(timeout))
         .expect("write timeout");
     let data = payload.clone();
     let t0 = Instant::now();
     let handle = thread::spawn(move || {
         let mut bytes = 0u64;
         for chunk in data.chunks(64 * 1024) {
-            if conn.write_all(chunk).is_err() {
+            if conn.send(chunk).is_err() {
                 return Sent { bytes, done: None };
             }
             bytes += chunk.len() as u64;
         }
-        let _ = conn.shutdown(std::net::Shutdown::Write);
+        let _ = conn.stream().shutdown(std::net::Shutdown::Write);
         Sent {
             bytes,
             done: Some(Instant::now()),

@@ -98,9 +98,9 @@ fn serve_pbx(pbx: ListeningPbx, metrics: SocketAddr) -> std::thread::JoinHandle<
 /// Feeds port `q` over one connection that must stay up throughout.
 fn feed_q(addr: SocketAddr) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut conn = TcpStream::connect(addr).unwrap();
+        let mut conn = TcpPbx::connect(addr).unwrap();
         for i in 1..=RECORDS {
-            conn.write_all(&record("q", i)).unwrap();
+            conn.send(&record("q", i)).unwrap();
             std::thread::sleep(Duration::from_millis(5));
         }
     })
