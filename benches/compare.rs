@@ -61,8 +61,8 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,15 +70,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_billbox");
+use billbox_testkit::pbx::{Link, TcpPbx};
+use billbox_testkit::server::{self, Answer, HttpServer, Options, Served};
+use billbox_testkit::{bin, env_or, free_addr};
+
 /// Bytes per line, the "\n" included.
 const LINE: usize = 145;
 /// How often the peers' counters are read.
 const POLL: Duration = Duration::from_millis(10);
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
-}
 
 struct Settings {
     records: u64,
@@ -90,16 +89,12 @@ struct Settings {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let records = env_u64("COMPARE_RECORDS").unwrap_or(if full { 200_000 } else { 2_000 });
+    let records = env_or("COMPARE_RECORDS", if full { 200_000 } else { 2_000 });
     assert!(records > 0, "COMPARE_RECORDS must be at least 1");
     let s = Settings {
         records,
-        timeout: Duration::from_secs(env_u64("COMPARE_TIMEOUT_S").unwrap_or(if full {
-            120
-        } else {
-            20
-        })),
-        stall: Duration::from_secs(env_u64("COMPARE_STALL_S").unwrap_or(if full { 5 } else { 3 })),
+        timeout: Duration::from_secs(env_or("COMPARE_TIMEOUT_S", if full { 120 } else { 20 })),
+        stall: Duration::from_secs(env_or("COMPARE_STALL_S", if full { 5 } else { 3 })),
         slow_rate: (records / 20).max(100),
         peers_dir: std::env::var_os("COMPARE_PEERS_DIR")
             .map(PathBuf::from)
@@ -125,7 +120,7 @@ fn main() {
         fmt_n(s.slow_rate),
         if full { "full run" } else { "smoke run" }
     );
-    println!("billbox: {BIN}");
+    println!("billbox: {}", bin().display());
     for (name, exe) in [("syslog-ng", &syslog_ng), ("rsyslog", &rsyslogd)] {
         match exe {
             Some(e) => println!("{name}: {} ({})", e.version, e.path.display()),
@@ -237,10 +232,7 @@ fn check_billbox(c: &Column, n: u64) {
 fn payload(n: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(n as usize * LINE);
     for i in 0..n {
-        let start = out.len();
-        write!(out, "{i:010},2026/11/24 13:00:00,00:01:05,4321,").expect("writes to a Vec");
-        out.resize(start + LINE - 1, b'x');
-        out.push(b'\n');
+        billbox_testkit::records::push_padded_record(&mut out, i, LINE, b"\n");
     }
     out
 }
@@ -327,9 +319,14 @@ enum Proto {
     Http,
 }
 
-struct Sink {
-    stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
+enum Sink {
+    Lines {
+        stop: Arc<AtomicBool>,
+        acceptor: Option<JoinHandle<()>>,
+    },
+    /// The test kit's HTTP server, answering through [`http_sink`]; it
+    /// stops when dropped.
+    Http(#[allow(dead_code)] HttpServer),
 }
 
 impl Sink {
@@ -342,19 +339,22 @@ impl Sink {
         rate: &Arc<AtomicU64>,
         small_window: bool,
     ) -> Sink {
-        let mut tries = 0;
-        let listener = loop {
-            match TcpListener::bind(("127.0.0.1", port)) {
-                Ok(l) => break l,
-                Err(e) => {
-                    tries += 1;
-                    assert!(tries < 200, "the sink cannot listen on port {port}: {e}");
-                    thread::sleep(Duration::from_millis(20));
-                }
-            }
-        };
-        if small_window {
-            nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::RcvBuf, &4096)
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let rcvbuf = small_window.then_some(4096);
+        if proto == Proto::Http {
+            let options = Options {
+                rcvbuf,
+                idle_timeout: None,
+                read_buffer: 256 * 1024,
+            };
+            let (tally, rate) = (tally.clone(), rate.clone());
+            let handler = Arc::new(move |r: &Served| http_sink(r, &tally, &rate));
+            return Sink::Http(HttpServer::bind(addr, options, handler));
+        }
+        let listener = server::listen_retrying(addr, Duration::from_secs(4))
+            .unwrap_or_else(|e| panic!("the sink cannot listen on port {port}: {e}"));
+        if let Some(size) = rcvbuf {
+            nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::RcvBuf, &size)
                 .expect("SO_RCVBUF");
         }
         listener
@@ -371,10 +371,7 @@ impl Sink {
                         let _ = conn.set_nodelay(true);
                         let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
                         let (t, r, s) = (tally.clone(), rate.clone(), stop2.clone());
-                        conns.push(thread::spawn(move || match proto {
-                            Proto::Lines => serve_lines(conn, &t, &r, &s),
-                            Proto::Http => serve_http(conn, &t, &r, &s),
-                        }));
+                        conns.push(thread::spawn(move || serve_lines(conn, &t, &r, &s)));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(1)),
                 }
@@ -384,7 +381,7 @@ impl Sink {
                 let _ = c.join();
             }
         });
-        Sink {
+        Sink::Lines {
             stop,
             acceptor: Some(acceptor),
         }
@@ -393,9 +390,11 @@ impl Sink {
 
 impl Drop for Sink {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
+        if let Sink::Lines { stop, acceptor } = self {
+            stop.store(true, Ordering::Relaxed);
+            if let Some(a) = acceptor.take() {
+                let _ = a.join();
+            }
         }
     }
 }
@@ -409,7 +408,7 @@ fn is_timeout(e: &io::Error) -> bool {
 
 /// Holds a slow sink back: `records` at the rate, cut short when the rate
 /// becomes unlimited (0) or the sink stops.
-fn throttle(rate: &AtomicU64, stop: &AtomicBool, records: u64) {
+fn throttle(rate: &AtomicU64, stopped: impl Fn() -> bool, records: u64) {
     let r = rate.load(Ordering::Relaxed);
     if r == 0 || records == 0 {
         return;
@@ -417,7 +416,7 @@ fn throttle(rate: &AtomicU64, stop: &AtomicBool, records: u64) {
     let until = Instant::now() + Duration::from_secs_f64(records as f64 / r as f64);
     loop {
         let now = Instant::now();
-        if now >= until || rate.load(Ordering::Relaxed) == 0 || stop.load(Ordering::Relaxed) {
+        if now >= until || rate.load(Ordering::Relaxed) == 0 || stopped() {
             return;
         }
         thread::sleep((until - now).min(Duration::from_millis(5)));
@@ -449,104 +448,37 @@ fn serve_lines(mut conn: TcpStream, tally: &Mutex<Tally>, rate: &AtomicU64, stop
             }
         }
         pending.drain(..at);
-        throttle(rate, stop, lines);
+        throttle(rate, || stop.load(Ordering::Relaxed), lines);
     }
     if !pending.is_empty() {
         tally.lock().expect("tally lock").bad += 1;
     }
 }
 
-/// Reads one line ("\n" included) across read timeouts; false at the end
-/// of the connection.
-fn read_line(r: &mut BufReader<TcpStream>, line: &mut Vec<u8>, stop: &AtomicBool) -> bool {
-    loop {
-        match r.read_until(b'\n', line) {
-            Ok(_) => return line.ends_with(b"\n"),
-            Err(e) if is_timeout(&e) && !stop.load(Ordering::Relaxed) => {}
-            Err(_) => return false,
-        }
+/// One POST of billbox's: an ADD_CDR or ADD_CDR_BATCH packet in, an
+/// RMTLOG_ACK (OK, 1) out; counted at receipt, before the answer.
+fn http_sink(r: &Served, tally: &Mutex<Tally>, rate: &AtomicU64) -> Answer {
+    if r.method != "POST" {
+        return Answer::Close;
     }
-}
-
-fn read_full(r: &mut BufReader<TcpStream>, buf: &mut [u8], stop: &AtomicBool) -> bool {
-    let mut at = 0;
-    while at < buf.len() {
-        match r.read(&mut buf[at..]) {
-            Ok(0) => return false,
-            Ok(n) => at += n,
-            Err(e) if is_timeout(&e) && !stop.load(Ordering::Relaxed) => {}
-            Err(_) => return false,
+    let now = Instant::now();
+    let (status, records) = match billbox_wire::decode_packet(&r.body) {
+        Ok(billbox_wire::Packet::Cdrs(cdrs)) => {
+            let mut t = tally.lock().expect("tally lock");
+            for c in &cdrs {
+                t.record(&c.data, now);
+            }
+            (200, cdrs.len() as u64)
         }
-    }
-    true
-}
-
-/// HTTP/1.1 keep-alive: POST with Content-Length, an ADD_CDR or
-/// ADD_CDR_BATCH packet in, an RMTLOG_ACK (OK, 1) out.
-fn serve_http(conn: TcpStream, tally: &Mutex<Tally>, rate: &AtomicU64, stop: &AtomicBool) {
-    let ack = billbox_wire::encode_ack(billbox_wire::AckValue::Ok, "127.0.0.1", 1);
-    let Ok(mut out) = conn.try_clone() else {
-        return;
+        _ => {
+            tally.lock().expect("tally lock").bad += 1;
+            (400, 0)
+        }
     };
-    let mut r = BufReader::with_capacity(256 * 1024, conn);
-    let mut line = Vec::new();
-    'conn: loop {
-        let mut length: Option<usize> = None;
-        let mut request_line = true;
-        loop {
-            line.clear();
-            if !read_line(&mut r, &mut line, stop) {
-                break 'conn;
-            }
-            if line == b"\r\n" || line == b"\n" {
-                if request_line {
-                    continue;
-                }
-                break;
-            }
-            if request_line {
-                request_line = false;
-                if !line.starts_with(b"POST ") {
-                    break 'conn;
-                }
-                continue;
-            }
-            let text = String::from_utf8_lossy(&line);
-            if let Some((k, v)) = text.split_once(':') {
-                if k.trim().eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().ok();
-                }
-            }
-        }
-        let Some(length) = length else { break };
-        let mut body = vec![0u8; length];
-        if !read_full(&mut r, &mut body, stop) {
-            break;
-        }
-        let now = Instant::now();
-        let (status, records) = match billbox_wire::decode_packet(&body) {
-            Ok(billbox_wire::Packet::Cdrs(cdrs)) => {
-                let mut t = tally.lock().expect("tally lock");
-                for c in &cdrs {
-                    t.record(&c.data, now);
-                }
-                ("200 OK", cdrs.len() as u64)
-            }
-            _ => {
-                tally.lock().expect("tally lock").bad += 1;
-                ("400 Bad Request", 0)
-            }
-        };
-        throttle(rate, stop, records);
-        let mut answer = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n",
-            ack.len()
-        )
-        .into_bytes();
-        answer.extend_from_slice(&ack);
-        if out.write_all(&answer).is_err() {
-            break;
-        }
+    throttle(rate, || r.stopping(), records);
+    Answer::Reply {
+        status,
+        body: billbox_wire::encode_ack(billbox_wire::AckValue::Ok, "127.0.0.1", 1),
     }
 }
 
@@ -562,20 +494,22 @@ struct Sent {
 /// Connects, then writes from a thread; returns the instant just before the
 /// first byte.
 fn send(port: u16, payload: &Arc<Vec<u8>>, timeout: Duration) -> (Instant, JoinHandle<Sent>) {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("the peer accepts the source");
-    conn.set_write_timeout(Some(timeout))
+    let mut conn = TcpPbx::connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .expect("the peer accepts the source");
+    conn.stream()
+        .set_write_timeout(Some(timeout))
         .expect("write timeout");
     let data = payload.clone();
     let t0 = Instant::now();
     let handle = thread::spawn(move || {
         let mut bytes = 0u64;
         for chunk in data.chunks(64 * 1024) {
-            if conn.write_all(chunk).is_err() {
+            if conn.send(chunk).is_err() {
                 return Sent { bytes, done: None };
             }
             bytes += chunk.len() as u64;
         }
-        let _ = conn.shutdown(std::net::Shutdown::Write);
+        let _ = conn.stream().shutdown(std::net::Shutdown::Write);
         Sent {
             bytes,
             done: Some(Instant::now()),
@@ -735,10 +669,7 @@ fn find_rsyslogd(dir: &Path) -> Option<Exe> {
 /// Ports picked free by the system, never the same one twice.
 fn free_port(taken: &mut Vec<u16>) -> u16 {
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_addr().port();
         if !taken.contains(&port) {
             taken.push(port);
             return port;
@@ -936,7 +867,7 @@ impl Peer {
             .expect("log file");
         let mut cmd = match (self.kind, &self.exe) {
             (Kind::Billbox(_), _) => {
-                let mut c = Command::new(BIN);
+                let mut c = Command::new(bin());
                 c.arg("run")
                     .arg("--config")
                     .arg(self.path("config"))
@@ -1126,12 +1057,9 @@ impl Peer {
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut c = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(c, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut page = String::new();
-    c.read_to_string(&mut page).ok()?;
-    Some(page)
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let answer = billbox_testkit::http::request(addr, "GET", path, &[], b"").ok()?;
+    Some(answer.text())
 }
 
 /// syslog-ng's control socket: `STATS`, answered with CSV lines and ".".

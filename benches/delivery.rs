@@ -12,15 +12,12 @@
 //! - drain: the receiver is down while all records are stored, then starts;
 //!   from its start to the last record acknowledged.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use billbox_testkit::pbx::{Link, TcpPbx};
+use billbox_testkit::records::padded_record;
+use billbox_testkit::site::gateway_toml;
+use billbox_testkit::{env_or, free_addr};
 
 fn main() {
     // As the daemon does: the thread that trims free heap pages.
@@ -79,8 +76,8 @@ fn latency(rate: u64, secs: u64, batch: u64, durable: bool) {
             (flushed, acked)
         });
         let sender = std::thread::spawn(move || {
-            let mut conn = std::net::TcpStream::connect(addr).expect("connect");
-            conn.set_nodelay(true).unwrap();
+            let mut conn = TcpPbx::connect(addr).expect("connect");
+            conn.stream().set_nodelay(true).unwrap();
             let mut sent = Vec::with_capacity(total as usize);
             // Records go out in small bursts every millisecond.
             let per_ms = (rate / 1000).max(1);
@@ -95,7 +92,7 @@ fn latency(rate: u64, secs: u64, batch: u64, durable: bool) {
                 for k in i..i + n {
                     buf.extend_from_slice(&bench_record(k));
                 }
-                conn.write_all(&buf).expect("send");
+                conn.send(&buf).expect("send");
                 let at = start.elapsed();
                 sent.extend(std::iter::repeat_n(at, n as usize));
                 i += n;
@@ -147,12 +144,12 @@ fn run(records: u64, batch: u64, drain: bool, durable: bool) {
         let (running, addr) = pipeline(dir.path(), receiver_addr, batch, records * 2).await;
         let start = Instant::now();
         let sender = std::thread::spawn(move || {
-            let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+            let mut conn = TcpPbx::connect(addr).expect("connect");
             let mut buf = Vec::new();
             for i in 0..records {
                 buf.extend_from_slice(&bench_record(i));
             }
-            conn.write_all(&buf).expect("send");
+            conn.send(&buf).expect("send");
             conn
         });
         let _conn = tokio::task::spawn_blocking(move || sender.join().unwrap()).await.unwrap();
@@ -185,17 +182,7 @@ fn run(records: u64, batch: u64, drain: bool, durable: bool) {
 
 /// Record `i` of a bench: 145 bytes, terminator included.
 fn bench_record(i: u64) -> Vec<u8> {
-    let mut rec = format!("{i:010},2026/11/24 13:00:00,00:01:05,4321,").into_bytes();
-    rec.resize(143, b'x');
-    rec.extend_from_slice(b"\r\n");
-    rec
-}
-
-fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    padded_record(i, 145, b"\r\n")
 }
 
 /// The reference receiver on `addr`, filing under `dir/received`.
@@ -220,19 +207,20 @@ async fn pipeline(
     batch: u64,
     max_records: u64,
 ) -> (billbox_runtime::Running, std::net::SocketAddr) {
-    let toml = format!(
-        "[gateway]\nname = \"bench\"\ndata_dir = \"{}\"\nspool_dir = \"{}\"\n[store]\nmax_records = {max_records}\n\
-         [[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nbilling_eor = \"\\r\\n\"\nbilling_records = 1000\nbilling_timeout = \"1s\"\n\
-         [delivery]\nprimary = \"http://{receiver}/billing\"\nbatch_max = {batch}\nretry_delay = \"100ms\"\n",
-        dir.join("data").display(),
-        dir.join("spool").display(),
-    );
+    let toml = gateway_toml("bench", dir)
+        + &format!(
+            "[store]\nmax_records = {max_records}\n\
+             [[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nbilling_eor = \"\\r\\n\"\nbilling_records = 1000\nbilling_timeout = \"1s\"\n\
+             [delivery]\nprimary = \"http://{receiver}/billing\"\nbatch_max = {batch}\nretry_delay = \"100ms\"\n"
+        );
     let config = billbox_config::from_toml_str(&toml).expect("bench config is valid");
     let running = billbox_runtime::start(&config).expect("pipeline starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(a) = running.listen_addr("p") {
             return (running, a);
         }
+        assert!(Instant::now() < deadline, "port p did not listen");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

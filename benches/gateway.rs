@@ -18,154 +18,43 @@
 //! `cargo test` runs it) a small smoke run that checks counts only.
 //! Progress is read from billbox's own `/metrics`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_billbox");
+use billbox_testkit::pbx::{Format, PtyPbx};
+use billbox_testkit::pbx::{Link, TcpPbx};
+use billbox_testkit::site::gateway_toml;
+use billbox_testkit::{env_or, free_addr, sum_metric, Billbox};
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// Starts billbox on `config`; with `tcp`, also returns the addresses of
+/// its `ports` TCP ports `p0`, `p1`, ... from their log lines.
+fn start(config: &Path, ports: usize, tcp: bool) -> (Billbox, Vec<SocketAddr>) {
+    let bb = Billbox::start(config);
+    bb.metrics_addr();
+    let listens = if tcp {
+        (0..ports)
+            .map(|p| bb.listen_addr(&format!("p{p}")))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    (bb, listens)
 }
 
-/// The child billbox; killed on drop so a failed bench leaves nothing behind.
-struct Billbox {
-    child: Child,
-    metrics: SocketAddr,
-    listens: Vec<SocketAddr>,
-}
-
-impl Drop for Billbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Waits until the sum of metric `name` reaches `want`; how long it took.
+fn wait_sum(bb: &Billbox, name: &str, want: f64, limit: Duration) -> Duration {
+    let start = Instant::now();
+    let sum = || sum_metric(&bb.metrics(), name);
+    while sum() < want {
+        assert!(
+            start.elapsed() < limit,
+            "{name} stayed at {} (want {want})",
+            sum()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-impl Billbox {
-    fn start(config: &Path, ports: usize, tcp: bool) -> Billbox {
-        let mut child = Command::new(BIN)
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(config)
-            .env("BILLBOX__METRICS__LISTEN", "127.0.0.1:0")
-            .envs(
-                std::env::vars()
-                    .filter(|(k, _)| k.starts_with("BILLBOX__") || k.starts_with("MALLOC_")),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("billbox starts");
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in stderr.lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    // Keep draining so billbox never blocks on its log.
-                    continue;
-                }
-            }
-        });
-        let mut metrics = None;
-        let mut listens = vec![None; ports];
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while metrics.is_none() || (tcp && listens.iter().any(Option::is_none)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "billbox did not start");
-            let Ok(line) = rx.recv_timeout(left) else {
-                panic!("billbox did not start")
-            };
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            let msg = v["fields"]["message"]
-                .as_str()
-                .or(v["message"].as_str())
-                .unwrap_or("");
-            let field = |k: &str| {
-                v["fields"][k]
-                    .as_str()
-                    .or(v[k].as_str())
-                    .map(str::to_string)
-            };
-            if msg.contains("Metrics and health are served") {
-                metrics = field("listen").map(|a| a.parse().unwrap());
-            }
-            if msg.contains("listening for its PBX") {
-                let port = field("port").unwrap();
-                let i: usize = port[1..].parse().unwrap();
-                listens[i] = field("local_addr").map(|a| a.parse().unwrap());
-            }
-        }
-        Billbox {
-            child,
-            metrics: metrics.unwrap(),
-            listens: listens.into_iter().flatten().collect(),
-        }
-    }
-
-    fn metrics(&self) -> String {
-        let mut conn = TcpStream::connect(self.metrics).expect("metrics listener");
-        write!(conn, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut page = String::new();
-        conn.read_to_string(&mut page).unwrap();
-        page
-    }
-
-    /// Sum of a metric over all its series.
-    fn sum(&self, name: &str) -> f64 {
-        sum_metric(&self.metrics(), name)
-    }
-
-    fn proc_status(&self, key: &str) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        s.lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// CPU time (user + system) so far, in clock ticks.
-    fn cpu_ticks(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let after = &s[s.rfind(')').unwrap() + 2..];
-        let f: Vec<&str> = after.split_whitespace().collect();
-        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-    }
-
-    fn wait_sum(&self, name: &str, want: f64, limit: Duration) -> Duration {
-        let start = Instant::now();
-        while self.sum(name) < want {
-            assert!(
-                start.elapsed() < limit,
-                "{name} stayed at {} (want {want})",
-                self.sum(name)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        start.elapsed()
-    }
-}
-
-fn sum_metric(page: &str, name: &str) -> f64 {
-    page.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
-fn header(dir: &Path) -> String {
-    format!(
-        "[gateway]\nname = \"bench\"\ndata_dir = \"{}\"\nspool_dir = \"{}\"\n",
-        dir.join("data").display(),
-        dir.join("spool").display()
-    )
+    start.elapsed()
 }
 
 fn backlog(full: bool) {
@@ -176,14 +65,11 @@ fn backlog(full: bool) {
     let total = per_port * ports as u64;
     let record_bytes = {
         let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
-        billbox_sim::smdr::Format::AvayaIpOffice.record(0, at).len()
+        Format::AvayaIpOffice.record(0, at).len()
     };
     let dir = tempfile::tempdir().unwrap();
-    let receiver_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut toml = header(dir.path());
+    let receiver_addr = free_addr();
+    let mut toml = gateway_toml("bench", dir.path());
     toml.push_str(&format!(
         "[store]\nmax_records = {}\n[delivery]\nprimary = \"http://{receiver_addr}/billing\"\nbatch_max = {batch}\nmax_in_flight = 2\nretry_delay = \"200ms\"\n",
         total * 2
@@ -195,18 +81,17 @@ fn backlog(full: bool) {
     }
     let config = dir.path().join("billbox.toml");
     std::fs::write(&config, toml).unwrap();
-    let bb = Billbox::start(&config, ports, true);
+    let (bb, listens) = start(&config, ports, true);
     let rss_idle = bb.proc_status("VmRSS:");
 
     let start = Instant::now();
-    let senders: Vec<_> = bb
-        .listens
+    let senders: Vec<_> = listens
         .iter()
         .enumerate()
         .map(|(p, addr)| {
             let addr = *addr;
             std::thread::spawn(move || {
-                let mut conn = TcpStream::connect(addr).unwrap();
+                let mut pbx = TcpPbx::connect(addr).unwrap();
                 let mut buf = Vec::with_capacity(64 * 1024);
                 for i in 0..per_port {
                     // Real SMDR text (an Avaya IP Office call record, unique
@@ -214,22 +99,22 @@ fn backlog(full: bool) {
                     // compresses chunks, so the content matters.
                     let n = p as u64 * per_port + i;
                     let at = chrono::DateTime::from_timestamp(1_790_000_000 + n as i64, 0).unwrap();
-                    let rec = billbox_sim::smdr::Format::AvayaIpOffice.record(n, at);
+                    let rec = Format::AvayaIpOffice.record(n, at);
                     buf.extend_from_slice(&rec);
                     if buf.len() >= 60 * 1024 {
-                        conn.write_all(&buf).unwrap();
+                        pbx.send(&buf).unwrap();
                         buf.clear();
                     }
                 }
-                conn.write_all(&buf).unwrap();
-                conn
+                pbx.send(&buf).unwrap();
+                pbx
             })
         })
         .collect();
     let limit = Duration::from_secs(600);
-    bb.wait_sum("billbox_port_committed_sequence", total as f64, limit);
+    wait_sum(&bb, "billbox_port_committed_sequence", total as f64, limit);
     let ingest = start.elapsed();
-    let _conns: Vec<TcpStream> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+    let _pbxes: Vec<TcpPbx> = senders.into_iter().map(|s| s.join().unwrap()).collect();
     let page = bb.metrics();
     let store_bytes = sum_metric(&page, "billbox_store_bytes");
     let rss_ingested = bb.proc_status("VmRSS:");
@@ -261,7 +146,8 @@ fn backlog(full: bool) {
         .expect("drain finished");
     receiver.join().unwrap();
     let peak = bb.proc_status("VmHWM:");
-    bb.wait_sum(
+    wait_sum(
+        &bb,
         "billbox_delivered_records_total",
         total as f64,
         Duration::from_secs(30),
@@ -290,9 +176,9 @@ fn serial(full: bool, ports: usize) {
     let every = Duration::from_millis(env_or("BENCH_SERIAL_EVERY_MS", 250));
     let dir = tempfile::tempdir().unwrap();
     let mut ptys = Vec::new();
-    let mut toml = header(dir.path());
+    let mut toml = gateway_toml("bench", dir.path());
     for p in 0..ports {
-        let pty = billbox_sim::PtyPbx::open().expect("a pty");
+        let pty = PtyPbx::open().expect("a pty");
         toml.push_str(&format!(
             "[[ports]]\nname = \"p{p}\"\ndevice = \"{}\"\nspeed = 9600\nbilling_eor = \"\\r\\n\"\nbilling_records = 1000\nbilling_timeout = \"60s\"\n",
             pty.path().display()
@@ -301,7 +187,7 @@ fn serial(full: bool, ports: usize) {
     }
     let config = dir.path().join("billbox.toml");
     std::fs::write(&config, toml).unwrap();
-    let bb = Billbox::start(&config, ports, false);
+    let (bb, _) = start(&config, ports, false);
     // Let every port open.
     std::thread::sleep(Duration::from_secs(2));
     let ticks0 = bb.cpu_ticks();
@@ -312,7 +198,7 @@ fn serial(full: bool, ports: usize) {
     while start.elapsed() < Duration::from_secs(secs) {
         let round = Instant::now();
         for pty in ptys.iter_mut() {
-            let rec = billbox_sim::smdr::Format::AvayaIpOffice.record(n, chrono::Utc::now());
+            let rec = Format::AvayaIpOffice.record(n, chrono::Utc::now());
             pty.send(&rec).expect("pty write");
             sent += 1;
         }
@@ -322,7 +208,8 @@ fn serial(full: bool, ports: usize) {
     }
     let elapsed = start.elapsed();
     let ticks = bb.cpu_ticks() - ticks0;
-    bb.wait_sum(
+    wait_sum(
+        &bb,
         "billbox_port_committed_sequence",
         sent as f64,
         Duration::from_secs(60),

@@ -10,15 +10,12 @@
 //! the record-to-flush latency (from the read that completed a record to the
 //! return of the flush that made it durable): p50, p99, max.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use billbox_testkit::env_or;
+use billbox_testkit::pbx::{Link, TcpPbx};
+use billbox_testkit::records::push_padded_record;
+use billbox_testkit::site::gateway_toml;
 
 fn main() {
     // As the daemon does: the thread that trims free heap pages.
@@ -29,11 +26,7 @@ fn main() {
     let size = env_or("BENCH_RECORD_BYTES", 145).max(8) as usize;
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut toml = format!(
-        "[gateway]\nname = \"bench\"\ndata_dir = \"{}\"\nspool_dir = \"{}\"\n",
-        dir.path().join("data").display(),
-        dir.path().join("spool").display()
-    );
+    let mut toml = gateway_toml("bench", dir.path());
     for p in 0..ports {
         toml.push_str(&format!(
             "[[ports]]\nname = \"p{p}\"\nlisten = \"127.0.0.1:0\"\nbilling_eor = \"\\r\\n\"\nbilling_records = 1000\nbilling_timeout = \"1s\"\n"
@@ -62,20 +55,16 @@ fn main() {
             .into_iter()
             .map(|addr| {
                 std::thread::spawn(move || {
-                    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+                    let mut conn = TcpPbx::connect(addr).expect("connect");
                     let mut batch = Vec::with_capacity(size * 1000);
                     for i in 0..records {
-                        let head = format!("{i:010},2026/11/24 13:00:00,00:01:05,4321,");
-                        let mut rec = head.into_bytes();
-                        rec.resize(size - 2, b'x');
-                        rec.extend_from_slice(b"\r\n");
-                        batch.extend_from_slice(&rec);
+                        push_padded_record(&mut batch, i, size, b"\r\n");
                         if batch.len() >= size * 1000 {
-                            conn.write_all(&batch).expect("send");
+                            conn.send(&batch).expect("send");
                             batch.clear();
                         }
                     }
-                    conn.write_all(&batch).expect("send");
+                    conn.send(&batch).expect("send");
                     conn
                 })
             })

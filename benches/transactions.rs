@@ -10,21 +10,12 @@
 //! (as `cargo test` runs it) a small smoke run that checks every answer is
 //! `201` with a distinct `rec_num`, never a speed.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_billbox");
-
-struct Billbox(Child);
-
-impl Drop for Billbox {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use billbox_testkit::http::Connection;
+use billbox_testkit::site::gateway_toml;
+use billbox_testkit::Billbox;
 
 /// Starts billbox with `[transactions]` on a free port; returns it and the
 /// submit API's address (from its log line).
@@ -32,54 +23,19 @@ fn start(dir: &std::path::Path) -> (Billbox, SocketAddr) {
     let config = dir.join("billbox.toml");
     std::fs::write(
         &config,
-        format!(
-            "[gateway]\nname = \"bench\"\ndata_dir = \"{0}/data\"\nspool_dir = \"{0}/spool\"\n\n\
-             [transactions]\nlisten = \"127.0.0.1:0\"\nproperty_id = \"Hotel-1\"\nusg_id = \"00020b\"\n",
-            dir.display()
-        ),
+        gateway_toml("bench", dir)
+            + "\n[transactions]\nlisten = \"127.0.0.1:0\"\nproperty_id = \"Hotel-1\"\nusg_id = \"00020b\"\n",
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .env("BILLBOX__METRICS__LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("billbox starts");
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in stderr.lines() {
-            let Ok(line) = line else { break };
-            // Keep draining so billbox never blocks on its log.
-            let _ = tx.send(line);
-        }
-    });
-    let billbox = Billbox(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "billbox did not start");
-        let Ok(line) = rx.recv_timeout(left) else {
-            panic!("billbox did not start")
-        };
-        if line.contains("submit API and AG relay are listening") {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            return (billbox, v["listen"].as_str().unwrap().parse().unwrap());
-        }
-    }
+    let billbox = Billbox::start(&config);
+    let addr = billbox.transactions_addr(Duration::from_secs(60));
+    (billbox, addr)
 }
 
 /// One submitter: `count` transactions from `first` on one keep-alive
 /// connection. Returns each one's latency and `rec_num`.
 fn submitter(addr: SocketAddr, first: u64, count: u64) -> Vec<(Duration, u64)> {
-    let conn = TcpStream::connect(addr).unwrap();
-    conn.set_nodelay(true).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut conn = conn;
+    let mut conn = Connection::open(addr).unwrap();
     let mut out = Vec::with_capacity(count as usize);
     for n in first..first + count {
         let body = format!(
@@ -89,34 +45,18 @@ fn submitter(addr: SocketAddr, first: u64, count: u64) -> Vec<(Duration, u64)> {
             n % 500 + 1,
             n % 100
         );
-        let request = format!(
-            "POST /v1/transactions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
         let start = Instant::now();
-        conn.write_all(request.as_bytes()).unwrap();
-        let mut status = String::new();
-        reader.read_line(&mut status).unwrap();
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap();
-            }
-        }
-        let mut answer = vec![0; length];
-        reader.read_exact(&mut answer).unwrap();
+        let answer = conn
+            .send(
+                "POST",
+                "/v1/transactions",
+                &["Content-Type: application/json"],
+                body.as_bytes(),
+            )
+            .unwrap();
         let took = start.elapsed();
-        assert!(
-            status.contains(" 201 "),
-            "{status} {}",
-            String::from_utf8_lossy(&answer)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert!(answer.status == 201, "{} {}", answer.head, answer.text());
+        let v: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
         out.push((took, v["rec_num"].as_u64().unwrap()));
     }
     out

@@ -9,14 +9,13 @@
 //! prints where everything is.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use billbox_sim::smdr::Format;
-use billbox_sim::PtyPbx;
+use billbox_sim::tcp::{feed, TcpPbx};
+use billbox_sim::{http, PtyPbx};
 
 use crate::cli::DemoArgs;
 
@@ -174,14 +173,19 @@ billing_timeout = "2s"
         // stays plugged in never does.
         let feeders = vec![
             std::thread::spawn(move || {
-                let sent = feed_pty(&mut panasonic, Format::Panasonic, n, start);
+                let sent = feed(&mut panasonic, Format::Panasonic, 1..=n, start, RECORD_GAP);
                 (sent, Some(panasonic))
             }),
             std::thread::spawn(move || {
-                let sent = feed_pty(&mut nec, Format::Nec, n, start);
+                let sent = feed(&mut nec, Format::Nec, 1..=n, start, RECORD_GAP);
                 (sent, Some(nec))
             }),
-            std::thread::spawn(move || (feed_tcp(addr, Format::AvayaIpOffice, n, start), None)),
+            std::thread::spawn(move || {
+                let sent = TcpPbx::connect(addr).and_then(|mut pbx| {
+                    feed(&mut pbx, Format::AvayaIpOffice, 1..=n, start, RECORD_GAP)
+                });
+                (sent, None)
+            }),
         ];
         // The hotel: the portal and the AG send over the whole run, so some
         // of theirs arrive while the primary is down.
@@ -332,41 +336,6 @@ async fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
     }
 }
 
-type Sent = Result<Vec<Vec<u8>>, std::io::Error>;
-
-fn feed_pty(
-    pty: &mut PtyPbx,
-    format: Format,
-    n: u64,
-    start: chrono::DateTime<chrono::Utc>,
-) -> Sent {
-    let mut sent = Vec::new();
-    for i in 1..=n {
-        let rec = format.record(i, start + chrono::Duration::seconds(i as i64));
-        pty.send(&rec)?;
-        sent.push(rec);
-        std::thread::sleep(RECORD_GAP);
-    }
-    Ok(sent)
-}
-
-fn feed_tcp(
-    addr: std::net::SocketAddr,
-    format: Format,
-    n: u64,
-    start: chrono::DateTime<chrono::Utc>,
-) -> Sent {
-    let mut conn = TcpStream::connect(addr)?;
-    let mut sent = Vec::new();
-    for i in 1..=n {
-        let rec = format.record(i, start + chrono::Duration::seconds(i as i64));
-        conn.write_all(&rec)?;
-        sent.push(rec);
-        std::thread::sleep(RECORD_GAP);
-    }
-    Ok(sent)
-}
-
 fn files_with_ext(spool: &Path, ext: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(spool)
         .map(|rd| {
@@ -427,35 +396,6 @@ const AG_PACKETS: u64 = 12;
 /// A test card number (it passes the Luhn check): billbox keeps it masked.
 const DEMO_CARD: &str = "4111 1111 1111 1111";
 
-/// One HTTP/1.1 POST on `addr` (`Connection: close`): (status, body).
-fn post(
-    addr: std::net::SocketAddr,
-    path: &str,
-    content_type: &str,
-    body: &[u8],
-) -> std::io::Result<(u16, String)> {
-    use std::io::Read;
-    let mut conn = TcpStream::connect(addr)?;
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    conn.set_nodelay(true)?;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let mut request = head.into_bytes();
-    request.extend_from_slice(body);
-    conn.write_all(&request)?;
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer)?;
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok((status, body.to_string()))
-}
-
 /// The hotspot portal: PMS postings and card payments (the first card
 /// payment with a full test card number), spread over `spread`. Returns
 /// how many were answered 201.
@@ -471,13 +411,13 @@ fn hotel_portal(api: std::net::SocketAddr, spread: Duration) -> std::io::Result<
         if i == 3 {
             t["card"] = DEMO_CARD.into();
         }
-        let (status, _) = post(
+        let answer = http::post(
             api,
             "/v1/transactions",
             "application/json",
             t.to_string().as_bytes(),
         )?;
-        stored += u64::from(status == 201);
+        stored += u64::from(answer.status == 201);
         std::thread::sleep(spread / PORTAL_TRANSACTIONS as u32);
     }
     Ok(stored)
@@ -502,8 +442,9 @@ fn ag_relay(api: std::net::SocketAddr, spread: Duration) -> std::io::Result<u64>
         };
         let mut packet = Vec::new();
         billbox_wire::encode_transaction(&tx, &mut packet).expect("a valid transaction");
-        let (status, body) = post(api, "/", "text/xml", &packet)?;
-        acked += u64::from(status == 200 && body.contains("<ACK_VALUE>OK</ACK_VALUE>"));
+        let answer = http::post(api, "/", "text/xml", &packet)?;
+        acked +=
+            u64::from(answer.status == 200 && answer.text().contains("<ACK_VALUE>OK</ACK_VALUE>"));
         std::thread::sleep(spread / AG_PACKETS as u32);
     }
     Ok(acked)

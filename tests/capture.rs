@@ -1,14 +1,9 @@
 //! End-to-end capture: the real binary, real ptys, real TCP sockets, real sled.
 
-mod common;
-
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use billbox_sim::smdr::Format;
-use billbox_sim::PtyPbx;
-use common::*;
+use billbox_testkit::pbx::{Format, Link, ListeningPbx, PtyPbx, TcpPbx};
+use billbox_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -113,11 +108,11 @@ billing_timeout = "1s"
             })
         },
     ];
-    let mut conn = TcpStream::connect(addr).unwrap();
+    let mut conn = TcpPbx::connect(addr).unwrap();
     // Odd-sized writes, so records and terminators are split across reads.
     let all = ipo_sent.concat();
     for piece in all.chunks(1021) {
-        conn.write_all(piece).unwrap();
+        conn.send(piece).unwrap();
     }
     let _ptys: Vec<PtyPbx> = feeders.into_iter().map(|f| f.join().unwrap()).collect();
 
@@ -238,7 +233,7 @@ reconnect_max = "300ms"
 fn a_tcp_pbx_that_disconnects_and_reconnects_loses_nothing() {
     let site = Site::new();
     // The PBX listens (IP Office listen mode, Mitel 1752); billbox connects.
-    let pbx = TcpListener::bind("127.0.0.1:0").unwrap();
+    let pbx = ListeningPbx::bind().unwrap();
     let config = site.config(&format!(
         r#"
 [[ports]]
@@ -258,13 +253,13 @@ billing_eor = "\r\n"
 billing_records = 25
 billing_timeout = "1s"
 "#,
-        pbx.local_addr().unwrap()
+        pbx.addr()
     ));
     let bb = Billbox::start(&config);
     let sent: Vec<Vec<u8>> = (1..=300).map(|n| sized(Format::Mitel, n)).collect();
     for part in sent.chunks(100) {
-        let (mut conn, _) = pbx.accept().unwrap();
-        conn.write_all(&part.concat()).unwrap();
+        let mut conn = pbx.accept(WAIT).unwrap();
+        conn.send(&part.concat()).unwrap();
         drop(conn);
     }
     let found = wait_records(&site, "MITEL", b"\r\n", 300);
@@ -275,14 +270,14 @@ billing_timeout = "1s"
     // record cut off by the switch is kept, flagged unterminated.
     let addr = bb.listen_addr("ipo");
     let ipo: Vec<Vec<u8>> = (1..=60).map(|n| sized(Format::AvayaIpOffice, n)).collect();
-    let mut first = TcpStream::connect(addr).unwrap();
-    first.write_all(&ipo[..30].concat()).unwrap();
-    first.write_all(b"half a rec").unwrap();
+    let mut first = TcpPbx::connect(addr).unwrap();
+    first.send(&ipo[..30].concat()).unwrap();
+    first.send(b"half a rec").unwrap();
     wait_records(&site, "IPO", b"\r\n", 25);
-    let mut second = TcpStream::connect(addr).unwrap();
+    let mut second = TcpPbx::connect(addr).unwrap();
     bb.wait_log("replaced the current one", Some("ipo"), WAIT)
         .unwrap();
-    second.write_all(&ipo[30..].concat()).unwrap();
+    second.send(&ipo[30..].concat()).unwrap();
     let mut want = ipo.clone();
     want.insert(30, b"half a rec".to_vec());
     let found = wait_until(WAIT, || {
@@ -329,8 +324,8 @@ max_record_bytes = 4096
     // A 10 MB line with no terminator, then a normal record.
     input.extend(std::iter::repeat_n(b'Z', 10 * 1024 * 1024));
     input.extend_from_slice(b"\r\nlast,record\r\n");
-    let mut conn = TcpStream::connect(addr).unwrap();
-    conn.write_all(&input).unwrap();
+    let mut conn = TcpPbx::connect(addr).unwrap();
+    conn.send(&input).unwrap();
     let found = wait_until(WAIT, || {
         let got: Vec<u8> = site
             .txt_files("NOISE")
@@ -389,11 +384,11 @@ billing_timeout = "1s"
         let addr = bb.listen_addr("tcp");
         bb.wait_log("Port link is up", Some("serial"), WAIT)
             .unwrap();
-        let mut conn = TcpStream::connect(addr).unwrap();
+        let mut conn = TcpPbx::connect(addr).unwrap();
         // Stream steadily, then kill in the middle of it.
         let start = std::time::Instant::now();
         while start.elapsed() < Duration::from_millis(400 + 200 * cycle) && tcp_written < 5000 {
-            conn.write_all(&tcp_sent[tcp_written]).unwrap();
+            conn.send(&tcp_sent[tcp_written]).unwrap();
             pty.send(&sent[serial_written]).unwrap();
             tcp_written += 1;
             serial_written += 1;
@@ -523,21 +518,21 @@ max_record_bytes = 64
     let mut bb = Billbox::start(&config);
     let addr = bb.listen_addr("p");
     // A PBX that connects and sends nothing, for a while.
-    let idle = TcpStream::connect(addr).unwrap();
+    let idle = TcpPbx::connect(addr).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     drop(idle);
     // Two thousand connect/disconnect cycles.
     for _ in 0..2000 {
-        drop(TcpStream::connect(addr).unwrap());
+        drop(TcpPbx::connect(addr).unwrap());
     }
     // A record exactly at max_record_bytes (terminator included) is whole;
     // one byte more is cut and flagged.
     let exact = format!("{}\r\n", "E".repeat(62)).into_bytes();
     let over = format!("{}\r\n", "O".repeat(63)).into_bytes();
-    let mut conn = TcpStream::connect(addr).unwrap();
-    conn.write_all(&exact).unwrap();
-    conn.write_all(&over).unwrap();
-    conn.write_all(b"last\r\n").unwrap();
+    let mut conn = TcpPbx::connect(addr).unwrap();
+    conn.send(&exact).unwrap();
+    conn.send(&over).unwrap();
+    conn.send(b"last\r\n").unwrap();
     drop(conn);
     let want = [exact.clone(), over.clone(), b"last\r\n".to_vec()].concat();
     let found = wait_until(WAIT, || {

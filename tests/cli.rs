@@ -1,16 +1,14 @@
 //! The command line: validate, version, help, and environment overrides.
 
-mod common;
-
-use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use billbox_testkit::pbx::{Link, TcpPbx};
+use billbox_testkit::*;
 
 fn validate(site: &Site, ports: &str) -> std::process::Output {
     let config = site.config(ports);
-    Command::new(BIN)
+    Command::new(bin())
         .args(["validate", "--config"])
         .arg(config)
         .output()
@@ -56,7 +54,7 @@ sped = 9600
     }
     assert!(err.contains("pbx1"), "the duplicate name is named:\n{err}");
 
-    let missing = Command::new(BIN)
+    let missing = Command::new(bin())
         .args(["validate", "--config", "/nonexistent/billbox.toml"])
         .output()
         .unwrap();
@@ -68,7 +66,7 @@ sped = 9600
 fn run_refuses_an_invalid_config() {
     let site = Site::new();
     let config = site.config("[[ports]]\nname = \"p\"\n");
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["run", "--config"])
         .arg(config)
         .output()
@@ -79,10 +77,10 @@ fn run_refuses_an_invalid_config() {
 
 #[test]
 fn version_and_help() {
-    let v = Command::new(BIN).arg("--version").output().unwrap();
+    let v = Command::new(bin()).arg("--version").output().unwrap();
     assert!(v.status.success());
     assert!(String::from_utf8_lossy(&v.stdout).contains(env!("CARGO_PKG_VERSION")));
-    let h = Command::new(BIN).arg("--help").output().unwrap();
+    let h = Command::new(bin()).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&h.stdout);
     for cmd in ["run", "validate", "inspect", "demo", "--log-format"] {
         assert!(help.contains(cmd), "{cmd} missing from --help");
@@ -95,34 +93,16 @@ fn environment_overrides_the_gateway_name_used_for_files() {
     let config = site.config(
         "[[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nbilling_records = 1\nbilling_eor = \"\\n\"\n",
     );
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(bin());
+    command
         .env("BILLBOX__GATEWAY__NAME", "gw-from-env")
         .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let bb = Billbox {
-        child,
-        logs: Default::default(),
-    };
-    let sink = bb.logs.clone();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Ok(v) = serde_json::from_str(&line) {
-                sink.lock().unwrap().push(v);
-            }
-        }
-    });
+        .arg(&config);
+    let bb = Billbox::spawn(command);
     let addr = bb.listen_addr("p");
-    std::net::TcpStream::connect(addr)
+    TcpPbx::connect(addr)
         .unwrap()
-        .write_all(b"one record\n")
+        .send(b"one record\n")
         .unwrap();
     let files = wait_until(Duration::from_secs(30), || {
         let f = files(&site.spool(), "gw-from-env", "txt");
@@ -142,18 +122,12 @@ fn environment_overrides_the_gateway_name_used_for_files() {
 #[test]
 fn the_demo_runs_the_whole_pipeline_and_checks_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["--log-level", "error", "demo", "--records", "40", "--dir"])
         .arg(dir.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = assert_exit(&out, 0);
     assert_eq!(
         stdout.matches("every record in exactly one file").count(),
         3,

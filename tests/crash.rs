@@ -8,26 +8,14 @@
 //! CI runs `CRASH_CYCLES` (default 10) cycles; for a long run:
 //! `CRASH_CYCLES=100 cargo test --release --test crash -- --nocapture`.
 
-mod common;
-
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use billbox_sim::smdr::Format;
-use billbox_sim::PtyPbx;
-use common::*;
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+use billbox_testkit::pbx::{Format, Link, PtyPbx, TcpPbx};
+use billbox_testkit::receiver::Receiver;
+use billbox_testkit::*;
 
 /// A small deterministic PRNG (xorshift), seeded per run and printed.
 struct Rng(u64);
@@ -42,15 +30,6 @@ impl Rng {
 
     fn between(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo)
-    }
-}
-
-struct Receiver(Child);
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -79,18 +58,9 @@ fn records_survive_repeated_sigkill_with_delivery() {
     let mut rng = Rng(seed);
     let site = Site::new();
     let received = site.dir.path().join("received");
-    let receiver_addr = free_addr();
-    let mut receiver = Receiver(
-        Command::new(BIN)
-            .args(["--log-format", "json", "receive", "--listen"])
-            .arg(receiver_addr.to_string())
-            .arg("--out")
-            .arg(&received)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(site.dir.path().join("receiver.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    std::fs::create_dir_all(&received).unwrap();
+    let mut receiver = Receiver::start_in(&received, true, &[]);
+    let receiver_addr = receiver.addr;
     let mut pty = PtyPbx::open().unwrap();
     let tcp_addr = free_addr();
     let config = site.config(&format!(
@@ -143,10 +113,10 @@ batch_max = 5
         let (stop, sent) = (stop.clone(), tcp_sent.clone());
         std::thread::spawn(move || {
             let mut n = 0;
-            let mut conn: Option<TcpStream> = None;
+            let mut conn: Option<TcpPbx> = None;
             while !stop.load(Ordering::SeqCst) {
                 if conn.is_none() {
-                    conn = TcpStream::connect(tcp_addr).ok();
+                    conn = TcpPbx::connect(tcp_addr).ok();
                     if conn.is_none() {
                         std::thread::sleep(Duration::from_millis(20));
                         continue;
@@ -156,7 +126,7 @@ batch_max = 5
                 if conn
                     .as_mut()
                     .unwrap()
-                    .write_all(&record(Format::AvayaIpOffice, n))
+                    .send(&record(Format::AvayaIpOffice, n))
                     .is_err()
                 {
                     conn = None;
@@ -268,13 +238,12 @@ batch_max = 5
     }
     // The receiver's own count of duplicates it dropped: records whose ack
     // was in flight (acknowledged, but the cursor not yet durable) at a kill.
-    let pid = nix::unistd::Pid::from_raw(receiver.0.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    receiver.0.wait().unwrap();
-    let log = std::fs::read_to_string(site.dir.path().join("receiver.log")).unwrap();
-    let duplicates = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    receiver.terminate();
+    let duplicates = receiver
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
         .find(|v| v["message"] == "The receiver stopped.")
         .and_then(|v| v["duplicates"].as_u64())
         .expect("the receiver reported its duplicates");

@@ -4,16 +4,13 @@
 //! by itself when space returns. Needs `mount` (root with CAP_SYS_ADMIN, as on
 //! the project machines and CI); elsewhere the tests say so and do nothing.
 
-mod common;
-
-use std::io::Write;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::billing::{BillingServer, Log};
-use common::*;
+use billbox_testkit::billing::{BillingServer, Log};
+use billbox_testkit::pbx::{Link, TcpPbx};
+use billbox_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -82,9 +79,9 @@ fn a_full_data_disk_holds_input_and_recovers_when_space_returns() {
     let addr = bb.listen_addr("p");
     let total = 40_000u64;
     let feeder = std::thread::spawn(move || {
-        let mut conn = TcpStream::connect(addr).unwrap();
+        let mut conn = TcpPbx::connect(addr).unwrap();
         for i in 1..=total {
-            conn.write_all(&line(i)).unwrap();
+            conn.send(&line(i)).unwrap();
         }
     });
     bb.wait_log("disk is nearly full", None, WAIT)
@@ -132,9 +129,9 @@ fn a_full_spool_disk_keeps_records_in_the_store_and_files_them_later() {
     );
     let bb = Billbox::start(&config);
     let total = 3000u64;
-    let mut conn = TcpStream::connect(bb.listen_addr("p")).unwrap();
+    let mut conn = TcpPbx::connect(bb.listen_addr("p")).unwrap();
     for i in 1..=total {
-        conn.write_all(&line(i)).unwrap();
+        conn.send(&line(i)).unwrap();
     }
     bb.wait_log("cannot be written to billing files", Some("p"), WAIT)
         .expect("the full spool is reported at ERROR");

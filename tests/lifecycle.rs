@@ -1,19 +1,14 @@
 //! Stopping and reloading the real binary: SIGTERM in the middle of a busy
 //! stream, and SIGHUP with ports added and removed and a bad config refused.
 
-mod common;
-
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use billbox_sim::smdr::Format;
-use billbox_sim::PtyPbx;
-use common::billing::{BillingServer, Log, Mode};
-use common::*;
+use billbox_testkit::billing::{BillingServer, Log, Mode};
+use billbox_testkit::pbx::{Format, Link, PtyPbx, TcpPbx};
+use billbox_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -132,11 +127,11 @@ fn port(name: &str, alias: &str) -> String {
     )
 }
 
-fn send(conn: &mut TcpStream, port: &str, from: u64, to: u64) -> Vec<Vec<u8>> {
+fn send(conn: &mut TcpPbx, port: &str, from: u64, to: u64) -> Vec<Vec<u8>> {
     let recs: Vec<Vec<u8>> = (from..=to)
         .map(|i| format!("{port} record {i}\n").into_bytes())
         .collect();
-    conn.write_all(&recs.concat()).unwrap();
+    conn.send(&recs.concat()).unwrap();
     recs
 }
 
@@ -151,8 +146,8 @@ fn sighup_adds_and_removes_ports_and_refuses_a_bad_config() {
     );
     let config = site.config(&format!("{}{}{delivery}", port("a", "A"), port("b", "B")));
     let bb = Billbox::start(&config);
-    let mut conn_a = TcpStream::connect(bb.listen_addr("a")).unwrap();
-    let mut conn_b = TcpStream::connect(bb.listen_addr("b")).unwrap();
+    let mut conn_a = TcpPbx::connect(bb.listen_addr("a")).unwrap();
+    let mut conn_b = TcpPbx::connect(bb.listen_addr("b")).unwrap();
     let mut sent_a = send(&mut conn_a, "a", 1, 25);
     let sent_b = send(&mut conn_b, "b", 1, 25);
     wait_until(WAIT, || {
@@ -177,7 +172,7 @@ fn sighup_adds_and_removes_ports_and_refuses_a_bad_config() {
     assert_eq!(reloaded["removed"].as_str(), Some(r#"["b"]"#), "{reloaded}");
     assert_eq!(reloaded["changed"].as_str(), Some("[]"), "{reloaded}");
     sent_a.extend(send(&mut conn_a, "a", 31, 45));
-    let mut conn_c = TcpStream::connect(bb.listen_addr("c")).unwrap();
+    let mut conn_c = TcpPbx::connect(bb.listen_addr("c")).unwrap();
     let sent_c = send(&mut conn_c, "c", 1, 15);
 
     let want = sent_a.len() + sent_b.len() + sent_c.len();
@@ -213,7 +208,7 @@ fn files_and_the_store_are_private_to_billboxs_user_and_group() {
     let site = Site::new();
     let config = site.config(&port("a", "A"));
     let bb = Billbox::start(&config);
-    let mut conn = TcpStream::connect(bb.listen_addr("a")).unwrap();
+    let mut conn = TcpPbx::connect(bb.listen_addr("a")).unwrap();
     let sent = send(&mut conn, "a", 1, 20);
     wait_until(WAIT, || {
         (site.records_in_files("A", b"\n").len() == sent.len()).then_some(())

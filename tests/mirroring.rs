@@ -1,14 +1,11 @@
 //! Bill-record mirroring end to end: the real binary, real HTTP servers on
 //! 127.0.0.1 that answer well, badly or not at all.
 
-mod common;
-
-use std::io::Write;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::billing::{BillingServer, Log, Mode};
-use common::*;
+use billbox_testkit::billing::{BillingServer, Log, Mode};
+use billbox_testkit::pbx::{Link, TcpPbx};
+use billbox_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -17,9 +14,8 @@ fn port_toml() -> &'static str {
 }
 
 fn send(bb: &Billbox, from: u64, to: u64) {
-    let mut conn = TcpStream::connect(bb.listen_addr("p")).unwrap();
     let data: String = (from..=to).map(|i| format!("rec {i}\n")).collect();
-    conn.write_all(data.as_bytes()).unwrap();
+    bb.send("p", data.as_bytes());
 }
 
 /// Waits until the servers together acknowledged every seq in `1..=n`.
@@ -369,9 +365,9 @@ fn a_full_store_blocks_ingest_and_drops_nothing() {
     let bb = Billbox::start(&config);
     let addr = bb.listen_addr("p");
     let feeder = std::thread::spawn(move || {
-        let mut conn = TcpStream::connect(addr).unwrap();
+        let mut conn = TcpPbx::connect(addr).unwrap();
         for i in 1..=300 {
-            conn.write_all(format!("rec {i}\n").as_bytes()).unwrap();
+            conn.send(format!("rec {i}\n").as_bytes()).unwrap();
             if i % 10 == 0 {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -448,9 +444,9 @@ fn max_in_flight_posts_for_several_ports_at_once_each_in_order() {
     ));
     let bb = Billbox::start(&config);
     for port in ["p", "q"] {
-        let mut conn = TcpStream::connect(bb.listen_addr(port)).unwrap();
+        let mut conn = TcpPbx::connect(bb.listen_addr(port)).unwrap();
         let data: String = (1..=6).map(|i| format!("{port} {i}\n")).collect();
-        conn.write_all(data.as_bytes()).unwrap();
+        conn.send(data.as_bytes()).unwrap();
     }
     wait_until(WAIT, || (a.acked().len() >= 12).then_some(())).expect("all 12 acknowledged");
     let requests = a.requests();
@@ -524,9 +520,9 @@ fn sigterm_while_the_store_is_full_commits_what_was_read_and_exits() {
     let bb = Billbox::start(&config);
     let addr = bb.listen_addr("p");
     let feeder = std::thread::spawn(move || {
-        let mut conn = TcpStream::connect(addr).unwrap();
+        let mut conn = TcpPbx::connect(addr).unwrap();
         for i in 1..=2000 {
-            if conn.write_all(format!("rec {i}\n").as_bytes()).is_err() {
+            if conn.send(format!("rec {i}\n").as_bytes()).is_err() {
                 return;
             }
             // Paced, so the records come in several appends (one read of

@@ -1,22 +1,17 @@
 //! Metrics and health end to end: the real binary, its metrics listener on
 //! 127.0.0.1, a real billing server, and a known workload.
 
-mod common;
-
-use std::io::Write;
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use common::billing::{BillingServer, Log};
-use common::*;
+use billbox_testkit::billing::{BillingServer, Log};
+use billbox_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn send(bb: &Billbox, from: u64, to: u64) -> u64 {
-    let mut conn = TcpStream::connect(bb.listen_addr("p")).unwrap();
     let data: String = (from..=to).map(|i| format!("rec {i:05}\n")).collect();
-    conn.write_all(data.as_bytes()).unwrap();
+    bb.send("p", data.as_bytes());
     data.len() as u64
 }
 
@@ -156,7 +151,7 @@ fn readiness_and_the_quiet_port_and_stalled_delivery_alarms() {
         .is_some());
     // `billbox health` says so too, with exit status 1.
     let health = |extra: &[&str]| {
-        Command::new(BIN)
+        Command::new(bin())
             .args(["health", "--addr", &addr.to_string()])
             .args(extra)
             .output()
@@ -202,7 +197,7 @@ fn a_metrics_address_in_use_stops_billbox_at_start_with_a_clear_error() {
     let site = Site::new();
     let config =
         site.config("[[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nbilling_eor = \"\\n\"\n");
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["--log-format", "json", "run", "--config"])
         .arg(&config)
         .env(

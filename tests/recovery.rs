@@ -2,21 +2,17 @@
 //! reused: billbox moves it aside, says so at ERROR, and goes on with a fresh
 //! store whose sequences start above the old ones.
 
-mod common;
-
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use billbox_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn feed(bb: &Billbox, from: u64, to: u64) {
-    let mut conn = TcpStream::connect(bb.listen_addr("p")).unwrap();
     let data: String = (from..=to).map(|i| format!("rec {i}\n")).collect();
-    conn.write_all(data.as_bytes()).unwrap();
+    bb.send("p", data.as_bytes());
 }
 
 /// Damages the store of a stopped billbox and starts it again. With
@@ -127,7 +123,7 @@ fn a_bit_flipped_store_never_crash_loops_or_reuses_a_sequence() {
 
 #[test]
 fn salvage_files_and_delivers_what_a_moved_aside_store_still_holds() {
-    use common::billing::{BillingServer, Log};
+    use billbox_testkit::billing::{BillingServer, Log};
     let site = Site::new();
     let log = Log::default();
     let mut a = BillingServer::start("A", &log);
@@ -151,19 +147,13 @@ fn salvage_files_and_delivers_what_a_moved_aside_store_still_holds() {
     let moved = site.data().join("store.quarantined-test");
     std::fs::rename(site.data().join("store"), &moved).unwrap();
     a.up();
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .args(["salvage", "--wait", "30s", "--config"])
         .arg(site.dir.path().join("billbox.toml"))
         .arg(&moved)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = assert_exit(&out, 0);
     assert!(stdout.contains("\"filed_records\":100"), "{stdout}");
     assert!(stdout.contains("\"delivered_records\":100"), "{stdout}");
     // The open file was completed and closed; nothing left as .tmp.

@@ -2,16 +2,14 @@
 //! real binary and the real reference receiver (`billbox receive`), both as
 //! child processes on 127.0.0.1, with certificates made here with rcgen.
 
-mod common;
-
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::receiver::Receiver;
-use common::*;
+use billbox_testkit::http::https_request;
+use billbox_testkit::receiver::Receiver;
+use billbox_testkit::*;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -101,9 +99,8 @@ fn record(i: u64) -> Vec<u8> {
 }
 
 fn send(bb: &Billbox, from: u64, to: u64) {
-    let mut conn = TcpStream::connect(bb.listen_addr("p")).unwrap();
     let data: Vec<u8> = (from..=to).flat_map(record).collect();
-    conn.write_all(&data).unwrap();
+    bb.send("p", &data);
 }
 
 fn records(from: u64, to: u64) -> Vec<Vec<u8>> {
@@ -330,22 +327,11 @@ fn the_receiver_checks_signatures_and_billbox_retries_refused_packets() {
 
 /// One HTTP/1.1 POST with `Connection: close`: (status, body).
 fn post(addr: SocketAddr, body: &[u8], signature: Option<&str>) -> (u16, String) {
-    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut head = format!(
-        "POST /billing HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    if let Some(s) = signature {
-        head.push_str(&format!("X-Billbox-Signature: {s}\r\n"));
-    }
-    head.push_str("\r\n");
-    conn.write_all(head.as_bytes()).unwrap();
-    conn.write_all(body).unwrap();
-    let mut answer = Vec::new();
-    conn.read_to_end(&mut answer).unwrap();
-    parse_http_answer(&String::from_utf8_lossy(&answer))
+    let signature = signature.map(|s| format!("X-Billbox-Signature: {s}"));
+    let mut headers = vec!["Content-Type: text/xml"];
+    headers.extend(signature.as_deref());
+    let (status, _, body) = http_request(addr, "POST", "/billing", &headers, body);
+    (status, body)
 }
 
 fn cdr_packet(seq: u64, data: &[u8]) -> Vec<u8> {
@@ -416,32 +402,9 @@ fn a_tampered_packet_is_refused_by_the_receiver() {
     );
     assert_eq!(status, 403, "{ack}");
     assert!(is_error_ack(&ack), "{ack}");
-    let files = billbox_receiver::transaction_files(receiver.out.path(), "00020b", "Hotel-1");
+    let files = billbox_receiver::transaction_files(&receiver.out, "00020b", "Hotel-1");
     let transactions = billbox_receiver::read_transactions(&files.txt).unwrap_or_default();
     assert_eq!(transactions.len(), 1, "{transactions:?}");
-}
-
-/// One HTTPS request to `addr` trusting `ca`, for the name `localhost`:
-/// (status, body). A connection the server refuses is `None`.
-fn https_request(addr: SocketAddr, ca: &std::path::Path, request: &str) -> Option<(u16, String)> {
-    let roots = billbox_config::read_roots("ca", ca).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(billbox_config::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let sock = TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, sock);
-    tls.write_all(request.as_bytes()).ok()?;
-    let mut answer = Vec::new();
-    // The server may close without close_notify: keep what was read.
-    let _ = tls.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    (!answer.is_empty()).then(|| parse_http_answer(&answer))
 }
 
 #[test]
@@ -463,30 +426,29 @@ fn the_submit_api_speaks_https_and_asks_for_its_token() {
     assert_eq!(listening["https"], true);
     let addr: SocketAddr = listening["listen"].as_str().unwrap().parse().unwrap();
     let body = r#"{"id":"t1","type":"PMS","room":"412","amount":"1.50"}"#;
-    let request = |auth: &str| {
-        format!(
-            "POST /v1/transactions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-             Content-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-            body.len()
+    let request = |ca: &std::path::Path, auth: &str| {
+        let mut headers = vec!["Content-Type: application/json"];
+        headers.extend((!auth.is_empty()).then_some(auth));
+        https_request(
+            addr,
+            ca,
+            "POST",
+            "/v1/transactions",
+            &headers,
+            body.as_bytes(),
         )
     };
     let ca = pki.path("ca.pem");
-    let (status, answer) = https_request(addr, &ca, &request("")).unwrap();
+    let (status, answer) = request(&ca, "").unwrap();
     assert_eq!(status, 401, "{answer}");
-    let auth = "Authorization: Bearer portal-token-0123456789abcdef\r\n";
-    let (status, answer) = https_request(addr, &ca, &request(auth)).unwrap();
+    let auth = "Authorization: Bearer portal-token-0123456789abcdef";
+    let (status, answer) = request(&ca, auth).unwrap();
     assert_eq!(status, 201, "{answer}");
     // A server certificate from another CA does not verify for the client;
     // plain HTTP gets no HTTP answer.
-    assert!(https_request(addr, &pki.path("impostor.pem"), &request(auth)).is_none());
+    assert!(request(&pki.path("impostor.pem"), auth).is_none());
     let (plain, _, _) = std::panic::catch_unwind(|| {
-        http_request(
-            addr,
-            "POST",
-            "/v1/transactions",
-            &[auth.trim_end()],
-            body.as_bytes(),
-        )
+        http_request(addr, "POST", "/v1/transactions", &[auth], body.as_bytes())
     })
     .unwrap_or((0, String::new(), String::new()));
     assert_ne!(plain, 201);

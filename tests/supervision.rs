@@ -6,15 +6,13 @@
 //! one file and acknowledged once. An actor that keeps failing stops
 //! billbox with status 3, and the next start loses nothing.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use billbox_sim::PtyPbx;
-use common::billing::{BillingServer, Log};
-use common::*;
+use billbox_testkit::billing::{BillingServer, Log};
+use billbox_testkit::pbx::{Link, ListeningPbx, PtyPbx, TcpPbx};
+use billbox_testkit::*;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -70,32 +68,32 @@ fn record(port: &str, i: u64) -> Vec<u8> {
 /// The PBX that billbox's port `p` connects to: sends `RECORDS` records in
 /// bursts of 10, each once the previous burst is committed, on whatever
 /// connection billbox has open (a restarted reader connects again).
-fn serve_pbx(listener: TcpListener, metrics: SocketAddr) -> std::thread::JoinHandle<()> {
-    listener.set_nonblocking(false).unwrap();
+fn serve_pbx(pbx: ListeningPbx, metrics: SocketAddr) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let committed = || {
             let (_, page) = http_get(metrics, "/metrics");
             metric(&page, "billbox_records_received_total{port=\"p\"}").unwrap_or(0.0) as u64
         };
-        let mut conn: Option<TcpStream> = None;
+        let mut conn: Option<TcpPbx> = None;
         let mut sent = 0;
         let deadline = std::time::Instant::now() + WAIT;
         while sent < RECORDS && std::time::Instant::now() < deadline {
             // A connection whose far end went away reads as end of stream.
-            let alive = conn.as_mut().is_some_and(|c| {
-                c.set_nonblocking(true).unwrap();
+            let alive = conn.as_ref().is_some_and(|c| {
+                let mut s = c.stream();
+                s.set_nonblocking(true).unwrap();
                 let mut b = [0u8; 1];
-                let gone = matches!(c.read(&mut b), Ok(0));
-                c.set_nonblocking(false).unwrap();
+                let gone = matches!(s.read(&mut b), Ok(0));
+                s.set_nonblocking(false).unwrap();
                 !gone
             });
             if !alive {
-                conn = Some(listener.accept().unwrap().0);
+                conn = Some(pbx.accept(WAIT).unwrap());
             }
             let burst: Vec<u8> = (sent + 1..=sent + 10)
                 .flat_map(|i| record("p", i))
                 .collect();
-            conn.as_mut().unwrap().write_all(&burst).unwrap();
+            conn.as_mut().unwrap().send(&burst).unwrap();
             let target = sent + 10;
             wait_until(WAIT, || (committed() >= target).then_some(()))
                 .expect("the burst is committed");
@@ -111,9 +109,9 @@ fn serve_pbx(listener: TcpListener, metrics: SocketAddr) -> std::thread::JoinHan
 /// meanwhile in the kernel's buffer).
 fn feed_q(addr: SocketAddr) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut conn = TcpStream::connect(addr).unwrap();
+        let mut conn = TcpPbx::connect(addr).unwrap();
         for i in 1..=RECORDS {
-            conn.write_all(&record("q", i)).unwrap();
+            conn.send(&record("q", i)).unwrap();
             std::thread::sleep(Duration::from_millis(5));
         }
     })
@@ -166,20 +164,14 @@ fn stream_through(failpoints: &str) -> Run {
     let primary = BillingServer::start("A", &log);
     let mirror = BillingServer::start("M", &log);
     let audit = BillingServer::start("R", &log);
-    let pbx = TcpListener::bind("127.0.0.1:0").unwrap();
+    let pbx = ListeningPbx::bind().unwrap();
     let extra = format!(
         "\n[[carbon_copy]]\nname = \"mirror\"\nurl = \"{}\"\n\n[[carbon_copy]]\nname = \"audit\"\nurl = \"{}\"\nreliable = true\n",
         mirror.url(),
         audit.url()
     );
     let pty = PtyPbx::open().unwrap();
-    let config = config(
-        &site,
-        pbx.local_addr().unwrap(),
-        Some(&pty),
-        &primary,
-        &extra,
-    );
+    let config = config(&site, pbx.addr(), Some(&pty), &primary, &extra);
     let bb = Billbox::start_with_env(&config, &[("BILLBOX_FAILPOINTS", failpoints)]);
     let q = bb.listen_addr("q");
     let p_feed = serve_pbx(pbx, bb.metrics_addr());

@@ -2,14 +2,12 @@
 //! and AG relay over HTTP on 127.0.0.1, its real store, files and delivery
 //! to test billing servers, and SIGKILL.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::billing::{BillingServer, Log};
-use common::*;
+use billbox_testkit::billing::{BillingServer, Log};
+use billbox_testkit::*;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
