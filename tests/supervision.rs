@@ -252,7 +252,18 @@ fn assert_restarted(bb: &Billbox, actor: &str, subject: &str, label: &str) {
     // Every port's link stayed up the whole time (a restarted reader's
     // too): one link each, never again.
     for port in PORTS {
-        assert_eq!(link_ups(bb, port), 1, "port {port}'s link went down and up");
+        let links: Vec<Value> = bb
+            .dump()
+            .into_iter()
+            .filter(|v| {
+                v["port"] == port && v["message"].as_str().is_some_and(|m| m.contains("link"))
+            })
+            .collect();
+        assert_eq!(
+            link_ups(bb, port),
+            1,
+            "port {port}'s link went down and up: {links:?}"
+        );
     }
 }
 

@@ -236,6 +236,10 @@ pub struct StoreActor {
     pending: Vec<Pending>,
     /// The commit being flushed.
     in_flight: Option<Commit>,
+    /// Acknowledgements were applied since the running flush began: the
+    /// next commit flushes them even without new records, so a SIGKILL
+    /// re-sends only what was acknowledged during one flush.
+    acks_unflushed: bool,
     /// File state changes applied since the running flush began: answered
     /// after the next one.
     unsynced: Vec<SyncWaiter>,
@@ -269,6 +273,7 @@ impl StoreActor {
             mirror_overflow: HashMap::new(),
             pending: Vec::new(),
             in_flight: None,
+            acks_unflushed: false,
             unsynced: Vec::new(),
             flushing: false,
             drained: Vec::new(),
@@ -302,7 +307,7 @@ impl StoreActor {
         if self.flushing {
             return;
         }
-        if self.pending.is_empty() && self.unsynced.is_empty() {
+        if self.pending.is_empty() && self.unsynced.is_empty() && !self.acks_unflushed {
             for d in self.drained.drain(..) {
                 let _ = d.send(());
             }
@@ -321,8 +326,8 @@ impl StoreActor {
                     let _ = tx.send(Err(SubmitError::Full));
                 }
             }
-            // File state changes are flushed all the same.
-            if self.unsynced.is_empty() {
+            // File state changes and acknowledgements are flushed all the same.
+            if self.unsynced.is_empty() && !self.acks_unflushed {
                 return;
             }
         }
@@ -334,6 +339,8 @@ impl StoreActor {
             std::mem::take(&mut self.pending)
         };
         let synced = std::mem::take(&mut self.unsynced);
+        // This flush makes every acknowledgement applied so far durable.
+        self.acks_unflushed = false;
         let (plans, elements, ids) = plan_batch(&self.store, &batch);
         let refs: Vec<(Arc<str>, &[NewRecord])> = elements
             .iter()
@@ -606,8 +613,8 @@ impl StoreActor {
         }
     }
 
-    /// Answers a flushed commit: its records are durable. Returns the new
-    /// records, for [`StoreActor::committed`].
+    /// Answers a flushed commit (its records are durable) and counts what
+    /// was received. Returns the new records, for [`StoreActor::committed`].
     fn answer(&mut self, commit: Commit) -> Vec<(Pending, Assigned)> {
         let Commit {
             batch,
@@ -615,6 +622,7 @@ impl StoreActor {
             assigned,
             synced: _,
         } = commit;
+        let flushed_us = crate::now_us();
         let mut received = Vec::with_capacity(batch.len());
         for (mut p, plan) in batch.into_iter().zip(plans) {
             let plan = match plan {
@@ -662,23 +670,7 @@ impl StoreActor {
                 }
                 (Reply::Answered, _) => continue,
             }
-            received.push((p, a));
-        }
-        received
-    }
-
-    /// What follows the answers of a commit: counting, the mirrors'
-    /// copies, the guard, `drop_oldest`, and the news to the rotators and
-    /// cursor destinations.
-    fn committed(&mut self, received: Vec<(Pending, Assigned)>, ctx: &mut Context<Self>) {
-        // Test builds: a fault after the answers.
-        let _ = billbox_failpoints::check("store.committed");
-        let consumers = self.consumers();
-        let flushed_us = crate::now_us();
-        // Per port: the last sequence this commit made durable.
-        let mut through: HashMap<Arc<str>, u64> = HashMap::new();
-        for (p, a) in received {
-            // The records of one append were read together.
+            // Counted with the answer: the count follows what is received.
             if let Some(r) = p.records.first() {
                 let us = (flushed_us - r.received_us).max(0) as u64;
                 self.latency.record(us, p.records.len() as u64);
@@ -691,6 +683,21 @@ impl StoreActor {
                 last_seq: a.last(),
             }
             .emit();
+            received.push((p, a));
+        }
+        received
+    }
+
+    /// What follows the answers of a commit: the mirrors' copies, the
+    /// guard, `drop_oldest`, and the news to the rotators and cursor
+    /// destinations.
+    fn committed(&mut self, received: Vec<(Pending, Assigned)>, ctx: &mut Context<Self>) {
+        // Test builds: a fault after the answers.
+        let _ = billbox_failpoints::check("store.committed");
+        let consumers = self.consumers();
+        // Per port: the last sequence this commit made durable.
+        let mut through: HashMap<Arc<str>, u64> = HashMap::new();
+        for (p, a) in received {
             let through = through.entry(p.port.clone()).or_insert(0);
             *through = (*through).max(a.last());
             if !consumers.mirrors.is_empty() {
@@ -876,11 +883,11 @@ impl Handler<Acked> for StoreActor {
         }
         if msg.0.cursor.is_some() {
             self.cursor_moved(Some(&msg.0.port), ctx);
-            // A held store may have room now.
-            if self.full.is_on() {
-                self.commit_next(ctx);
-            }
         }
+        // Durable with the next commit, which starts now unless one runs
+        // (and a held store may have room now).
+        self.acks_unflushed = true;
+        self.commit_next(ctx);
         Ok(())
     }
 }
