@@ -2,22 +2,28 @@
 //!
 //! Layout:
 //! - [`messages`]: the typed messages the actors exchange.
-//! - [`store_actor`]: [`StoreActor`], the one writer of the sled store. It
-//!   gathers the appends that arrive while a flush is running into the next
-//!   group commit, replies to each port reader only after its records are
-//!   flushed, then hands the flushed records to the port's file rotator.
+//! - [`store_actor`]: [`StoreActor`], the one code that writes or flushes
+//!   the sled store: record appends, transaction ids, acknowledgements
+//!   (cursor moves), the rotators' file state, removals and drops all ride
+//!   its group commit. It answers each append after the flush, then tells
+//!   the rotators and cursor destinations ([`messages::Committed`]) and
+//!   hands the fire-once mirrors their copies ([`messages::CopyBatch`]).
 //! - [`reader`]: [`PortReader`], one per port: opens the serial device, listens
 //!   for or connects to the PBX over TCP, frames the bytes into records and
-//!   appends them to the store, reopening with backoff when the link goes away.
+//!   appends them to the store, reopening with backoff when the link goes
+//!   away; the link and framer survive a restart of the actor.
 //! - [`rotator_actor`]: [`RotatorActor`], one per port, on its own arbiter (it
-//!   does blocking file I/O): a thin wrapper over [`billbox_spool::Rotator`].
-//! - [`destination_actor`]: [`destination_actor::DestinationActor`], one per
-//!   destination (primary/secondary exchange, each carbon copy): a thin
-//!   wrapper over the delivery loops of `billbox-delivery`.
+//!   does blocking file I/O): a thin wrapper over [`billbox_spool::Rotator`],
+//!   whose state changes go to the store actor ([`messages::FilesChanged`]).
+//! - [`destination_actor`]: [`destination_actor::DestinationActor`] (the
+//!   primary/secondary sender, a reliable carbon copy: a cursor delivery
+//!   loop of `billbox-delivery`) and [`destination_actor::MirrorActor`] (a
+//!   fire-once carbon copy with its own queue).
 //! - [`capacity`]: the store's admission and removal rules as plain types:
 //!   [`capacity::Capacity`] (`max_records`, `when_full`),
 //!   [`capacity::DiskReserve`], [`capacity::Latch`] (report a condition once
-//!   when it starts and ends) and [`capacity::done_through`].
+//!   when it starts and ends), [`capacity::done_through`] and
+//!   [`capacity::plan_drops`].
 //! - [`diff`]: [`diff::ConfigDiff`], what a reload changes, computed from
 //!   the running and the new config before anything is applied.
 //! - [`backoff`]: the reopen/reconnect delay policy.
@@ -29,8 +35,9 @@
 //!   [`messages::Submit`] to the store actor.
 //! - [`stats`]: in-process figures (record-to-flush latency) for benchmarks.
 //! - [`service`]: [`start`] builds the whole pipeline from a config under
-//!   supervisors and returns a [`Running`] handle that shuts it down.
-//!
+//!   supervisors and returns a [`Running`] handle that reloads and shuts it
+//!   down, by messages ([`messages::Reconfigure`], [`messages::Stop`],
+//!   [`messages::Drain`], [`messages::Flush`]).
 //! - [`supervise`]: panics in actor work become restarts ([`supervise::guard`],
 //!   [`supervise::Guarded`]), counted against a restart budget per actor
 //!   ([`supervise::Restarts`]) that stops the process cleanly when spent.

@@ -1,9 +1,13 @@
-//! The store actor: group commit in front of the sled store.
+//! The store actor: group commit in front of the sled store, and its only
+//! writer.
 //!
 //! Appends that arrive while a flush runs wait in `pending`; when the flush
-//! ends they are applied as one sled batch and flushed together. Each append
-//! is answered only after the flush that made it durable, and its records
-//! then go to the port's rotator. One flush runs at a time.
+//! ends they are applied as one sled batch and flushed together, with every
+//! other write made since (acknowledgements, file state changes, removals,
+//! drops). Each append is answered only after the flush that made it
+//! durable; then the rotators and destinations are told. One flush runs at
+//! a time, and the commit being flushed is held by the actor, so a restart
+//! flushes and answers it instead of dropping it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
