@@ -7,15 +7,13 @@
 //! `[[carbon_copy]]` overrides (arrays cannot be addressed), and two
 //! variables that differ only in
 //! case. Values are kept as strings (`try_parsing` is off) so a gateway
-//! name like `007` stays `007`; integer keys parse digits themselves, and
-//! [`Overrides::read_booleans`] turns the words `true` and `false` of the
-//! boolean keys in [`BOOLEANS`] into booleans.
+//! name like `007` stays `007`; the readers of numbers, durations and
+//! booleans take the strings of variables (see [`crate::read`]).
 
 use std::collections::{BTreeMap, HashMap};
 
-use config::{Map, Value, ValueKind};
-
 use crate::error::Problem;
+use crate::read::EnvKeys;
 
 /// The prefix, with its separator, in the lower case that keys are compared in.
 const PREFIX: &str = "billbox__";
@@ -23,18 +21,13 @@ const PREFIX: &str = "billbox__";
 /// The sections that are arrays of tables, which variables cannot address.
 const ARRAYS: [&str; 2] = ["ports", "carbon_copy"];
 
-/// The boolean keys that variables can set (`section.key`). Their values
-/// arrive as strings, which the strict `Bool` of the file refuses, so
-/// [`Overrides::read_booleans`] reads `true` and `false` first.
-const BOOLEANS: [&str; 1] = ["metrics.enabled"];
-
 /// The overrides found in an environment.
 #[derive(Debug, Default)]
 pub(crate) struct Overrides {
     /// The variables to hand to `config::Environment::source`.
     pub vars: HashMap<String, String>,
     /// Configuration key (`gateway.name`) to the variable that sets it.
-    pub keys: BTreeMap<String, String>,
+    pub keys: EnvKeys,
     /// Variables with the prefix that cannot be used.
     pub problems: Vec<Problem>,
 }
@@ -69,29 +62,6 @@ impl Overrides {
                 " ([{section}] has keys from environment variables {})",
                 vars.join(", ")
             )),
-        }
-    }
-
-    /// Turns the value of each key in [`BOOLEANS`] that a variable set,
-    /// when it is exactly `true` or `false`, into a boolean in `root` (the
-    /// merged tree, where the variable's value has replaced the file's).
-    /// Other values are left as strings, to be reported as not booleans.
-    pub fn read_booleans(&self, root: &mut Map<String, Value>) {
-        for key in BOOLEANS.into_iter().filter(|k| self.keys.contains_key(*k)) {
-            let Some((section, name)) = key.split_once('.') else {
-                continue;
-            };
-            let Some(ValueKind::Table(table)) = root.get_mut(section).map(|v| &mut v.kind) else {
-                continue;
-            };
-            if let Some(value) = table.get_mut(name) {
-                let boolean = match &value.kind {
-                    ValueKind::String(s) if s == "true" => true,
-                    ValueKind::String(s) if s == "false" => false,
-                    _ => continue,
-                };
-                value.kind = ValueKind::Boolean(boolean);
-            }
         }
     }
 

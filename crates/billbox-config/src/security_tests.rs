@@ -77,7 +77,7 @@ fn https_servers_with_ca_client_certificate_and_key() {
     assert!(d.primary.is_https());
     assert_eq!(d.primary.port(), 8443);
     assert_eq!(d.secondary.as_ref().unwrap().port(), 443);
-    let sec = d.primary.security();
+    let sec = &d.security;
     assert_eq!(
         sec.tls.ca_file.as_deref(),
         Some(pki.path("ca.pem").as_path())
@@ -91,12 +91,8 @@ fn https_servers_with_ca_client_certificate_and_key() {
         Some(pki.path("client.key").as_path())
     );
     assert_eq!(sec.secret_key.as_ref().unwrap().expose(), KEY.as_bytes());
-    assert!(sec
-        .tls_client_config()
-        .client_auth_cert_resolver
-        .has_certs());
-    // The secondary shares the section's settings.
-    assert_eq!(d.secondary.as_ref().unwrap().security(), sec);
+    assert!(sec.tls.check().is_ok());
+    assert!(sec.tls.client_pair().unwrap().is_some());
     // Never shown.
     let shown = format!("{:?} {:#?}", d.primary, d);
     assert!(!shown.contains(KEY), "{shown}");
@@ -108,10 +104,7 @@ fn https_without_tls_keys_uses_the_built_in_roots() {
     let config =
         from_toml_str(&with_delivery("primary = \"https://billing-a/billing\"\n")).unwrap();
     let d = config.delivery.unwrap();
-    let sec = d.primary.security();
-    assert!(sec.is_default());
-    let tls = sec.tls_client_config();
-    assert!(!tls.client_auth_cert_resolver.has_certs());
+    assert!(d.security.is_default());
     // Debug of a URL without settings is the URL alone.
     assert_eq!(
         format!("{:?}", d.primary),
@@ -129,7 +122,7 @@ fn carbon_copies_have_their_own_settings() {
     ));
     let config = from_toml_str(&text).unwrap_or_else(|e| panic!("{e}"));
     let cc = &config.carbon_copies[0];
-    let sec = cc.url.security();
+    let sec = &cc.security;
     assert_eq!(
         sec.tls.ca_file.as_deref(),
         Some(pki.path("ca.pem").as_path())
@@ -291,7 +284,7 @@ fn secret_key_from_the_environment() {
     let config = load_with_env(&path, vars.into_iter().collect()).unwrap();
     let d = config.delivery.unwrap();
     assert_eq!(
-        d.primary.security().secret_key.as_ref().unwrap().expose(),
+        d.security.secret_key.as_ref().unwrap().expose(),
         KEY.as_bytes()
     );
     let vars = [(
@@ -318,11 +311,13 @@ fn secret_keys_compare_and_read_files() {
         SecretKey::new(KEY).unwrap()
     );
     std::fs::write(&file, [0xff, 0xfe, 0x00, 0x41].repeat(8)).unwrap();
-    assert!(SecretKey::from_file(&file)
-        .unwrap_err()
-        .contains("is not UTF-8 text"));
-    assert!(SecretKey::from_file(Path::new("/nonexistent/key"))
-        .unwrap_err()
+    let err = SecretKey::from_file(&file).unwrap_err();
+    assert!(matches!(err, KeyError::NotText(_)), "{err}");
+    assert!(err.to_string().contains("is not UTF-8 text"));
+    let err = SecretKey::from_file(Path::new("/nonexistent/key")).unwrap_err();
+    assert!(matches!(err, KeyError::Read { .. }), "{err}");
+    assert!(err
+        .to_string()
         .starts_with("cannot read \"/nonexistent/key\""));
 }
 

@@ -1,21 +1,15 @@
-//! [`ServerUrl`]: the `http://` or `https://host[:port][/path][?query]`
-//! address of a billing server (`delivery.primary`, `delivery.secondary`,
-//! `carbon_copy.url`), parsed by hand: the rules are few and strict. It
-//! also carries the server's [`ServerSecurity`] (TLS files, signing key).
+//! [`ServerUrl`]: the `http://` or `https://` address of a billing server
+//! (`delivery.primary`, `delivery.secondary`, `carbon_copy.url`), parsed
+//! with the `url` crate after billbox's stricter rules.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::net::Ipv6Addr;
-use std::ops::Range;
 use std::str::FromStr;
-
-use crate::security::ServerSecurity;
 
 /// An example for messages.
 const EXAMPLE: &str = "write e.g. \"http://billing-a:8080/billing\"";
 
-/// A checked `http://` or `https://` URL of a billing server, with the
-/// server's security settings.
+/// A checked `http://` or `https://` URL of a billing server.
 ///
 /// Rules: the scheme is `http` or `https` (any case), the host is not
 /// empty (a host name, an IPv4 address or an IPv6 address in brackets),
@@ -24,12 +18,9 @@ const EXAMPLE: &str = "write e.g. \"http://billing-a:8080/billing\"";
 /// `?query`. The URL holds no credentials (`user:pw@`), no `#fragment`, no
 /// spaces or control characters and only ASCII.
 ///
-/// A URL parsed from text has the default [`ServerSecurity`] (built-in
-/// trust roots, no client certificate, no signing key); the configuration
-/// attaches its settings with [`with_security`](Self::with_security).
-///
-/// Equality (`==`) compares the text as given and the security settings;
-/// `Display` and [`as_str`](Self::as_str) give the text back unchanged.
+/// Equality (`==`) compares the text as given; `Display` and
+/// [`as_str`](Self::as_str) give it back unchanged. The parts are the
+/// parsed URL's: the host in lower case, the port without a default one.
 ///
 /// ```
 /// let url: billbox_config::ServerUrl = "http://billing-a:8080/billing?gw=1".parse().unwrap();
@@ -46,97 +37,70 @@ const EXAMPLE: &str = "write e.g. \"http://billing-a:8080/billing\"";
 /// assert!(url.is_https());
 /// assert_eq!(url.port(), 443);
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ServerUrl {
-    url: String,
-    https: bool,
-    host: Range<usize>,
-    authority: Range<usize>,
-    port: u16,
-    path_and_query: String,
-    security: ServerSecurity,
-}
-
-impl Hash for ServerUrl {
-    /// The text only (equal URLs have equal text).
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.url.hash(state);
-    }
+    text: String,
+    url: url::Url,
 }
 
 impl ServerUrl {
     /// The URL as given.
     pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The parsed URL.
+    pub fn url(&self) -> &url::Url {
         &self.url
     }
 
-    /// The host as given: a host name, an IPv4 address, or an IPv6 address
-    /// *with* its brackets (`[fd00::1]`), so that `format!("{host}:{port}")`
-    /// is an address to connect to.
+    /// The host: a host name (lower case), an IPv4 address, or an IPv6
+    /// address *with* its brackets (`[fd00::1]`), so that
+    /// `format!("{host}:{port}")` is an address to connect to.
     pub fn host(&self) -> &str {
-        &self.url[self.host.clone()]
+        self.url.host_str().unwrap_or_default()
     }
 
     /// The TCP port: the one given, or 80 (`http`) or 443 (`https`).
     pub fn port(&self) -> u16 {
-        self.port
+        self.url.port_or_known_default().unwrap_or_default()
     }
 
     /// Whether the scheme is `https`: the server is reached over TLS.
     pub fn is_https(&self) -> bool {
-        self.https
+        self.url.scheme() == "https"
     }
 
-    /// The server's security settings.
-    pub fn security(&self) -> &ServerSecurity {
-        &self.security
-    }
-
-    /// The same URL with `security` as its settings.
-    pub fn with_security(mut self, security: ServerSecurity) -> ServerUrl {
-        self.security = security;
-        self
-    }
-
-    /// `host[:port]` as given, for the HTTP `Host` header.
+    /// `host[:port]` for the HTTP `Host` header (no port when it is the
+    /// scheme's default).
     pub fn authority(&self) -> &str {
-        &self.url[self.authority.clone()]
+        &self.url[url::Position::BeforeHost..url::Position::AfterPort]
     }
 
     /// The request target: the path (`/` when none is given) and the
     /// `?query`, if any, e.g. `/billing?gw=1`.
     pub fn path_and_query(&self) -> &str {
-        &self.path_and_query
+        &self.url[url::Position::BeforePath..url::Position::AfterQuery]
     }
 
     /// Whether `self` and `other` name the same server and path: the
-    /// host compared without regard to case, the port as a number (so
-    /// `http://h/x` and `http://H:80/x` are the same server).
+    /// parsed URLs are equal (so `http://h/x` and `http://H:80/x` are).
     pub(crate) fn same_target(&self, other: &ServerUrl) -> bool {
-        self.https == other.https
-            && self.host().eq_ignore_ascii_case(other.host())
-            && self.port == other.port
-            && self.path_and_query == other.path_and_query
+        self.url == other.url
     }
 }
 
 impl fmt::Debug for ServerUrl {
-    /// `ServerUrl("http://billing-a:8080/billing")`, followed by the
-    /// security settings when there are any (the key redacted).
+    /// `ServerUrl("http://billing-a:8080/billing")`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut t = f.debug_tuple("ServerUrl");
-        t.field(&self.url);
-        if !self.security.is_default() {
-            t.field(&self.security);
-        }
-        t.finish()
+        f.debug_tuple("ServerUrl").field(&self.text).finish()
     }
 }
 
 impl fmt::Display for ServerUrl {
     /// The URL as given.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.url)
+        f.write_str(&self.text)
     }
 }
 
@@ -215,100 +179,77 @@ pub enum UrlError {
         /// The port as given.
         port: String,
     },
+    /// Refused by the URL parser after billbox's own rules.
+    #[error("{url:?} is not a valid URL: {source}")]
+    Parse {
+        /// The URL as given.
+        url: String,
+        /// The parser's error.
+        source: url::ParseError,
+    },
 }
 
 impl FromStr for ServerUrl {
     type Err = UrlError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        parse(text)
+        let url = || text.to_string();
+        if text.is_empty() {
+            return Err(UrlError::Empty);
+        }
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return Err(UrlError::NotAbsolute(url()));
+        };
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        // Before anything that might echo the text: never repeat a password.
+        if authority.contains('@') {
+            return Err(UrlError::Credentials);
+        }
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(UrlError::SpaceOrControl(url()));
+        }
+        if !text.is_ascii() {
+            return Err(UrlError::NonAscii(url()));
+        }
+        if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
+            let scheme = scheme.to_string();
+            return Err(UrlError::Scheme { url: url(), scheme });
+        }
+        if text.contains('#') {
+            return Err(UrlError::Fragment(url()));
+        }
+        check_authority(text, authority)?;
+        let parsed =
+            url::Url::parse(text).map_err(|source| UrlError::Parse { url: url(), source })?;
+        Ok(ServerUrl {
+            text: url(),
+            url: parsed,
+        })
     }
-}
-
-fn parse(text: &str) -> Result<ServerUrl, UrlError> {
-    let url = || text.to_string();
-    if text.is_empty() {
-        return Err(UrlError::Empty);
-    }
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return Err(UrlError::NotAbsolute(url()));
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    // Before anything that might echo the text: never repeat a password.
-    if rest[..authority_end].contains('@') {
-        return Err(UrlError::Credentials);
-    }
-    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(UrlError::SpaceOrControl(url()));
-    }
-    if !text.is_ascii() {
-        return Err(UrlError::NonAscii(url()));
-    }
-    let https = scheme.eq_ignore_ascii_case("https");
-    if !https && !scheme.eq_ignore_ascii_case("http") {
-        return Err(UrlError::Scheme {
-            url: url(),
-            scheme: scheme.to_string(),
-        });
-    }
-    if text.contains('#') {
-        return Err(UrlError::Fragment(url()));
-    }
-
-    let authority = &rest[..authority_end];
-    let (host, port) = split_host_port(text, authority, if https { 443 } else { 80 })?;
-    let tail = &rest[authority_end..];
-    let path_and_query = if tail.starts_with('/') {
-        tail.to_string()
-    } else {
-        format!("/{tail}")
-    };
-
-    let start = scheme.len() + 3;
-    Ok(ServerUrl {
-        url: text.to_string(),
-        https,
-        host: start..start + host.len(),
-        authority: start..start + authority.len(),
-        port,
-        path_and_query,
-        security: ServerSecurity::default(),
-    })
 }
 
 /// `host[:port]`: a non-empty host (IPv6 in brackets) and an optional port
-/// from 1 to 65535 (default `default_port`).
-fn split_host_port<'a>(
-    text: &str,
-    authority: &'a str,
-    default_port: u16,
-) -> Result<(&'a str, u16), UrlError> {
+/// from 1 to 65535. The `url` crate takes more (an empty port, port 0,
+/// host names with any punctuation), hence these rules first.
+fn check_authority(text: &str, authority: &str) -> Result<(), UrlError> {
     let url = || text.to_string();
-    if authority.is_empty() {
-        return Err(UrlError::NoHost(url()));
-    }
-    let (host, port) = if authority.starts_with('[') {
-        let Some(close) = authority.find(']') else {
-            return Err(UrlError::NotIpv6 {
-                url: url(),
-                part: authority.to_string(),
-            });
-        };
-        let (host, after) = authority.split_at(close + 1);
-        if host[1..close].parse::<Ipv6Addr>().is_err() {
-            return Err(UrlError::NotIpv6 {
-                url: url(),
-                part: host.to_string(),
-            });
+    let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
+        let close = inner.find(']').map(|i| i + 2).unwrap_or(authority.len());
+        let (host, after) = authority.split_at(close);
+        let ip = host[1..].strip_suffix(']').map(str::parse::<Ipv6Addr>);
+        if !matches!(ip, Some(Ok(_))) {
+            let part = host.to_string();
+            return Err(UrlError::NotIpv6 { url: url(), part });
         }
         match after.strip_prefix(':') {
+            _ if after.is_empty() => (host, None),
             Some(port) => (host, Some(port)),
-            None if after.is_empty() => (host, None),
             None => {
+                let authority = authority.to_string();
                 return Err(UrlError::NotHostPort {
                     url: url(),
-                    authority: authority.to_string(),
-                })
+                    authority,
+                });
             }
         }
     } else if authority.matches(':').count() > 1 {
@@ -322,29 +263,21 @@ fn split_host_port<'a>(
     if host.is_empty() {
         return Err(UrlError::NoHost(url()));
     }
-    if !host.starts_with('[')
-        && !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-    {
-        return Err(UrlError::NotAHost {
-            url: url(),
-            host: host.to_string(),
-        });
+    let host_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+    if !host.starts_with('[') && !host.bytes().all(host_byte) {
+        let host = host.to_string();
+        return Err(UrlError::NotAHost { url: url(), host });
     }
-    let port = match port {
-        None => default_port,
-        Some(digits) => match digits.parse::<u16>() {
-            Ok(port) if port > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => port,
-            _ => {
-                return Err(UrlError::NotAPort {
-                    url: url(),
-                    port: digits.to_string(),
-                })
-            }
-        },
-    };
-    Ok((host, port))
+    match port {
+        Some(digits)
+            if !digits.bytes().all(|b| b.is_ascii_digit())
+                || !matches!(digits.parse::<u16>(), Ok(1..)) =>
+        {
+            let port = digits.to_string();
+            Err(UrlError::NotAPort { url: url(), port })
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -378,7 +311,7 @@ mod tests {
             ),
             ("http://h?x=1", "h", 80, "h", "/?x=1"),
             ("http://h/a/b?x=1&y=%20", "h", 80, "h", "/a/b?x=1&y=%20"),
-            ("HTTP://H.example:1/", "H.example", 1, "H.example:1", "/"),
+            ("HTTP://H.example:1/", "h.example", 1, "h.example:1", "/"),
             (
                 "http://10.0.0.1:65535/cc",
                 "10.0.0.1",

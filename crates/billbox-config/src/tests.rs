@@ -1001,18 +1001,22 @@ fn documentation_matches_the_code() {
     for section in ["## `[delivery]`", "## `[[carbon_copy]]`", "## `[metrics]`"] {
         assert!(doc.contains(section), "docs lack {section}");
     }
-    for key in raw::field_names::<raw::RawGateway>()
-        .iter()
-        .chain(raw::field_names::<raw::RawStore>())
-        .chain(raw::field_names::<raw::RawPort>())
-        .chain(raw::field_names::<raw::RawDelivery>())
-        .chain(raw::field_names::<raw::RawCarbonCopy>())
-        .chain(raw::field_names::<raw::RawMetrics>())
-    {
-        assert!(
-            doc.contains(&format!("### `{key}`")),
-            "docs lack a section for {key}"
-        );
+    let sections = model::section_keys();
+    let keys = |name: &str| &sections.iter().find(|(s, _)| *s == name).unwrap().1;
+    for section in [
+        "gateway",
+        "store",
+        "ports",
+        "delivery",
+        "carbon_copy",
+        "metrics",
+    ] {
+        for key in keys(section) {
+            assert!(
+                doc.contains(&format!("### `{key}`")),
+                "docs lack a section for {key}"
+            );
+        }
     }
     assert!(
         config.transactions.is_some(),
@@ -1023,7 +1027,7 @@ fn documentation_matches_the_code() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("a ## `[transactions]` section");
-    for key in raw::field_names::<crate::transactions::RawTransactions>() {
+    for key in keys("transactions") {
         assert!(
             transactions
                 .lines()
@@ -1037,7 +1041,7 @@ fn documentation_matches_the_code() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("a ## `[metrics]` section");
-    for key in raw::field_names::<raw::RawMetrics>() {
+    for key in keys("metrics") {
         assert!(
             metrics.contains(&format!("### `{key}`")),
             "the [metrics] docs lack a section for {key}"
@@ -1131,6 +1135,7 @@ fn full_delivery_config() {
             batch_max: 50,
             failback_after: Some(Duration::from_secs(600)),
             max_in_flight: 4,
+            security: ServerSecurity::default(),
         })
     );
     assert_eq!(
@@ -1140,16 +1145,19 @@ fn full_delivery_config() {
                 name: "audit".into(),
                 url: url("http://audit:9000/cc"),
                 reliable: true,
+                security: ServerSecurity::default(),
             },
             CarbonCopyConfig {
                 name: "cc2".into(),
                 url: url("http://10.0.0.9/mirror?gw=lobby"),
                 reliable: false,
+                security: ServerSecurity::default(),
             },
             CarbonCopyConfig {
                 name: "x.3".into(),
                 url: url("http://[fd00::9]:81"),
                 reliable: false,
+                security: ServerSecurity::default(),
             },
         ]
     );
@@ -1195,6 +1203,7 @@ fn delivery_defaults() {
             batch_max: 1,
             failback_after: Some(Duration::from_secs(300)),
             max_in_flight: 1,
+            security: ServerSecurity::default(),
         }
     );
     assert_eq!(delivery.primary.port(), 80);
@@ -1731,6 +1740,7 @@ fn env_overrides_delivery_and_store() {
             batch_max: 20,
             failback_after: None,
             max_in_flight: 2,
+            security: ServerSecurity::default(),
         })
     );
     assert_eq!(config.store.max_records, 123);

@@ -100,9 +100,13 @@ impl CursorDestination {
         acks: Rc<dyn AckSink>,
         wake: Arc<Notify>,
     ) -> CursorDestination {
-        let mut endpoints = vec![Endpoint::new(d.primary.clone(), d.request_timeout)];
+        let mut endpoints = vec![Endpoint::new(
+            d.primary.clone(),
+            &d.security,
+            d.request_timeout,
+        )];
         if let Some(s) = &d.secondary {
-            endpoints.push(Endpoint::new(s.clone(), d.request_timeout));
+            endpoints.push(Endpoint::new(s.clone(), &d.security, d.request_timeout));
         }
         CursorDestination {
             name,

@@ -365,6 +365,7 @@ fn start_destinations(
     for cc in &config.carbon_copies {
         let name: Arc<str> = Arc::from(format!("cc:{}", cc.name).as_str());
         let (url, gateway, stop2) = (cc.url.clone(), gateway.clone(), stop.clone());
+        let security = cc.security.clone();
         let live = live.clone();
         let writer = store_actor.clone();
         let make: LoopFactory = if cc.reliable {
@@ -379,7 +380,7 @@ fn start_destinations(
                     cursor: cursor.clone(),
                     gateway: gateway.clone(),
                     ports: ports.clone(),
-                    endpoints: vec![Endpoint::new(url.clone(), timeout)],
+                    endpoints: vec![Endpoint::new(url.clone(), &security, timeout)],
                     policy: Retransmission::new(
                         Method::Failover,
                         1,
@@ -411,7 +412,7 @@ fn start_destinations(
                 let dest = MirrorDestination {
                     name: name2.clone(),
                     gateway: gateway.clone(),
-                    endpoint: Endpoint::new(url.clone(), timeout),
+                    endpoint: Endpoint::new(url.clone(), &security, timeout),
                     batch_max,
                     acks: Rc::new(StoreActorAcks(writer.clone())),
                     records: queue.clone(),
