@@ -35,28 +35,18 @@ pub struct SecretKey(Arc<[u8]>);
 /// Why a secret key (or token) was refused. The messages never show the key.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    /// Fewer than [`MIN_SECRET_KEY_BYTES`] bytes.
+    /// Fewer than [`MIN_SECRET_KEY_BYTES`] bytes: how many.
     #[error("is {0} bytes long; use at least {MIN_SECRET_KEY_BYTES} (32 random characters or more are best)")]
     TooShort(usize),
     /// The key file cannot be read.
-    #[error("cannot read {:?}: {source}", path.display().to_string())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error("cannot read {path:?}: {1}", path = .0.display().to_string())]
+    Read(PathBuf, #[source] std::io::Error),
     /// The key file is not UTF-8 text.
-    #[error("{:?} is not UTF-8 text; write the key as text", .0.display().to_string())]
+    #[error("{path:?} is not UTF-8 text; write the key as text", path = .0.display().to_string())]
     NotText(PathBuf),
-    /// The key in the file is too short.
-    #[error("the key in {:?} {source}", path.display().to_string())]
-    InFile {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with its key.
-        source: Box<KeyError>,
-    },
+    /// The key in the file is refused.
+    #[error("the key in {path:?} {1}", path = .0.display().to_string())]
+    InFile(PathBuf, #[source] Box<KeyError>),
 }
 
 impl SecretKey {
@@ -71,16 +61,10 @@ impl SecretKey {
     /// A key read from `path`: the file's text with the line break(s) at
     /// its end removed (`printf` or `echo` both work).
     pub fn from_file(path: &Path) -> Result<SecretKey, KeyError> {
-        let path_buf = || path.to_path_buf();
-        let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
-            path: path_buf(),
-            source,
-        })?;
-        let text = String::from_utf8(bytes).map_err(|_| KeyError::NotText(path_buf()))?;
-        SecretKey::new(text.trim_end_matches(['\n', '\r'])).map_err(|e| KeyError::InFile {
-            path: path_buf(),
-            source: Box::new(e),
-        })
+        let bytes = std::fs::read(path).map_err(|e| KeyError::Read(path.into(), e))?;
+        let text = String::from_utf8(bytes).map_err(|_| KeyError::NotText(path.into()))?;
+        let text = text.trim_end_matches(['\n', '\r']);
+        SecretKey::new(text).map_err(|e| KeyError::InFile(path.into(), Box::new(e)))
     }
 
     /// The key's bytes, for computing signatures. Never log them.
@@ -140,27 +124,24 @@ impl TlsFiles {
                 read_certificates("client_cert", cert)?,
                 read_private_key("client_key", key)?,
             ))),
-            (Some(_), None) => Err(TlsFileError::Missing {
-                key: "client_key",
-                why: "client_cert needs the private key of its certificate, \
-                      e.g. client_key = \"/etc/billbox/client.key\"",
-            }),
-            (None, Some(_)) => Err(TlsFileError::Missing {
-                key: "client_cert",
-                why: "client_key needs the certificate it belongs to, \
-                      e.g. client_cert = \"/etc/billbox/client.pem\"",
-            }),
+            (Some(_), None) => Err(TlsFileError::Missing(
+                "client_key",
+                "client_cert needs the private key of its certificate, \
+                 e.g. client_key = \"/etc/billbox/client.key\"",
+            )),
+            (None, Some(_)) => Err(TlsFileError::Missing(
+                "client_cert",
+                "client_key needs the certificate it belongs to, \
+                 e.g. client_cert = \"/etc/billbox/client.pem\"",
+            )),
             (None, None) => Ok(None),
         }
     }
 
     /// The error for a client key that does not fit the certificate.
     pub fn mismatch(&self, source: rustls::Error) -> TlsFileError {
-        TlsFileError::Mismatch {
-            key: self.client_key.clone().unwrap_or_default(),
-            cert: self.client_cert.clone().unwrap_or_default(),
-            source,
-        }
+        let (key, cert) = (self.client_key.clone(), self.client_cert.clone());
+        TlsFileError::Mismatch(key.unwrap_or_default(), cert.unwrap_or_default(), source)
     }
 }
 
@@ -237,92 +218,50 @@ pub(crate) fn read_secret(
     }
 }
 
-/// Why a PEM file is not usable. [`key`](Self::key) names the setting.
+/// Why a PEM file is not usable: the setting (as the reader was told,
+/// see [`key`](Self::key)), the file, and what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsFileError {
     /// The file cannot be read.
-    #[error("cannot read {:?}: {source}", path.display().to_string())]
-    Read {
-        /// The setting.
-        key: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error("cannot read {path:?}: {2}", path = .1.display().to_string())]
+    Read(&'static str, PathBuf, #[source] std::io::Error),
     /// Not PEM.
-    #[error("{:?} is not valid PEM: {source}", path.display().to_string())]
-    NotPem {
-        /// The setting.
-        key: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: rustls::pki_types::pem::Error,
-    },
+    #[error("{path:?} is not valid PEM: {2}", path = .1.display().to_string())]
+    NotPem(
+        &'static str,
+        PathBuf,
+        #[source] rustls::pki_types::pem::Error,
+    ),
     /// No certificate in the file.
-    #[error("{:?} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display().to_string())]
-    NoCertificate {
-        /// The setting.
-        key: &'static str,
-        /// The file.
-        path: PathBuf,
-    },
+    #[error("{path:?} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path = .1.display().to_string())]
+    NoCertificate(&'static str, PathBuf),
     /// No private key in the file.
     #[error(
-        "{:?} holds no PEM private key (-----BEGIN PRIVATE KEY-----, \
+        "{path:?} holds no PEM private key (-----BEGIN PRIVATE KEY-----, \
          -----BEGIN RSA PRIVATE KEY----- or -----BEGIN EC PRIVATE KEY-----)",
-        path.display().to_string()
+        path = .1.display().to_string()
     )]
-    NoPrivateKey {
-        /// The setting.
-        key: &'static str,
-        /// The file.
-        path: PathBuf,
-    },
-    /// A CA certificate rustls cannot use as a trust anchor.
-    #[error("certificate {index} in {:?} is not usable: {source}", path.display().to_string())]
-    Unusable {
-        /// The setting.
-        key: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Which certificate, from 1.
-        index: usize,
-        /// Why.
-        source: rustls::Error,
-    },
-    /// One of a client certificate and key without the other.
-    #[error("missing; {why}")]
-    Missing {
-        /// The setting that is missing.
-        key: &'static str,
-        /// What it is needed for.
-        why: &'static str,
-    },
-    /// The client key does not belong to the client certificate.
-    #[error("{:?} does not fit client_cert {:?}: {source}", key.display().to_string(), cert.display().to_string())]
-    Mismatch {
-        /// The key file.
-        key: PathBuf,
-        /// The certificate file.
-        cert: PathBuf,
-        /// Why.
-        source: rustls::Error,
-    },
+    NoPrivateKey(&'static str, PathBuf),
+    /// The `n`th certificate (from 1) cannot be a trust anchor.
+    #[error("certificate {n} in {path:?} is not usable: {3}", n = .2, path = .1.display().to_string())]
+    Unusable(&'static str, PathBuf, usize, #[source] rustls::Error),
+    /// One of a client certificate and key without the other: the one
+    /// missing, and what it is needed for.
+    #[error("missing; {1}")]
+    Missing(&'static str, &'static str),
+    /// The client key (the file) does not belong to the certificate.
+    #[error("{key:?} does not fit client_cert {cert:?}: {2}", key = .0.display().to_string(), cert = .1.display().to_string())]
+    Mismatch(PathBuf, PathBuf, #[source] rustls::Error),
 }
 
 impl TlsFileError {
-    /// The setting at fault (as the reader was told, e.g. `ca_file`).
+    /// The setting at fault, e.g. `ca_file`.
     pub fn key(&self) -> &'static str {
+        use TlsFileError::*;
         match self {
-            TlsFileError::Read { key, .. }
-            | TlsFileError::NotPem { key, .. }
-            | TlsFileError::NoCertificate { key, .. }
-            | TlsFileError::NoPrivateKey { key, .. }
-            | TlsFileError::Unusable { key, .. }
-            | TlsFileError::Missing { key, .. } => key,
-            TlsFileError::Mismatch { .. } => "client_key",
+            Read(key, ..) | NotPem(key, ..) | NoCertificate(key, _) => key,
+            NoPrivateKey(key, _) | Unusable(key, ..) | Missing(key, _) => key,
+            Mismatch(..) => "client_key",
         }
     }
 }
@@ -335,11 +274,7 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsFileError> {
-    std::fs::read(path).map_err(|source| TlsFileError::Read {
-        key,
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read(path).map_err(|e| TlsFileError::Read(key, path.to_path_buf(), e))
 }
 
 /// Every PEM certificate in the file at `path` (for the setting `key`);
@@ -352,8 +287,8 @@ pub fn read_certificates(
     let path = path.to_path_buf();
     let certs = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();
     match certs {
-        Err(source) => Err(TlsFileError::NotPem { key, path, source }),
-        Ok(certs) if certs.is_empty() => Err(TlsFileError::NoCertificate { key, path }),
+        Err(e) => Err(TlsFileError::NotPem(key, path, e)),
+        Ok(certs) if certs.is_empty() => Err(TlsFileError::NoCertificate(key, path)),
         Ok(certs) => Ok(certs),
     }
 }
@@ -363,22 +298,16 @@ pub fn read_private_key(
     key: &'static str,
     path: &Path,
 ) -> Result<PrivateKeyDer<'static>, TlsFileError> {
-    PrivateKeyDer::from_pem_slice(&read(key, path)?).map_err(|_| TlsFileError::NoPrivateKey {
-        key,
-        path: path.to_path_buf(),
-    })
+    let pem = read(key, path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| TlsFileError::NoPrivateKey(key, path.into()))
 }
 
 /// Trust anchors from the PEM certificates in `path` (for the setting `key`).
 pub fn read_roots(key: &'static str, path: &Path) -> Result<RootCertStore, TlsFileError> {
     let mut roots = RootCertStore::empty();
     for (i, cert) in read_certificates(key, path)?.into_iter().enumerate() {
-        roots.add(cert).map_err(|source| TlsFileError::Unusable {
-            key,
-            path: path.to_path_buf(),
-            index: i + 1,
-            source,
-        })?;
+        let unusable = |e| TlsFileError::Unusable(key, path.to_path_buf(), i + 1, e);
+        roots.add(cert).map_err(unusable)?;
     }
     Ok(roots)
 }

@@ -130,63 +130,33 @@ pub enum UrlError {
          and write host names in ASCII (punycode)"
     )]
     NonAscii(String),
-    /// Not `http://` or `https://`.
-    #[error("{url:?}: {scheme}:// is not supported; use http:// or https://")]
-    Scheme {
-        /// The URL as given.
-        url: String,
-        /// The scheme given.
-        scheme: String,
-    },
+    /// Not `http://` or `https://`: the URL, the scheme.
+    #[error("{0:?}: {1}:// is not supported; use http:// or https://")]
+    Scheme(String, String),
     /// A `#fragment`.
     #[error("{0:?} has a #fragment, which is never sent to a server; remove it")]
     Fragment(String),
     /// No host before the path.
     #[error("{0:?} has no host; {EXAMPLE}")]
     NoHost(String),
-    /// `[...]` that is not an IPv6 address.
-    #[error("{url:?}: {part:?} is not an IPv6 address in brackets")]
-    NotIpv6 {
-        /// The URL as given.
-        url: String,
-        /// The bracketed part.
-        part: String,
-    },
-    /// Something after `]` other than `:port`.
-    #[error("{url:?}: {authority:?} is not host:port; {EXAMPLE}")]
-    NotHostPort {
-        /// The URL as given.
-        url: String,
-        /// `host[:port]` as given.
-        authority: String,
-    },
+    /// `[...]` that is not an IPv6 address: the URL, the bracketed part.
+    #[error("{0:?}: {1:?} is not an IPv6 address in brackets")]
+    NotIpv6(String, String),
+    /// Something after `]` other than `:port`: the URL, `host[:port]`.
+    #[error("{0:?}: {1:?} is not host:port; {EXAMPLE}")]
+    NotHostPort(String, String),
     /// An IPv6 address without its brackets.
     #[error("{0:?}: write an IPv6 address in brackets, e.g. \"http://[fd00::1]:8080/billing\"")]
     Ipv6WithoutBrackets(String),
-    /// A host with characters a host name cannot have.
-    #[error("{url:?}: {host:?} is not a host name or address")]
-    NotAHost {
-        /// The URL as given.
-        url: String,
-        /// The host as given.
-        host: String,
-    },
-    /// A port that is not 1 to 65535.
-    #[error("{url:?}: {port:?} is not a port; use 1 to 65535")]
-    NotAPort {
-        /// The URL as given.
-        url: String,
-        /// The port as given.
-        port: String,
-    },
+    /// A host with characters a host name cannot have: the URL, the host.
+    #[error("{0:?}: {1:?} is not a host name or address")]
+    NotAHost(String, String),
+    /// A port that is not 1 to 65535: the URL, the port as given.
+    #[error("{0:?}: {1:?} is not a port; use 1 to 65535")]
+    NotAPort(String, String),
     /// Refused by the URL parser after billbox's own rules.
-    #[error("{url:?} is not a valid URL: {source}")]
-    Parse {
-        /// The URL as given.
-        url: String,
-        /// The parser's error.
-        source: url::ParseError,
-    },
+    #[error("{0:?} is not a valid URL: {1}")]
+    Parse(String, #[source] url::ParseError),
 }
 
 impl FromStr for ServerUrl {
@@ -212,15 +182,13 @@ impl FromStr for ServerUrl {
             return Err(UrlError::NonAscii(url()));
         }
         if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
-            let scheme = scheme.to_string();
-            return Err(UrlError::Scheme { url: url(), scheme });
+            return Err(UrlError::Scheme(url(), scheme.to_string()));
         }
         if text.contains('#') {
             return Err(UrlError::Fragment(url()));
         }
         check_authority(text, authority)?;
-        let parsed =
-            url::Url::parse(text).map_err(|source| UrlError::Parse { url: url(), source })?;
+        let parsed = url::Url::parse(text).map_err(|e| UrlError::Parse(url(), e))?;
         Ok(ServerUrl {
             text: url(),
             url: parsed,
@@ -238,19 +206,12 @@ fn check_authority(text: &str, authority: &str) -> Result<(), UrlError> {
         let (host, after) = authority.split_at(close);
         let ip = host[1..].strip_suffix(']').map(str::parse::<Ipv6Addr>);
         if !matches!(ip, Some(Ok(_))) {
-            let part = host.to_string();
-            return Err(UrlError::NotIpv6 { url: url(), part });
+            return Err(UrlError::NotIpv6(url(), host.to_string()));
         }
         match after.strip_prefix(':') {
             _ if after.is_empty() => (host, None),
             Some(port) => (host, Some(port)),
-            None => {
-                let authority = authority.to_string();
-                return Err(UrlError::NotHostPort {
-                    url: url(),
-                    authority,
-                });
-            }
+            None => return Err(UrlError::NotHostPort(url(), authority.to_string())),
         }
     } else if authority.matches(':').count() > 1 {
         return Err(UrlError::Ipv6WithoutBrackets(url()));
@@ -265,16 +226,14 @@ fn check_authority(text: &str, authority: &str) -> Result<(), UrlError> {
     }
     let host_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
     if !host.starts_with('[') && !host.bytes().all(host_byte) {
-        let host = host.to_string();
-        return Err(UrlError::NotAHost { url: url(), host });
+        return Err(UrlError::NotAHost(url(), host.to_string()));
     }
     match port {
         Some(digits)
             if !digits.bytes().all(|b| b.is_ascii_digit())
                 || !matches!(digits.parse::<u16>(), Ok(1..)) =>
         {
-            let port = digits.to_string();
-            Err(UrlError::NotAPort { url: url(), port })
+            Err(UrlError::NotAPort(url(), digits.to_string()))
         }
         _ => Ok(()),
     }

@@ -78,13 +78,10 @@ mod tests {
 
         tls.client_key = file("other.key", other.serialize_pem());
         let err = client_config(&tls).unwrap_err();
-        assert!(matches!(err, TlsFileError::Mismatch { .. }), "{err}");
+        assert!(matches!(err, TlsFileError::Mismatch(..)), "{err}");
         assert_eq!(err.key(), "client_key");
         tls.ca_file = Some(dir.path().join("nowhere.pem"));
         let err = client_config(&tls).unwrap_err();
-        assert!(
-            matches!(err, TlsFileError::Read { key: "ca_file", .. }),
-            "{err}"
-        );
+        assert!(matches!(err, TlsFileError::Read("ca_file", ..)), "{err}");
     }
 }
