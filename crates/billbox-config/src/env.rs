@@ -36,15 +36,8 @@ impl Overrides {
     /// The note added to a problem at `key` when variables set it (or, for
     /// a section, keys inside it).
     pub fn note(&self, key: &str) -> Option<String> {
-        let vars = self.vars_under(key);
-        match vars.as_slice() {
-            [] => None,
-            [var] => Some(format!(" (set by environment variable {var})")),
-            _ => Some(format!(
-                " (set by environment variables {})",
-                vars.join(", ")
-            )),
-        }
+        let vars = self.vars_under(key, "variable", "variables")?;
+        Some(format!(" (set by environment {vars})"))
     }
 
     /// The note added to a problem about a missing key (`delivery.primary`)
@@ -52,27 +45,26 @@ impl Overrides {
     /// created the section.
     pub fn section_note(&self, key: &str) -> Option<String> {
         let (section, _) = key.rsplit_once('.')?;
-        let vars = self.vars_under(section);
-        match vars.as_slice() {
-            [] => None,
-            [var] => Some(format!(
-                " ([{section}] has a key from environment variable {var})"
-            )),
-            _ => Some(format!(
-                " ([{section}] has keys from environment variables {})",
-                vars.join(", ")
-            )),
-        }
+        let (one, many) = (
+            "a key from environment variable",
+            "keys from environment variables",
+        );
+        Some(format!(
+            " ([{section}] has {})",
+            self.vars_under(section, one, many)?
+        ))
     }
 
-    /// The variables that set `key` or keys inside it.
-    fn vars_under(&self, key: &str) -> Vec<&str> {
+    /// The variables that set `key` or keys inside it, after `one` or
+    /// `many`; `None` when there are none.
+    fn vars_under(&self, key: &str, one: &str, many: &str) -> Option<String> {
         let inside = format!("{key}.");
-        self.keys
-            .iter()
+        let vars: Vec<&str> = (self.keys.iter())
             .filter(|(k, _)| *k == key || k.starts_with(&inside))
             .map(|(_, var)| var.as_str())
-            .collect()
+            .collect();
+        let word = if vars.len() == 1 { one } else { many };
+        (!vars.is_empty()).then(|| format!("{word} {}", vars.join(", ")))
     }
 }
 

@@ -88,14 +88,16 @@ mod tests {
 
     #[test]
     fn bad_escapes() {
-        for (text, sequence) in [
+        #[rustfmt::skip]
+        let cases = [
             (r"\xZZ", r"\xZZ"),
             (r"\x4", r"\x4"),
             (r"\x", r"\x"),
             (r"\q", r"\q"),
             (r"ab\", r"\"),
             (r"\R", r"\R"),
-        ] {
+        ];
+        for (text, sequence) in cases {
             let err = decode_escapes(text).unwrap_err();
             assert_eq!(err.sequence, sequence, "{text}");
             assert!(err.to_string().contains(sequence), "{err}");

@@ -624,10 +624,7 @@ impl PortConfig {
         let billing_eor = match t.text("billing_eor").map(|text| decode_escapes(&text)) {
             None if t.given("billing_eor") => None,
             None => Some(b"\n".to_vec()),
-            Some(Err(e)) => {
-                t.problem("billing_eor", e.to_string());
-                None
-            }
+            Some(Err(e)) => t.fail("billing_eor", e.to_string()),
             Some(Ok(bytes)) if bytes.is_empty() => {
                 t.problem(
                     "billing_eor",
@@ -825,10 +822,7 @@ fn read_source(t: &mut Table, id: &mut Identity) -> Option<PortSource> {
     let addr = connect?;
     match check_host_port(&addr) {
         Ok(()) => Some(PortSource::Connect { addr }),
-        Err(why) => {
-            t.problem("connect", why);
-            None
-        }
+        Err(why) => t.fail("connect", why),
     }
 }
 

@@ -92,6 +92,12 @@ impl<'a> Table<'a> {
         self.problems.push(Problem::new(self.key(key), message));
     }
 
+    /// A problem at `key`, and `None`.
+    pub fn fail<T>(&mut self, key: &str, message: impl Into<String>) -> Option<T> {
+        self.problem(key, message);
+        None
+    }
+
     /// A required key is absent.
     pub fn missing(&mut self, key: &str, message: impl Into<String>) {
         self.problems.push(Problem::missing(self.key(key), message));
@@ -134,10 +140,7 @@ impl<'a> Table<'a> {
     /// `value`, unless the table is in an [`unused`](Self::unused) stretch.
     fn accept<T>(&mut self, key: &str, value: T) -> Option<T> {
         match self.unused.clone() {
-            Some(message) => {
-                self.problem(key, message.replace("{key}", key));
-                None
-            }
+            Some(message) => self.fail(key, message.replace("{key}", key)),
             None => Some(value),
         }
     }
@@ -168,8 +171,7 @@ impl<'a> Table<'a> {
             ValueKind::Nil => "nothing",
             _ => "a number (write it in quotes)",
         };
-        self.problem(key, format!("expected a string, found {found}"));
-        None
+        self.fail(key, format!("expected a string, found {found}"))
     }
 
     /// A path: a string that is not empty and has no NUL.
@@ -177,10 +179,7 @@ impl<'a> Table<'a> {
         let text = self.text(key)?;
         match check_path(&text) {
             Ok(()) => Some(PathBuf::from(text)),
-            Err(why) => {
-                self.problem(key, why);
-                None
-            }
+            Err(why) => self.fail(key, why),
         }
     }
 
@@ -200,10 +199,7 @@ impl<'a> Table<'a> {
         };
         match n {
             Ok(n) => self.accept(key, n),
-            Err(why) => {
-                self.problem(key, why);
-                None
-            }
+            Err(why) => self.fail(key, why),
         }
     }
 
@@ -307,10 +303,7 @@ impl<'a> Table<'a> {
         };
         match parsed {
             Ok(d) => self.accept(key, d),
-            Err(why) => {
-                self.problem(key, why);
-                None
-            }
+            Err(why) => self.fail(key, why),
         }
     }
 
@@ -332,8 +325,7 @@ impl<'a> Table<'a> {
             _ if d > max => format!("{} is too long; at most {}", show(d), show(max)),
             _ => return Some(d),
         };
-        self.problem(key, why);
-        None
+        self.fail(key, why)
     }
 
     /// The table at `key`: an empty one when absent, `None` (a problem)

@@ -211,10 +211,7 @@ pub(crate) fn read_secret(
     };
     match result {
         Ok(secret) => Some(Some(secret)),
-        Err((key, e)) => {
-            t.problem(key, e.to_string());
-            None
-        }
+        Err((key, e)) => t.fail(key, e.to_string()),
     }
 }
 

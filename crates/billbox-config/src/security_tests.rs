@@ -140,7 +140,8 @@ fn tls_file_problems_name_the_key() {
     let pki = Pki::new();
     let https = "primary = \"https://a/\"\n";
     let missing = pki.path("nowhere.pem").display().to_string();
-    for (lines, expected) in [
+    #[rustfmt::skip]
+    let cases = [
         (format!("{https}ca_file = {missing:?}\n"), format!("delivery.ca_file: cannot read {missing:?}: No such file or directory")),
         (
             format!("{https}{}", pki.key("ca_file", "garbage.pem")),
@@ -190,7 +191,8 @@ fn tls_file_problems_name_the_key() {
             "delivery.ca_file: only https:// servers use TLS, and no server of [delivery] is https://; use an https:// URL or remove ca_file"
                 .to_string(),
         ),
-    ] {
+    ];
+    for (lines, expected) in cases {
         one_problem(&with_delivery(&lines), &expected);
     }
     // The same for a carbon copy, at its own keys.
@@ -217,15 +219,10 @@ fn tls_file_problems_name_the_key() {
 fn secret_key_problems_never_show_the_key() {
     let pki = Pki::new();
     let http = "primary = \"http://a/\"\n";
-    for (lines, expected) in [
-        (
-            format!("{http}secret_key = \"short-secret\"\n"),
-            "delivery.secret_key: is 12 bytes long; use at least 16".to_string(),
-        ),
-        (
-            format!("{http}secret_key = 123456789012345678\n"),
-            "delivery.secret_key: expected a string, found a number".to_string(),
-        ),
+    #[rustfmt::skip]
+    let cases = [
+        (format!("{http}secret_key = \"short-secret\"\n"), "delivery.secret_key: is 12 bytes long; use at least 16".to_string()),
+        (format!("{http}secret_key = 123456789012345678\n"), "delivery.secret_key: expected a string, found a number".to_string()),
         (
             format!(
                 "{http}secret_key = \"{KEY}\"\n{}",
@@ -240,7 +237,8 @@ fn secret_key_problems_never_show_the_key() {
                 pki.path("nowhere").display().to_string()
             ),
         ),
-    ] {
+    ];
+    for (lines, expected) in cases {
         let text = with_delivery(&lines);
         one_problem(&text, &expected);
         let found = problems(&text).join("\n");

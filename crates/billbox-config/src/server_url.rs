@@ -257,38 +257,22 @@ mod tests {
 
     #[test]
     fn parts() {
-        for (text, host, port, authority, target) in [
+        #[rustfmt::skip]
+        let cases = [
             ("http://h", "h", 80, "h", "/"),
             ("http://h/", "h", 80, "h", "/"),
             ("http://h:8080", "h", 8080, "h:8080", "/"),
-            (
-                "http://billing-a:8080/billing",
-                "billing-a",
-                8080,
-                "billing-a:8080",
-                "/billing",
-            ),
+            ("http://billing-a:8080/billing", "billing-a", 8080, "billing-a:8080", "/billing"),
             ("http://h?x=1", "h", 80, "h", "/?x=1"),
             ("http://h/a/b?x=1&y=%20", "h", 80, "h", "/a/b?x=1&y=%20"),
             ("HTTP://H.example:1/", "h.example", 1, "h.example:1", "/"),
-            (
-                "http://10.0.0.1:65535/cc",
-                "10.0.0.1",
-                65535,
-                "10.0.0.1:65535",
-                "/cc",
-            ),
+            ("http://10.0.0.1:65535/cc", "10.0.0.1", 65535, "10.0.0.1:65535", "/cc"),
             ("http://[::1]/x", "[::1]", 80, "[::1]", "/x"),
             ("https://h/x", "h", 443, "h", "/x"),
             ("HTTPS://h:8443", "h", 8443, "h:8443", "/"),
-            (
-                "http://[fd00::1]:9000",
-                "[fd00::1]",
-                9000,
-                "[fd00::1]:9000",
-                "/",
-            ),
-        ] {
+            ("http://[fd00::1]:9000", "[fd00::1]", 9000, "[fd00::1]:9000", "/"),
+        ];
+        for (text, host, port, authority, target) in cases {
             let url = ok(text);
             assert_eq!(url.as_str(), text);
             assert_eq!(url.to_string(), text);
@@ -301,25 +285,17 @@ mod tests {
 
     #[test]
     fn refusals() {
-        for (text, message) in [
+        #[rustfmt::skip]
+        let cases = [
             ("", "must not be empty"),
-            (
-                "billing-a:8080",
-                "\"billing-a:8080\" is not an absolute URL",
-            ),
-            (
-                "ftp://x",
-                "\"ftp://x\": ftp:// is not supported; use http:// or https://",
-            ),
+            ("billing-a:8080", "\"billing-a:8080\" is not an absolute URL"),
+            ("ftp://x", "\"ftp://x\": ftp:// is not supported; use http:// or https://"),
             ("https://", "\"https://\" has no host"),
             ("http://", "\"http://\" has no host"),
             ("http:///path", "\"http:///path\" has no host"),
             ("http://:80/", "\"http://:80/\" has no host"),
             ("http://h:0/", "\"http://h:0/\": \"0\" is not a port"),
-            (
-                "http://h:65536/",
-                "\"http://h:65536/\": \"65536\" is not a port",
-            ),
+            ("http://h:65536/", "\"http://h:65536/\": \"65536\" is not a port"),
             ("http://h:/", "\"http://h:/\": \"\" is not a port"),
             ("http://h:+80/", "\"http://h:+80/\": \"+80\" is not a port"),
             ("http://h:x/", "is not a port"),
@@ -332,7 +308,8 @@ mod tests {
             ("http://[::1]x/", "is not host:port"),
             ("http://fd00::1/", "write an IPv6 address in brackets"),
             ("http://a,b/", "\"a,b\" is not a host name"),
-        ] {
+        ];
+        for (text, message) in cases {
             let found = err(text);
             assert!(found.contains(message), "{text:?}: {found}");
         }
@@ -340,11 +317,13 @@ mod tests {
 
     #[test]
     fn credentials_are_refused_and_not_echoed() {
-        for text in [
+        #[rustfmt::skip]
+        let cases = [
             "http://user:pw@h/",
             "http://user@h/",
             "http://u:secret@h:80",
-        ] {
+        ];
+        for text in cases {
             let found = err(text);
             assert!(found.contains("credentials"), "{found}");
             assert!(

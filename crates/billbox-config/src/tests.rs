@@ -223,7 +223,8 @@ fn reference_acs_config() {
 
 #[test]
 fn billing_timeout_forms() {
-    for (value, expected) in [
+    #[rustfmt::skip]
+    let cases = [
         ("60", Some(3600)),
         ("\"60\"", Some(3600)),
         ("\"60m\"", Some(3600)),
@@ -232,7 +233,8 @@ fn billing_timeout_forms() {
         ("0", None),
         ("\"0\"", None),
         ("\"0s\"", None),
-    ] {
+    ];
+    for (value, expected) in cases {
         let port = one_port(&serial_port(&format!("billing_timeout = {value}")));
         assert_eq!(
             port.billing_timeout,
@@ -254,7 +256,8 @@ fn reconnect_max_forms() {
 
 #[test]
 fn escapes_in_billing_eor() {
-    for (value, bytes) in [
+    #[rustfmt::skip]
+    let cases = [
         (r"'\r\n'", &b"\r\n"[..]),
         (r#""\r\n""#, b"\r\n"),
         (r#""\u0003""#, b"\x03"),
@@ -264,7 +267,8 @@ fn escapes_in_billing_eor() {
         (r"'\t|\0'", b"\t|\0"),
         (r#""ETX\\x03""#, b"ETX\x03"),
         ("'\u{e9}'", "\u{e9}".as_bytes()),
-    ] {
+    ];
+    for (value, bytes) in cases {
         let port = one_port(&serial_port(&format!("billing_eor = {value}")));
         assert_eq!(port.billing_eor, bytes, "{value}");
     }
@@ -440,12 +444,14 @@ fn tcp_sources() {
         assert_eq!(port.source, PortSource::Listen { addr: addr.into() });
         assert_eq!(port.serial, SerialSettings::default());
     }
-    for addr in [
+    #[rustfmt::skip]
+    let cases = [
         "10.1.2.3:1752",
         "pbx.example:1",
         "[fd00::1]:65535",
         "pbx-1:80",
-    ] {
+    ];
+    for addr in cases {
         let port = one_port(&bare_port(&format!("connect = \"{addr}\"")));
         assert_eq!(port.source, PortSource::Connect { addr: addr.into() });
     }
@@ -726,14 +732,16 @@ fn documentation_matches_the_code() {
     }
     let sections = model::section_keys();
     let keys = |name: &str| &sections.iter().find(|(s, _)| *s == name).unwrap().1;
-    for section in [
+    #[rustfmt::skip]
+    let cases = [
         "gateway",
         "store",
         "ports",
         "delivery",
         "carbon_copy",
         "metrics",
-    ] {
+    ];
+    for section in cases {
         for key in keys(section) {
             assert!(
                 doc.contains(&format!("### `{key}`")),
@@ -963,13 +971,15 @@ fn delivery_value_forms() {
         delivery("method = \"round_robin\"").method,
         Method::RoundRobin
     );
-    for (value, secs) in [
+    #[rustfmt::skip]
+    let cases = [
         ("0", 0),
         ("\"0\"", 0),
         ("7", 7),
         ("\"7\"", 7),
         ("\"1h\"", 3600),
-    ] {
+    ];
+    for (value, secs) in cases {
         assert_eq!(
             delivery(&format!("retry_delay = {value}")).retry_delay,
             Duration::from_secs(secs),
@@ -1059,7 +1069,8 @@ fn suspend_value_forms_bounds_and_default() {
         DeliveryConfig::new(url("http://a/")).suspend,
         Duration::ZERO
     );
-    for (value, d) in [
+    #[rustfmt::skip]
+    let cases = [
         ("0", Duration::ZERO),
         ("\"0s\"", Duration::ZERO),
         ("30", Duration::from_secs(30)),
@@ -1068,22 +1079,22 @@ fn suspend_value_forms_bounds_and_default() {
         ("\"10m\"", Duration::from_secs(600)),
         ("\"1d\"", Duration::from_secs(86400)),
         ("\"24h\"", Duration::from_secs(86400)),
-    ] {
+    ];
+    for (value, d) in cases {
         assert_eq!(
             delivery(&format!("suspend = {value}")).suspend,
             d,
             "{value}"
         );
     }
-    for (value, problem) in [
-        (
-            "\"1d 1s\"",
-            "delivery.suspend: 1day 1s is too long; at most 1day",
-        ),
+    #[rustfmt::skip]
+    let cases = [
+        ("\"1d 1s\"", "delivery.suspend: 1day 1s is too long; at most 1day"),
         ("\"25h\"", "is too long; at most 1day"),
         ("-5", "delivery.suspend: -5 is negative"),
         ("true", "delivery.suspend: expected a duration"),
-    ] {
+    ];
+    for (value, problem) in cases {
         let err = from_toml_str(&serial_port(&format!(
             "[delivery]\nprimary = \"http://a/\"\nsuspend = {value}"
         )))
@@ -1421,7 +1432,8 @@ fn metrics_values() {
             "{addr}"
         );
     }
-    for (value, expected) in [
+    #[rustfmt::skip]
+    let cases = [
         ("1", Duration::from_secs(1)),
         ("\"90\"", Duration::from_secs(90)),
         ("600", Duration::from_secs(600)),
@@ -1430,7 +1442,8 @@ fn metrics_values() {
         ("\"1h 30m\"", Duration::from_secs(5400)),
         ("\"7days\"", Duration::from_secs(7 * 86400)),
         ("604800", Duration::from_secs(7 * 86400)),
-    ] {
+    ];
+    for (value, expected) in cases {
         assert_eq!(
             metrics(&format!("delivery_alarm = {value}")).delivery_alarm,
             expected,
@@ -1459,7 +1472,8 @@ fn metrics_values() {
 
 #[test]
 fn quiet_alarm_forms() {
-    for (value, expected) in [
+    #[rustfmt::skip]
+    let cases = [
         ("1", Duration::from_secs(1)),
         ("\"1\"", Duration::from_secs(1)),
         ("3600", Duration::from_secs(3600)),
@@ -1470,7 +1484,8 @@ fn quiet_alarm_forms() {
         ("\"1500ms\"", Duration::from_millis(1500)),
         ("\"30days\"", Duration::from_secs(30 * 86400)),
         ("2592000", Duration::from_secs(30 * 86400)),
-    ] {
+    ];
+    for (value, expected) in cases {
         let port = one_port(&serial_port(&format!("quiet_alarm = {value}")));
         assert_eq!(port.quiet_alarm, Some(expected), "{value}");
     }

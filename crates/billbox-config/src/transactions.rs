@@ -98,8 +98,7 @@ impl TransactionsConfig {
         let listen = match listen {
             Some(addr) => addr.parse::<SocketAddr>().ok().or_else(|| {
                 let why = "is not an address; write IP:PORT, e.g. \"127.0.0.1:9120\"";
-                t.problem("listen", format!("{addr:?} {why}"));
-                None
+                t.fail("listen", format!("{addr:?} {why}"))
             }),
             None if !t.given("listen") => {
                 let why = "missing; [transactions] needs the submit API's address, \
