@@ -258,27 +258,27 @@ impl MetricsConfig {
     /// metrics listener must not take.
     fn read(t: &mut Table, ports: &[Identity]) -> MetricsConfig {
         let enabled = t.bool("enabled").unwrap_or(true);
-        let listen = t.text("listen").and_then(|addr| {
-            let parsed = addr.parse::<SocketAddr>().ok();
-            if parsed.is_none() {
+        let default = SocketAddr::from(([127, 0, 0, 1], 9109));
+        let listen = match t.text("listen") {
+            Some(addr) => addr.parse::<SocketAddr>().ok().or_else(|| {
                 let why = "is not an address; write IP:PORT, e.g. \"127.0.0.1:9109\"";
-                t.problem("listen", format!("{addr:?} {why}"));
-            }
-            parsed
-        });
-        let listen = listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9109)));
+                t.fail("listen", format!("{addr:?} {why}"))
+            }),
+            None => (!t.given("listen")).then_some(default),
+        };
         // Port 0 asks for any free port, which never clashes.
-        if enabled && listen.port() != 0 {
-            if let Some(i) = ports.iter().position(|p| p.listen == Some(listen)) {
-                t.problem(
-                    "listen",
-                    format!(
-                        "{listen} is also the listen address of ports[{i}]; \
-                         give the metrics listener another address"
-                    ),
-                );
-            }
+        let port = |a: &SocketAddr| ports.iter().position(|p| p.listen == Some(*a));
+        if let Some((addr, i)) = listen
+            .filter(|a| enabled && a.port() != 0)
+            .and_then(|a| Some((a, port(&a)?)))
+        {
+            let why = "give the metrics listener another address";
+            t.problem(
+                "listen",
+                format!("{addr} is also the listen address of ports[{i}]; {why}"),
+            );
         }
+        let listen = listen.unwrap_or(default);
         let gt0 = Some("must be greater than 0");
         MetricsConfig {
             enabled,

@@ -1513,6 +1513,8 @@ fn every_invalid_monitoring_value_names_its_key() {
         (serial_port("[metrics]\nlisten = \"\""), "metrics.listen: \"\" is not an address"),
         (serial_port("[metrics]\nlisten = 9109"), "metrics.listen: expected a string, found integer 9109"),
         (bare_port("listen = \"0.0.0.0:9109\"\n[metrics]\nlisten = \"0.0.0.0:9109\""), "metrics.listen: 0.0.0.0:9109 is also the listen address of ports[0]; give the metrics listener another address"),
+        // A listen address that is refused is not compared with the ports.
+        (bare_port("listen = \"127.0.0.1:9109\"\n[metrics]\nlisten = \"nowhere\""), "metrics.listen: \"nowhere\" is not an address"),
         // metrics.delivery_alarm
         (serial_port("[metrics]\ndelivery_alarm = 0"), "metrics.delivery_alarm: must be greater than 0"),
         (serial_port("[metrics]\ndelivery_alarm = \"0s\""), "metrics.delivery_alarm: must be greater than 0"),
