@@ -162,8 +162,8 @@ impl ConfigError {
     /// then unknown top-level keys, `[gateway]`, `[store]`, each port,
     /// problems between ports, `[delivery]`, each carbon copy, problems
     /// between carbon copies, `[metrics]`, `[transactions]`. Within a
-    /// table, unknown keys come first, then the keys in the order of the
-    /// reference. Never empty.
+    /// table: unknown keys, then values of the wrong type, then the other
+    /// problems, each in the order of the reference. Never empty.
     pub fn problems(&self) -> &[Problem] {
         &self.problems
     }

@@ -364,8 +364,8 @@ impl DeliveryConfig {
             t.missing("primary", format!("{why} {URL_EXAMPLE}"));
         }
         let primary = primary.and_then(|text| read_url(t, "primary", &text));
-        let secondary_given = t.given("secondary");
         let secondary = t.text("secondary");
+        let secondary_given = t.accepted("secondary");
         let secondary = secondary.and_then(|text| read_url(t, "secondary", &text));
         if let (Some(p), Some(s)) = (&primary, &secondary) {
             if p.same_target(s) {

@@ -42,6 +42,10 @@ pub(crate) struct Table<'a> {
     keys: Vec<&'static str>,
     /// Keys that were present (whatever their value).
     given: BTreeSet<&'static str>,
+    /// Keys whose value has the wrong type.
+    rejected: BTreeSet<&'static str>,
+    /// Values of the wrong type, reported before the other problems.
+    typed: Vec<Problem>,
     problems: Vec<Problem>,
     env: &'a EnvKeys,
     /// While set, a valid value is reported as having no effect here:
@@ -56,6 +60,8 @@ impl<'a> Table<'a> {
             map,
             keys: Vec::new(),
             given: BTreeSet::new(),
+            rejected: BTreeSet::new(),
+            typed: Vec::new(),
             problems: Vec::new(),
             env,
             unused: None,
@@ -111,7 +117,7 @@ impl<'a> Table<'a> {
     }
 
     pub fn problem_count(&self) -> usize {
-        self.problems.len()
+        self.typed.len() + self.problems.len()
     }
 
     /// Whether `key` is in the table and not read yet.
@@ -122,6 +128,11 @@ impl<'a> Table<'a> {
     /// Whether `key` was in the table, with any value.
     pub fn given(&self, key: &str) -> bool {
         self.given.contains(key)
+    }
+
+    /// Whether `key` was in the table with a value of the right type.
+    pub fn accepted(&self, key: &str) -> bool {
+        self.given(key) && !self.rejected.contains(key)
     }
 
     /// Until [`used`](Self::used), valid values are reported with
@@ -145,12 +156,18 @@ impl<'a> Table<'a> {
         }
     }
 
-    fn wrong<T>(&mut self, key: &str, expected: &str, found: &ValueKind) -> Option<T> {
-        self.problem(
+    /// A value of the wrong type at `key`.
+    fn wrong_type<T>(&mut self, key: &'static str, message: String) -> Option<T> {
+        self.rejected.insert(key);
+        self.typed.push(Problem::new(self.key(key), message));
+        None
+    }
+
+    fn wrong<T>(&mut self, key: &'static str, expected: &str, found: &ValueKind) -> Option<T> {
+        self.wrong_type(
             key,
             format!("expected {expected}, found {}", kind_name(found)),
-        );
-        None
+        )
     }
 
     /// A string.
@@ -171,7 +188,7 @@ impl<'a> Table<'a> {
             ValueKind::Nil => "nothing",
             _ => "a number (write it in quotes)",
         };
-        self.fail(key, format!("expected a string, found {found}"))
+        self.wrong_type(key, format!("expected a string, found {found}"))
     }
 
     /// A path: a string that is not empty and has no NUL.
@@ -199,7 +216,7 @@ impl<'a> Table<'a> {
         };
         match n {
             Ok(n) => self.accept(key, n),
-            Err(why) => self.fail(key, why),
+            Err(why) => self.wrong_type(key, why),
         }
     }
 
@@ -279,9 +296,15 @@ impl<'a> Table<'a> {
                 .map(Duration::from_secs)
                 .ok_or_else(|| format!("{n} {name} is too long")),
         };
+        if let ValueKind::U64(n) = value.kind {
+            return self.wrong_type(key, format!("{n} is far too large"));
+        }
+        // A value of the right type where it has no effect is not parsed.
+        if self.unused.is_some() && matches!(value.kind, ValueKind::I64(_) | ValueKind::String(_)) {
+            return self.accept(key, Duration::ZERO);
+        }
         let parsed = match &value.kind {
             ValueKind::I64(n) => number(*n),
-            ValueKind::U64(n) => Err(format!("{n} is far too large")),
             ValueKind::String(text) => {
                 let trimmed = text.trim();
                 if let Ok(n) = trimmed.parse::<i64>() {
@@ -366,7 +389,8 @@ impl<'a> Table<'a> {
     }
 
     /// Adds this table's problems to `out`: the unknown keys first (in
-    /// sorted order), then the rest in the order found.
+    /// sorted order), then the values of the wrong type, then the rest,
+    /// each in the order found.
     pub fn finish(self, out: &mut Vec<Problem>) {
         let mut unknown: Vec<String> = self.map.into_keys().collect();
         unknown.sort();
@@ -377,6 +401,7 @@ impl<'a> Table<'a> {
             };
             out.push(Problem::new(full, unknown_key(&key, &self.keys)));
         }
+        out.extend(self.typed);
         out.extend(self.problems);
     }
 }

@@ -168,18 +168,21 @@ impl ServerSecurity {
     /// without one. The TLS files are read for `https` servers.
     pub(crate) fn read(t: &mut Table, https: Option<bool>, no_https: &str) -> Option<Self> {
         let before = t.problem_count();
-        if https == Some(false) {
-            t.unused(Some(format!(
-                "only https:// servers use TLS, and {no_https}; use an https:// URL or remove {{key}}"
-            )));
-        }
         let tls = TlsFiles {
             ca_file: t.path("ca_file"),
             client_cert: t.path("client_cert"),
             client_key: t.path("client_key"),
         };
-        t.unused(None);
         let tls_ok = t.problem_count() == before;
+        for key in ["ca_file", "client_cert", "client_key"] {
+            if https == Some(false) && t.accepted(key) {
+                let why = format!("use an https:// URL or remove {key}");
+                t.problem(
+                    key,
+                    format!("only https:// servers use TLS, and {no_https}; {why}"),
+                );
+            }
+        }
         let secret_key = read_secret(t, "secret_key", "secret_key_file");
         if tls_ok && https == Some(true) {
             if let Err(e) = tls.check() {

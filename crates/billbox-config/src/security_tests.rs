@@ -191,8 +191,25 @@ fn tls_file_problems_name_the_key() {
             "delivery.ca_file: only https:// servers use TLS, and no server of [delivery] is https://; use an https:// URL or remove ca_file"
                 .to_string(),
         ),
+        // With a refused secondary, whether a server is https is not known:
+        // the TLS keys are not judged against it.
+        (
+            format!("primary = \"http://a/\"\nsecondary = \"nope\"\n{}", pki.key("ca_file", "ca.pem")),
+            "delivery.secondary: \"nope\" is not an absolute URL".to_string(),
+        ),
+        // A path that is refused is also a key without effect on http://.
+        (
+            "primary = \"http://a/\"\nca_file = \"\"\n".to_string(),
+            "delivery.ca_file: must not be empty".to_string(),
+        ),
     ];
     for (lines, expected) in cases {
+        if lines.starts_with("primary = \"http://") && expected.ends_with("must not be empty") {
+            let found = problems(&with_delivery(&lines));
+            assert_eq!(found.len(), 2, "{found:#?}");
+            assert!(found[0].starts_with(&expected) && found[1].contains("only https://"));
+            continue;
+        }
         one_problem(&with_delivery(&lines), &expected);
     }
     // The same for a carbon copy, at its own keys.

@@ -1133,6 +1133,8 @@ fn every_invalid_delivery_value_names_its_key() {
         (with_delivery("max_in_flight = 0"), "delivery.max_in_flight: 0 is out of range; use 1 to 64"),
         (with_delivery("max_in_flight = 65"), "delivery.max_in_flight: 65 is out of range; use 1 to 64"),
         (with_delivery("method = \"round_robin\"\nfailback_after = \"5m\""), "delivery.failback_after: only method = \"failover\" takes failback_after"),
+        // Without effect, the value is not judged.
+        (with_delivery("method = \"round_robin\"\nfailback_after = \"soon\""), "delivery.failback_after: only method = \"failover\" takes failback_after"),
         (with_delivery("method = \"round_robin\"\nattempts = 0"), "delivery.attempts: 0 is out of range; use 1 to 100"),
         (with_delivery("suspend = \"2d\""), "delivery.suspend: 2days is too long; at most 1day"),
         (with_delivery("suspend = -1"), "delivery.suspend: -1 is negative"),
@@ -1732,6 +1734,11 @@ fn transactions_section_defaults_and_rules() {
     one_problem(
         &format!("{base}\n[transactions]\nlisten = \"127.0.0.1:9120\"\nproperty_id = \"H\"\ncolour = 1\n"),
         "transactions.colour",
+    );
+    // A tls_cert of the wrong type is not half of a pair.
+    one_problem(
+        &format!("{base}\n[transactions]\nlisten = \"127.0.0.1:9120\"\nproperty_id = \"H\"\ntls_cert = 1\n"),
+        "transactions.tls_cert: expected a string, found integer 1",
     );
 
     // A gateway that only takes transactions needs no port.

@@ -121,7 +121,7 @@ impl TransactionsConfig {
                 .ok(),
             None => {
                 if let Some(addr) =
-                    listen.filter(|a| !a.ip().is_loopback() && !t.given("token_file"))
+                    listen.filter(|a| !a.ip().is_loopback() && !t.accepted("token_file"))
                 {
                     t.missing(
                         "token_file",
@@ -152,8 +152,8 @@ impl TransactionsConfig {
         let key = read_file(t, "tls_key");
         let tls = match (cert, key) {
             (Some(c), Some(k)) => Some((c, k)),
-            _ if t.given("tls_cert") != t.given("tls_key") => {
-                let missing = if t.given("tls_cert") {
+            _ if t.accepted("tls_cert") != t.accepted("tls_key") => {
+                let missing = if t.accepted("tls_cert") {
                     "tls_key"
                 } else {
                     "tls_cert"
