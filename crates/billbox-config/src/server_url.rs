@@ -308,6 +308,9 @@ mod tests {
             ("http://[::1]x/", "is not host:port"),
             ("http://fd00::1/", "write an IPv6 address in brackets"),
             ("http://a,b/", "\"a,b\" is not a host name"),
+            // Refused by the url crate: a host of numbers and dots is an IPv4 address.
+            ("http://999.1.1.1/", "\"http://999.1.1.1/\" is not a valid URL: invalid IPv4 address"),
+            ("http://1.2.3.4.5/", "is not a valid URL"),
         ];
         for (text, message) in cases {
             let found = err(text);
