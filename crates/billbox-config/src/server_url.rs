@@ -342,6 +342,7 @@ mod tests {
     fn same_target_ignores_host_case_and_default_port() {
         assert!(ok("http://h/x").same_target(&ok("http://H:80/x")));
         assert!(ok("http://h").same_target(&ok("http://h/")));
+        assert!(ok("http://h/a/../x").same_target(&ok("http://h/x")));
         assert!(!ok("http://h/x").same_target(&ok("http://h/X")));
         assert!(!ok("http://h/x").same_target(&ok("http://h:81/x")));
         assert!(ok("https://h/x").same_target(&ok("HTTPS://h:443/x")));
