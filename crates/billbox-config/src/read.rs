@@ -135,8 +135,9 @@ impl<'a> Table<'a> {
         self.given(key) && !self.rejected.contains(key)
     }
 
-    /// Until [`used`](Self::used), valid values are reported with
-    /// `message` (`{key}` is replaced by the key).
+    /// Until called again with `None`, values of the right type are
+    /// reported as without effect here, with `message` (`{key}` is
+    /// replaced by the key), and not judged further.
     pub fn unused(&mut self, message: Option<String>) {
         self.unused = message;
     }
