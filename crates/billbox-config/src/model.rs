@@ -440,6 +440,7 @@ pub struct CarbonCopyConfig {
 }
 
 /// What the checks between carbon copies compare.
+#[derive(Default)]
 struct CopyIdentity {
     /// The name, given or default, when it follows the rules.
     name: Option<String>,
@@ -451,11 +452,7 @@ struct CopyIdentity {
 impl CarbonCopyConfig {
     /// The `index`th `[[carbon_copy]]` table.
     fn read(t: &mut Table, index: usize) -> (Option<CarbonCopyConfig>, CopyIdentity) {
-        let mut id = CopyIdentity {
-            name: None,
-            default_name: false,
-            url: None,
-        };
+        let mut id = CopyIdentity::default();
         let name = match t.text("name") {
             Some(name) => {
                 match check_name(&name) {
@@ -501,7 +498,7 @@ fn read_carbon_copies(t: &mut Table) -> Vec<CarbonCopyConfig> {
         let at = format!("carbon_copy[{index}]");
         let (copy, id) = match t.child(at, value, "a [[carbon_copy]] table") {
             Some(table) => t.read(table, |c| CarbonCopyConfig::read(c, index)),
-            None => continue,
+            None => (None, CopyIdentity::default()),
         };
         out.extend(copy);
         ids.push(id);

@@ -1761,3 +1761,20 @@ fn transactions_section_defaults_and_rules() {
         Some(b"0123456789abcdef-token".to_vec())
     );
 }
+
+/// A `[[carbon_copy]]` element that is not a table still counts.
+#[test]
+fn carbon_copy_indexes_count_every_element() {
+    let text = serial_port("").replace(
+        "[gateway]",
+        "carbon_copy = [1, { url = \"http://a/\" }, { url = \"http://a/\" }]\n[gateway]",
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "carbon_copy[0]: expected a [[carbon_copy]] table, found integer 1",
+            "carbon_copy[2].url: \"http://a/\" is the same server as carbon_copy[1].url; \
+             each carbon copy needs its own server",
+        ]
+    );
+}
