@@ -366,7 +366,8 @@ impl<'a> Table<'a> {
     pub fn array(&mut self, key: &'static str, what: &str) -> Option<Vec<Value>> {
         match self.take(key)?.kind {
             ValueKind::Array(values) => Some(values),
-            other => self.wrong(key, what, &other),
+            // A section of the wrong shape is reported in its place.
+            other => self.fail(key, format!("expected {what}, found {}", kind_name(&other))),
         }
     }
 

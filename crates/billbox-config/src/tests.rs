@@ -1778,3 +1778,17 @@ fn carbon_copy_indexes_count_every_element() {
         ]
     );
 }
+
+/// A section of the wrong shape is listed in the order of the sections.
+#[test]
+fn sections_of_the_wrong_shape_keep_their_place() {
+    let text = "ports = \"pbx1\"\ncarbon_copy = 1\n[gateway]\nname = \"\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            "gateway.name: must not be empty",
+            "ports: expected [[ports]] tables, found string \"pbx1\"",
+            "carbon_copy: expected [[carbon_copy]] tables, found integer 1",
+        ]
+    );
+}
