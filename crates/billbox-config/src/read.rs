@@ -120,6 +120,11 @@ impl<'a> Table<'a> {
         self.typed.len() + self.problems.len()
     }
 
+    /// The problems so far other than values of the wrong type.
+    pub fn value_problem_count(&self) -> usize {
+        self.problems.len()
+    }
+
     /// Whether `key` is in the table and not read yet.
     pub fn map_has(&self, key: &str) -> bool {
         self.map.contains_key(key)

@@ -168,12 +168,15 @@ impl ServerSecurity {
     /// without one. The TLS files are read for `https` servers.
     pub(crate) fn read(t: &mut Table, https: Option<bool>, no_https: &str) -> Option<Self> {
         let before = t.problem_count();
+        let paths_before = t.value_problem_count();
         let tls = TlsFiles {
             ca_file: t.path("ca_file"),
             client_cert: t.path("client_cert"),
             client_key: t.path("client_key"),
         };
-        let tls_ok = t.problem_count() == before;
+        // A file of the wrong type is left out; one that is refused stops
+        // the reading of the others.
+        let tls_ok = t.value_problem_count() == paths_before;
         for key in ["ca_file", "client_cert", "client_key"] {
             if https == Some(false) && t.accepted(key) {
                 let why = format!("use an https:// URL or remove {key}");

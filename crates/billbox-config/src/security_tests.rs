@@ -335,3 +335,17 @@ fn tls_and_key_problems_are_reported_together() {
     };
     assert_eq!(keys, ["delivery.secret_key", "delivery.ca_file"]);
 }
+
+#[test]
+fn a_tls_key_of_the_wrong_type_does_not_stop_the_others_being_read() {
+    let text =
+        with_delivery("primary = \"https://a/\"\nca_file = 5\nclient_cert = \"/etc/hosts\"\n");
+    assert_eq!(
+        problems(&text),
+        [
+            "delivery.ca_file: expected a string, found integer 5",
+            "delivery.client_key: missing; client_cert needs the private key of its certificate, \
+             e.g. client_key = \"/etc/billbox/client.key\"",
+        ]
+    );
+}
