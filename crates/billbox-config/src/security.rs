@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::RootCertStore;
 
-use crate::read::Table;
+use crate::read::{check_path, Table};
 
 /// The fewest bytes a `secret_key` may have.
 pub const MIN_SECRET_KEY_BYTES: usize = 16;
@@ -188,8 +188,10 @@ impl ServerSecurity {
         }
         let secret_key = read_secret(t, "secret_key", "secret_key_file");
         if tls_ok && https == Some(true) {
-            if let Err(e) = tls.check() {
-                t.problem(e.key(), e.to_string());
+            match tls.check() {
+                Err(e @ TlsFileError::Missing(..)) => t.missing(e.key(), e.to_string()),
+                Err(e) => t.problem(e.key(), e.to_string()),
+                Ok(()) => {}
             }
         }
         (t.problem_count() == before).then_some(ServerSecurity {
@@ -206,18 +208,19 @@ pub(crate) fn read_secret(
     key: &'static str,
     file_key: &'static str,
 ) -> Option<Option<SecretKey>> {
-    let result = match (t.secret(key), t.path(file_key)) {
+    let result = match (t.secret(key), t.text(file_key)) {
         (Some(_), Some(_)) => {
-            t.problem(file_key, format!("give {key} or {file_key}, not both"));
-            return None;
+            return t.fail(file_key, format!("give {key} or {file_key}, not both"))
         }
-        (Some(text), None) => SecretKey::new(&text).map_err(|e| (key, e)),
-        (None, Some(file)) => SecretKey::from_file(&file).map_err(|e| (file_key, e)),
+        (Some(text), None) => SecretKey::new(&text).map_err(|e| (key, e.to_string())),
+        (None, Some(file)) => check_path(&file)
+            .and_then(|()| SecretKey::from_file(file.as_ref()).map_err(|e| e.to_string()))
+            .map_err(|why| (file_key, why)),
         (None, None) => return Some(None),
     };
     match result {
         Ok(secret) => Some(Some(secret)),
-        Err((key, e)) => t.fail(key, e.to_string()),
+        Err((key, why)) => t.fail(key, why),
     }
 }
 

@@ -349,3 +349,39 @@ fn a_tls_key_of_the_wrong_type_does_not_stop_the_others_being_read() {
         ]
     );
 }
+
+#[test]
+fn secret_and_tls_rules_kept_from_before() {
+    // Both a key and a file: that is the problem, whatever the file.
+    one_problem(
+        &with_delivery(&format!(
+            "primary = \"http://a/\"\nsecret_key = \"{KEY}\"\nsecret_key_file = \"\"\n"
+        )),
+        "delivery.secret_key_file: give secret_key or secret_key_file, not both",
+    );
+    // A missing client key or certificate is a missing key: when variables
+    // made keys of the section, the problem says so.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let path = dir.path().join("billbox.toml");
+    let lines = format!(
+        "primary = \"https://a/\"\n{}",
+        pki.key("client_cert", "client.pem")
+    );
+    std::fs::write(&path, with_delivery(&lines)).unwrap();
+    let vars = [("BILLBOX__DELIVERY__ATTEMPTS".to_string(), "3".to_string())];
+    let err = load_with_env(&path, vars.into_iter().collect()).unwrap_err();
+    assert_eq!(err.problems().len(), 1, "{err}");
+    assert!(err.problems()[0].is_missing());
+    assert!(
+        err.to_string()
+            .starts_with("delivery.client_key: missing; client_cert needs")
+            && err.to_string().ends_with(
+                "([delivery] has a key from environment variable BILLBOX__DELIVERY__ATTEMPTS)"
+            ),
+        "{err}"
+    );
+    // An empty ag_secret_key_file is refused like every other path.
+    let text = "[gateway]\nname = \"gw\"\n[transactions]\nlisten = \"127.0.0.1:9120\"\nproperty_id = \"H\"\nag_secret_key_file = \"\"\n";
+    one_problem(text, "transactions.ag_secret_key_file: must not be empty");
+}
