@@ -343,6 +343,7 @@ fn every_invalid_value_names_its_key() {
         (serial_port("billing_timeout = \"-5\""), "ports[0].billing_timeout: -5 is negative"),
         (serial_port("billing_timeout = \"-5m\""), "ports[0].billing_timeout: \"-5m\" is negative"),
         (serial_port("billing_timeout = 1.5"), "ports[0].billing_timeout: expected a duration"),
+        (serial_port("billing_timeout = 9223372036854775807"), "ports[0].billing_timeout: 9223372036854775807 minutes is too long"),
         (serial_port("reconnect_max = 0"), "ports[0].reconnect_max: must be greater than 0"),
         (serial_port("reconnect_max = \"0s\""), "ports[0].reconnect_max: must be greater than 0"),
         (serial_port("reconnect_max = \"2h\""), "ports[0].reconnect_max: 2h is too long; at most 1h"),
@@ -1790,5 +1791,22 @@ fn sections_of_the_wrong_shape_keep_their_place() {
             "ports: expected [[ports]] tables, found string \"pbx1\"",
             "carbon_copy: expected [[carbon_copy]] tables, found integer 1",
         ]
+    );
+}
+
+/// The message for a text that is not a duration names the unit of a
+/// bare number, which is the key's.
+#[test]
+fn duration_messages_name_the_unit() {
+    let found = problems(&serial_port(
+        "billing_timeout = \"abc\"\nreconnect_max = \"abc\"",
+    ));
+    assert!(
+        found[0].ends_with("or a whole number of minutes"),
+        "{found:#?}"
+    );
+    assert!(
+        found[1].ends_with("or a whole number of seconds"),
+        "{found:#?}"
     );
 }
