@@ -7,15 +7,13 @@
 //! `[[carbon_copy]]` overrides (arrays cannot be addressed), and two
 //! variables that differ only in
 //! case. Values are kept as strings (`try_parsing` is off) so a gateway
-//! name like `007` stays `007`; integer keys parse digits themselves, and
-//! [`Overrides::read_booleans`] turns the words `true` and `false` of the
-//! boolean keys in [`BOOLEANS`] into booleans.
+//! name like `007` stays `007`; the readers of numbers, durations and
+//! booleans take the strings of variables (see [`crate::read`]).
 
 use std::collections::{BTreeMap, HashMap};
 
-use config::{Map, Value, ValueKind};
-
 use crate::error::Problem;
+use crate::read::EnvKeys;
 
 /// The prefix, with its separator, in the lower case that keys are compared in.
 const PREFIX: &str = "billbox__";
@@ -23,18 +21,13 @@ const PREFIX: &str = "billbox__";
 /// The sections that are arrays of tables, which variables cannot address.
 const ARRAYS: [&str; 2] = ["ports", "carbon_copy"];
 
-/// The boolean keys that variables can set (`section.key`). Their values
-/// arrive as strings, which the strict `Bool` of the file refuses, so
-/// [`Overrides::read_booleans`] reads `true` and `false` first.
-const BOOLEANS: [&str; 1] = ["metrics.enabled"];
-
 /// The overrides found in an environment.
 #[derive(Debug, Default)]
 pub(crate) struct Overrides {
     /// The variables to hand to `config::Environment::source`.
     pub vars: HashMap<String, String>,
     /// Configuration key (`gateway.name`) to the variable that sets it.
-    pub keys: BTreeMap<String, String>,
+    pub keys: EnvKeys,
     /// Variables with the prefix that cannot be used.
     pub problems: Vec<Problem>,
 }
@@ -43,15 +36,8 @@ impl Overrides {
     /// The note added to a problem at `key` when variables set it (or, for
     /// a section, keys inside it).
     pub fn note(&self, key: &str) -> Option<String> {
-        let vars = self.vars_under(key);
-        match vars.as_slice() {
-            [] => None,
-            [var] => Some(format!(" (set by environment variable {var})")),
-            _ => Some(format!(
-                " (set by environment variables {})",
-                vars.join(", ")
-            )),
-        }
+        let vars = self.vars_under(key, "variable", "variables")?;
+        Some(format!(" (set by environment {vars})"))
     }
 
     /// The note added to a problem about a missing key (`delivery.primary`)
@@ -59,50 +45,26 @@ impl Overrides {
     /// created the section.
     pub fn section_note(&self, key: &str) -> Option<String> {
         let (section, _) = key.rsplit_once('.')?;
-        let vars = self.vars_under(section);
-        match vars.as_slice() {
-            [] => None,
-            [var] => Some(format!(
-                " ([{section}] has a key from environment variable {var})"
-            )),
-            _ => Some(format!(
-                " ([{section}] has keys from environment variables {})",
-                vars.join(", ")
-            )),
-        }
+        let (one, many) = (
+            "a key from environment variable",
+            "keys from environment variables",
+        );
+        Some(format!(
+            " ([{section}] has {})",
+            self.vars_under(section, one, many)?
+        ))
     }
 
-    /// Turns the value of each key in [`BOOLEANS`] that a variable set,
-    /// when it is exactly `true` or `false`, into a boolean in `root` (the
-    /// merged tree, where the variable's value has replaced the file's).
-    /// Other values are left as strings, to be reported as not booleans.
-    pub fn read_booleans(&self, root: &mut Map<String, Value>) {
-        for key in BOOLEANS.into_iter().filter(|k| self.keys.contains_key(*k)) {
-            let Some((section, name)) = key.split_once('.') else {
-                continue;
-            };
-            let Some(ValueKind::Table(table)) = root.get_mut(section).map(|v| &mut v.kind) else {
-                continue;
-            };
-            if let Some(value) = table.get_mut(name) {
-                let boolean = match &value.kind {
-                    ValueKind::String(s) if s == "true" => true,
-                    ValueKind::String(s) if s == "false" => false,
-                    _ => continue,
-                };
-                value.kind = ValueKind::Boolean(boolean);
-            }
-        }
-    }
-
-    /// The variables that set `key` or keys inside it.
-    fn vars_under(&self, key: &str) -> Vec<&str> {
+    /// The variables that set `key` or keys inside it, after `one` or
+    /// `many`; `None` when there are none.
+    fn vars_under(&self, key: &str, one: &str, many: &str) -> Option<String> {
         let inside = format!("{key}.");
-        self.keys
-            .iter()
+        let vars: Vec<&str> = (self.keys.iter())
             .filter(|(k, _)| *k == key || k.starts_with(&inside))
             .map(|(_, var)| var.as_str())
-            .collect()
+            .collect();
+        let word = if vars.len() == 1 { one } else { many };
+        (!vars.is_empty()).then(|| format!("{word} {}", vars.join(", ")))
     }
 }
 

@@ -17,6 +17,8 @@ pub struct Problem {
     pub key: String,
     /// What is wrong and, where it helps, what to write instead.
     pub message: String,
+    /// Whether a required key is absent.
+    missing: bool,
 }
 
 impl Problem {
@@ -31,7 +33,21 @@ impl Problem {
                 key
             },
             message: message.into(),
+            missing: false,
         }
+    }
+
+    /// A required key is absent.
+    pub(crate) fn missing(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            missing: true,
+            ..Problem::new(key, message)
+        }
+    }
+
+    /// Whether the problem is a required key that is absent.
+    pub fn is_missing(&self) -> bool {
+        self.missing
     }
 }
 
@@ -142,11 +158,12 @@ impl ConfigError {
         self.path.as_deref()
     }
 
-    /// Every problem found, in file order: top-level keys, `[gateway]`,
-    /// `[store]`, then each port, then problems between ports, then
-    /// `[delivery]`, then each carbon copy, then problems between carbon
-    /// copies, then `[metrics]`. Problems with environment variables come
-    /// first. Never empty.
+    /// Every problem found: problems with environment variables first,
+    /// then unknown top-level keys, `[gateway]`, `[store]`, each port,
+    /// problems between ports, `[delivery]`, each carbon copy, problems
+    /// between carbon copies, `[metrics]`, `[transactions]`. Within a
+    /// table: unknown keys, then values of the wrong type, then the other
+    /// problems, each in the order of the reference. Never empty.
     pub fn problems(&self) -> &[Problem] {
         &self.problems
     }

@@ -1,25 +1,14 @@
 //! Decoding of `billing_eor`: backslash escapes that survive TOML.
 
-use std::fmt;
-
 /// A backslash sequence in `billing_eor` that is not one of the known escapes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{sequence}` is not a valid escape; use \\r, \\n, \\t, \\0, \\\\ or \\xNN (two hex digits)"
+)]
 pub struct EscapeError {
     /// The offending sequence as written, e.g. `\xZZ` or `\q`.
     pub sequence: String,
 }
-
-impl fmt::Display for EscapeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`{}` is not a valid escape; use \\r, \\n, \\t, \\0, \\\\ or \\xNN (two hex digits)",
-            self.sequence
-        )
-    }
-}
-
-impl std::error::Error for EscapeError {}
 
 /// Decodes the escapes of a `billing_eor` value into bytes.
 ///
@@ -99,14 +88,16 @@ mod tests {
 
     #[test]
     fn bad_escapes() {
-        for (text, sequence) in [
+        #[rustfmt::skip]
+        let cases = [
             (r"\xZZ", r"\xZZ"),
             (r"\x4", r"\x4"),
             (r"\x", r"\x"),
             (r"\q", r"\q"),
             (r"ab\", r"\"),
             (r"\R", r"\R"),
-        ] {
+        ];
+        for (text, sequence) in cases {
             let err = decode_escapes(text).unwrap_err();
             assert_eq!(err.sequence, sequence, "{text}");
             assert!(err.to_string().contains(sequence), "{err}");

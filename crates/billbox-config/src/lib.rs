@@ -26,40 +26,39 @@
 //! - `model` (re-exported here): the public, validated types — [`Config`],
 //!   [`GatewayConfig`], [`StoreConfig`], [`WhenFull`], [`PortConfig`],
 //!   [`PortSource`], [`SerialSettings`], [`Parity`], [`Flow`],
-//!   [`DeliveryConfig`], [`Method`], [`CarbonCopyConfig`], [`MetricsConfig`].
+//!   [`DeliveryConfig`], [`Method`], [`CarbonCopyConfig`],
+//!   [`MetricsConfig`] — each next to the function that reads its
+//!   section. Every key is in one place: its doc comment on the field is
+//!   the reference, its default and bounds are the one line that reads it
+//!   (`t.num("cache_mb", 8, 1..=4096, "MiB")`); the `Default`s read an
+//!   empty table.
+//! - `transactions` (re-exported here): [`TransactionsConfig`], the same
+//!   for `[transactions]`.
 //! - `server_url` (re-exported here): [`ServerUrl`], the checked `http://`
-//!   or `https://` address of a billing server, and [`UrlError`].
+//!   or `https://` address of a billing server (parsed with the `url`
+//!   crate), and [`UrlError`].
 //! - `security` (re-exported here): [`ServerSecurity`], a server's TLS
-//!   files ([`TlsFiles`]) and signing key ([`SecretKey`], never shown),
-//!   checked and read at load time; it travels inside the server's
-//!   [`ServerUrl`].
+//!   files ([`TlsFiles`], plain paths, read and checked at load time) and
+//!   signing key ([`SecretKey`], never shown), and the PEM readers other
+//!   crates build their rustls configurations with ([`read_certificates`],
+//!   [`read_private_key`], [`read_roots`], [`crypto_provider`]).
 //! - `error`: [`ConfigError`], [`ConfigErrorKind`] and [`Problem`].
-//! - `raw`: the serde structs as written in TOML (`deny_unknown_fields`,
-//!   every field optional, doc comment per key, `default_*` functions) and
-//!   the strict leaf types (`Text`, `Int`, `Bool`, `DurationValue`) that
-//!   stop the `config` crate from turning `true` into 1 or `1234` into a
-//!   name.
-//! - `section`: reads one table into its raw struct, reporting every
-//!   unknown key and wrongly typed value (serde alone stops at the first).
-//! - `check`: turns raw tables into the public types, filling defaults and
-//!   collecting every rule broken, including those between ports and
-//!   between carbon copies.
+//! - `read`: the strict reader of one table (`Table`): typed values from
+//!   the `config` crate's values without its lenient conversions, bounds,
+//!   durations (humantime strings or bare numbers), and every unknown
+//!   key, with a suggestion.
 //! - `escape`: [`decode_escapes`] for `billing_eor`.
-//! - `duration`: durations as humantime strings or bare numbers.
 //! - `env`: the first pass over `BILLBOX__*` variables before they reach
 //!   `config::Environment`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod check;
-mod duration;
 mod env;
 mod error;
 mod escape;
 mod model;
-mod raw;
-mod section;
+mod read;
 mod security;
 mod server_url;
 mod transactions;
@@ -70,24 +69,16 @@ use std::path::Path;
 pub use error::{ConfigError, ConfigErrorKind, Problem};
 pub use escape::{decode_escapes, EscapeError};
 pub use model::{
-    CarbonCopyConfig, Config, DeliveryConfig, Flow, GatewayConfig, Method, MetricsConfig, Parity,
-    PortConfig, PortSource, SerialSettings, StoreConfig, UnknownName, WhenFull, MAX_PORTS,
+    default_file_limits, CarbonCopyConfig, Config, DeliveryConfig, Flow, GatewayConfig, Method,
+    MetricsConfig, Parity, PortConfig, PortSource, SerialSettings, StoreConfig, UnknownName,
+    WhenFull, MAX_PORTS,
 };
 pub use security::{
-    crypto_provider, read_certificates, read_private_key, read_roots, webpki_roots, SecretKey,
-    ServerSecurity, TlsFiles, MIN_SECRET_KEY_BYTES,
+    crypto_provider, read_certificates, read_private_key, read_roots, KeyError, SecretKey,
+    ServerSecurity, TlsFileError, TlsFiles, MIN_SECRET_KEY_BYTES,
 };
 pub use server_url::{ServerUrl, UrlError};
 pub use transactions::TransactionsConfig;
-
-/// The defaults of a port's `billing_records` and `billing_timeout` (for
-/// finishing the files of a port the config no longer names).
-pub fn default_file_limits() -> (u32, Option<std::time::Duration>) {
-    (
-        raw::default_billing_records(),
-        raw::default_billing_timeout(),
-    )
-}
 
 /// Reads the TOML file at `path` and applies the overrides in the process
 /// environment (`BILLBOX__GATEWAY__NAME=gw2`, ...).
@@ -145,30 +136,26 @@ fn from_text(
     let built = builder
         .build()
         .map_err(|e| ConfigError::syntax(path, syntax_message(&e)))?;
-    let mut root: config::Map<String, config::Value> = built
+    let root: config::Map<String, config::Value> = built
         .try_deserialize()
         .map_err(|e| ConfigError::syntax(path, format!("not a TOML table: {e}")))?;
-    if let Some(overrides) = &overrides {
-        overrides.read_booleans(&mut root);
-    }
 
-    let mut problems = Vec::new();
-    let config = check::check(root, &mut problems);
-    if let Some(overrides) = overrides {
-        for problem in &mut problems {
-            let note = overrides.note(&problem.key).or_else(|| {
-                // `delivery.primary: missing` when variables made [delivery].
-                problem
-                    .message
-                    .starts_with("missing")
-                    .then(|| overrides.section_note(&problem.key))
-                    .flatten()
-            });
-            if let Some(note) = note {
-                problem.message.push_str(&note);
-            }
+    let no_env = env::Overrides::default();
+    let env = overrides.as_ref().unwrap_or(&no_env);
+    let mut top = read::Table::new(String::new(), root, &env.keys);
+    let config = Config::read(&mut top);
+    let mut problems = env.problems.clone();
+    let first = problems.len();
+    top.finish(&mut problems);
+    for problem in &mut problems[first..] {
+        // `delivery.primary: missing` when variables made [delivery].
+        let note = env.note(&problem.key).or_else(|| {
+            let section = problem.is_missing().then(|| env.section_note(&problem.key));
+            section.flatten()
+        });
+        if let Some(note) = note {
+            problem.message.push_str(&note);
         }
-        problems.splice(0..0, overrides.problems);
     }
     match config {
         Some(config) if problems.is_empty() => Ok(config),

@@ -77,7 +77,7 @@ fn https_servers_with_ca_client_certificate_and_key() {
     assert!(d.primary.is_https());
     assert_eq!(d.primary.port(), 8443);
     assert_eq!(d.secondary.as_ref().unwrap().port(), 443);
-    let sec = d.primary.security();
+    let sec = &d.security;
     assert_eq!(
         sec.tls.ca_file.as_deref(),
         Some(pki.path("ca.pem").as_path())
@@ -91,12 +91,8 @@ fn https_servers_with_ca_client_certificate_and_key() {
         Some(pki.path("client.key").as_path())
     );
     assert_eq!(sec.secret_key.as_ref().unwrap().expose(), KEY.as_bytes());
-    assert!(sec
-        .tls_client_config()
-        .client_auth_cert_resolver
-        .has_certs());
-    // The secondary shares the section's settings.
-    assert_eq!(d.secondary.as_ref().unwrap().security(), sec);
+    assert!(sec.tls.check().is_ok());
+    assert!(sec.tls.client_pair().unwrap().is_some());
     // Never shown.
     let shown = format!("{:?} {:#?}", d.primary, d);
     assert!(!shown.contains(KEY), "{shown}");
@@ -108,10 +104,7 @@ fn https_without_tls_keys_uses_the_built_in_roots() {
     let config =
         from_toml_str(&with_delivery("primary = \"https://billing-a/billing\"\n")).unwrap();
     let d = config.delivery.unwrap();
-    let sec = d.primary.security();
-    assert!(sec.is_default());
-    let tls = sec.tls_client_config();
-    assert!(!tls.client_auth_cert_resolver.has_certs());
+    assert!(d.security.is_default());
     // Debug of a URL without settings is the URL alone.
     assert_eq!(
         format!("{:?}", d.primary),
@@ -129,7 +122,7 @@ fn carbon_copies_have_their_own_settings() {
     ));
     let config = from_toml_str(&text).unwrap_or_else(|e| panic!("{e}"));
     let cc = &config.carbon_copies[0];
-    let sec = cc.url.security();
+    let sec = &cc.security;
     assert_eq!(
         sec.tls.ca_file.as_deref(),
         Some(pki.path("ca.pem").as_path())
@@ -147,11 +140,9 @@ fn tls_file_problems_name_the_key() {
     let pki = Pki::new();
     let https = "primary = \"https://a/\"\n";
     let missing = pki.path("nowhere.pem").display().to_string();
-    for (lines, expected) in [
-        (
-            format!("{https}ca_file = {missing:?}\n"),
-            format!("delivery.ca_file: cannot read {missing:?}: No such file or directory"),
-        ),
+    #[rustfmt::skip]
+    let cases = [
+        (format!("{https}ca_file = {missing:?}\n"), format!("delivery.ca_file: cannot read {missing:?}: No such file or directory")),
         (
             format!("{https}{}", pki.key("ca_file", "garbage.pem")),
             format!(
@@ -159,18 +150,9 @@ fn tls_file_problems_name_the_key() {
                 pki.path("garbage.pem").display().to_string()
             ),
         ),
-        (
-            format!("{https}ca_file = \"\"\n"),
-            "delivery.ca_file: must not be empty".to_string(),
-        ),
-        (
-            format!("{https}{}", pki.key("client_cert", "client.pem")),
-            "delivery.client_key: missing; client_cert needs the private key".to_string(),
-        ),
-        (
-            format!("{https}{}", pki.key("client_key", "client.key")),
-            "delivery.client_cert: missing; client_key needs the certificate".to_string(),
-        ),
+        (format!("{https}ca_file = \"\"\n"), "delivery.ca_file: must not be empty".to_string()),
+        (format!("{https}{}", pki.key("client_cert", "client.pem")), "delivery.client_key: missing; client_cert needs the private key".to_string()),
+        (format!("{https}{}", pki.key("client_key", "client.key")), "delivery.client_cert: missing; client_key needs the certificate".to_string()),
         (
             format!(
                 "{https}{}{}",
@@ -209,7 +191,25 @@ fn tls_file_problems_name_the_key() {
             "delivery.ca_file: only https:// servers use TLS, and no server of [delivery] is https://; use an https:// URL or remove ca_file"
                 .to_string(),
         ),
-    ] {
+        // With a refused secondary, whether a server is https is not known:
+        // the TLS keys are not judged against it.
+        (
+            format!("primary = \"http://a/\"\nsecondary = \"nope\"\n{}", pki.key("ca_file", "ca.pem")),
+            "delivery.secondary: \"nope\" is not an absolute URL".to_string(),
+        ),
+        // A path that is refused is also a key without effect on http://.
+        (
+            "primary = \"http://a/\"\nca_file = \"\"\n".to_string(),
+            "delivery.ca_file: must not be empty".to_string(),
+        ),
+    ];
+    for (lines, expected) in cases {
+        if lines.starts_with("primary = \"http://") && expected.ends_with("must not be empty") {
+            let found = problems(&with_delivery(&lines));
+            assert_eq!(found.len(), 2, "{found:#?}");
+            assert!(found[0].starts_with(&expected) && found[1].contains("only https://"));
+            continue;
+        }
         one_problem(&with_delivery(&lines), &expected);
     }
     // The same for a carbon copy, at its own keys.
@@ -236,15 +236,10 @@ fn tls_file_problems_name_the_key() {
 fn secret_key_problems_never_show_the_key() {
     let pki = Pki::new();
     let http = "primary = \"http://a/\"\n";
-    for (lines, expected) in [
-        (
-            format!("{http}secret_key = \"short-secret\"\n"),
-            "delivery.secret_key: is 12 bytes long; use at least 16".to_string(),
-        ),
-        (
-            format!("{http}secret_key = 123456789012345678\n"),
-            "delivery.secret_key: expected a string, found a number".to_string(),
-        ),
+    #[rustfmt::skip]
+    let cases = [
+        (format!("{http}secret_key = \"short-secret\"\n"), "delivery.secret_key: is 12 bytes long; use at least 16".to_string()),
+        (format!("{http}secret_key = 123456789012345678\n"), "delivery.secret_key: expected a string, found a number".to_string()),
         (
             format!(
                 "{http}secret_key = \"{KEY}\"\n{}",
@@ -259,7 +254,8 @@ fn secret_key_problems_never_show_the_key() {
                 pki.path("nowhere").display().to_string()
             ),
         ),
-    ] {
+    ];
+    for (lines, expected) in cases {
         let text = with_delivery(&lines);
         one_problem(&text, &expected);
         let found = problems(&text).join("\n");
@@ -291,7 +287,7 @@ fn secret_key_from_the_environment() {
     let config = load_with_env(&path, vars.into_iter().collect()).unwrap();
     let d = config.delivery.unwrap();
     assert_eq!(
-        d.primary.security().secret_key.as_ref().unwrap().expose(),
+        d.security.secret_key.as_ref().unwrap().expose(),
         KEY.as_bytes()
     );
     let vars = [(
@@ -318,11 +314,13 @@ fn secret_keys_compare_and_read_files() {
         SecretKey::new(KEY).unwrap()
     );
     std::fs::write(&file, [0xff, 0xfe, 0x00, 0x41].repeat(8)).unwrap();
-    assert!(SecretKey::from_file(&file)
-        .unwrap_err()
-        .contains("is not UTF-8 text"));
-    assert!(SecretKey::from_file(Path::new("/nonexistent/key"))
-        .unwrap_err()
+    let err = SecretKey::from_file(&file).unwrap_err();
+    assert!(matches!(err, KeyError::NotText(_)), "{err}");
+    assert!(err.to_string().contains("is not UTF-8 text"));
+    let err = SecretKey::from_file(Path::new("/nonexistent/key")).unwrap_err();
+    assert!(matches!(err, KeyError::Read(..)), "{err}");
+    assert!(err
+        .to_string()
         .starts_with("cannot read \"/nonexistent/key\""));
 }
 
@@ -336,4 +334,54 @@ fn tls_and_key_problems_are_reported_together() {
         Err(e) => e.problems().iter().map(|p| p.key.clone()).collect(),
     };
     assert_eq!(keys, ["delivery.secret_key", "delivery.ca_file"]);
+}
+
+#[test]
+fn a_tls_key_of_the_wrong_type_does_not_stop_the_others_being_read() {
+    let text =
+        with_delivery("primary = \"https://a/\"\nca_file = 5\nclient_cert = \"/etc/hosts\"\n");
+    assert_eq!(
+        problems(&text),
+        [
+            "delivery.ca_file: expected a string, found integer 5",
+            "delivery.client_key: missing; client_cert needs the private key of its certificate, \
+             e.g. client_key = \"/etc/billbox/client.key\"",
+        ]
+    );
+}
+
+#[test]
+fn secret_and_tls_rules_kept_from_before() {
+    // Both a key and a file: that is the problem, whatever the file.
+    one_problem(
+        &with_delivery(&format!(
+            "primary = \"http://a/\"\nsecret_key = \"{KEY}\"\nsecret_key_file = \"\"\n"
+        )),
+        "delivery.secret_key_file: give secret_key or secret_key_file, not both",
+    );
+    // A missing client key or certificate is a missing key: when variables
+    // made keys of the section, the problem says so.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let path = dir.path().join("billbox.toml");
+    let lines = format!(
+        "primary = \"https://a/\"\n{}",
+        pki.key("client_cert", "client.pem")
+    );
+    std::fs::write(&path, with_delivery(&lines)).unwrap();
+    let vars = [("BILLBOX__DELIVERY__ATTEMPTS".to_string(), "3".to_string())];
+    let err = load_with_env(&path, vars.into_iter().collect()).unwrap_err();
+    assert_eq!(err.problems().len(), 1, "{err}");
+    assert!(err.problems()[0].is_missing());
+    assert!(
+        err.to_string()
+            .starts_with("delivery.client_key: missing; client_cert needs")
+            && err.to_string().ends_with(
+                "([delivery] has a key from environment variable BILLBOX__DELIVERY__ATTEMPTS)"
+            ),
+        "{err}"
+    );
+    // An empty ag_secret_key_file is refused like every other path.
+    let text = "[gateway]\nname = \"gw\"\n[transactions]\nlisten = \"127.0.0.1:9120\"\nproperty_id = \"H\"\nag_secret_key_file = \"\"\n";
+    one_problem(text, "transactions.ag_secret_key_file: must not be empty");
 }

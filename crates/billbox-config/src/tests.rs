@@ -223,7 +223,8 @@ fn reference_acs_config() {
 
 #[test]
 fn billing_timeout_forms() {
-    for (value, expected) in [
+    #[rustfmt::skip]
+    let cases = [
         ("60", Some(3600)),
         ("\"60\"", Some(3600)),
         ("\"60m\"", Some(3600)),
@@ -232,7 +233,8 @@ fn billing_timeout_forms() {
         ("0", None),
         ("\"0\"", None),
         ("\"0s\"", None),
-    ] {
+    ];
+    for (value, expected) in cases {
         let port = one_port(&serial_port(&format!("billing_timeout = {value}")));
         assert_eq!(
             port.billing_timeout,
@@ -254,7 +256,8 @@ fn reconnect_max_forms() {
 
 #[test]
 fn escapes_in_billing_eor() {
-    for (value, bytes) in [
+    #[rustfmt::skip]
+    let cases = [
         (r"'\r\n'", &b"\r\n"[..]),
         (r#""\r\n""#, b"\r\n"),
         (r#""\u0003""#, b"\x03"),
@@ -264,7 +267,8 @@ fn escapes_in_billing_eor() {
         (r"'\t|\0'", b"\t|\0"),
         (r#""ETX\\x03""#, b"ETX\x03"),
         ("'\u{e9}'", "\u{e9}".as_bytes()),
-    ] {
+    ];
+    for (value, bytes) in cases {
         let port = one_port(&serial_port(&format!("billing_eor = {value}")));
         assert_eq!(port.billing_eor, bytes, "{value}");
     }
@@ -273,343 +277,102 @@ fn escapes_in_billing_eor() {
 /// One invalid value per case; the problem must name the key.
 #[test]
 fn every_invalid_value_names_its_key() {
+    #[rustfmt::skip]
     let cases: &[(String, &str)] = &[
         // sources
         (bare_port(""), "ports[0]: no source"),
-        (
-            bare_port("device = \"/dev/a\"\nlisten = \"0.0.0.0:1\""),
-            "ports[0]: device and listen are both set",
-        ),
-        (
-            bare_port("device = \"/dev/a\"\nlisten = \"0.0.0.0:1\"\nconnect = \"h:1\""),
-            "ports[0]: device and listen and connect are both set",
-        ),
-        (
-            bare_port("device = \"\""),
-            "ports[0].device: must not be empty",
-        ),
-        (
-            bare_port("listen = \"localhost:80\""),
-            "ports[0].listen: \"localhost:80\" is not an ip:port address",
-        ),
+        (bare_port("device = \"/dev/a\"\nlisten = \"0.0.0.0:1\""), "ports[0]: device and listen are both set"),
+        (bare_port("device = \"/dev/a\"\nlisten = \"0.0.0.0:1\"\nconnect = \"h:1\""), "ports[0]: device and listen and connect are both set"),
+        (bare_port("device = \"\""), "ports[0].device: must not be empty"),
+        (bare_port("listen = \"localhost:80\""), "ports[0].listen: \"localhost:80\" is not an ip:port address"),
         (bare_port("listen = \"0.0.0.0\""), "ports[0].listen:"),
-        (
-            bare_port("connect = \"10.1.2.3\""),
-            "ports[0].connect: \"10.1.2.3\" has no port",
-        ),
-        (
-            bare_port("connect = \":1752\""),
-            "ports[0].connect: \":1752\" has no host",
-        ),
-        (
-            bare_port("connect = \"h:0\""),
-            "ports[0].connect: \"h:0\": \"0\" is not a port",
-        ),
+        (bare_port("connect = \"10.1.2.3\""), "ports[0].connect: \"10.1.2.3\" has no port"),
+        (bare_port("connect = \":1752\""), "ports[0].connect: \":1752\" has no host"),
+        (bare_port("connect = \"h:0\""), "ports[0].connect: \"h:0\": \"0\" is not a port"),
         (bare_port("connect = \"h:65536\""), "ports[0].connect:"),
-        (
-            bare_port("connect = \"fd00::1:80\""),
-            "ports[0].connect: \"fd00::1:80\": write an IPv6 address in brackets",
-        ),
+        (bare_port("connect = \"fd00::1:80\""), "ports[0].connect: \"fd00::1:80\": write an IPv6 address in brackets"),
         (bare_port("connect = \"[zz]:80\""), "ports[0].connect:"),
         // serial
-        (
-            serial_port("data_bits = 9"),
-            "ports[0].data_bits: 9 is not a data bit count; use 5, 6, 7 or 8",
-        ),
-        (
-            serial_port("data_bits = 4"),
-            "ports[0].data_bits: 4 is not a data bit count",
-        ),
-        (
-            serial_port("parity = \"foo\""),
-            "ports[0].parity: \"foo\" is not a parity; use none, odd, even, mark or space",
-        ),
-        (
-            serial_port("parity = \"Even\""),
-            "ports[0].parity: \"Even\" is not a parity",
-        ),
-        (
-            serial_port("flow = \"rts\""),
-            "ports[0].flow: \"rts\" is not a flow control; use none, hardware or software",
-        ),
-        (
-            serial_port("stop_bits = 3"),
-            "ports[0].stop_bits: 3 is not a stop bit count; use 1 or 2",
-        ),
-        (
-            serial_port("speed = 10"),
-            "ports[0].speed: 10 is not a supported speed",
-        ),
-        (
-            serial_port("speed = 5000000"),
-            "ports[0].speed: 5000000 is not a supported speed",
-        ),
-        (
-            serial_port("speed = -9600"),
-            "ports[0].speed: -9600 is not a supported speed",
-        ),
-        (
-            bare_port("listen = \"0.0.0.0:5101\"\nspeed = 9600"),
-            "ports[0].speed: only serial ports (device) take speed",
-        ),
-        (
-            bare_port("connect = \"h:1\"\ndata_bits = 8"),
-            "ports[0].data_bits: only serial ports (device) take data_bits",
-        ),
-        (
-            bare_port("connect = \"h:1\"\nparity = \"none\""),
-            "ports[0].parity: only serial ports (device) take parity",
-        ),
-        (
-            bare_port("connect = \"h:1\"\nstop_bits = 1"),
-            "ports[0].stop_bits: only serial ports (device) take stop_bits",
-        ),
-        (
-            bare_port("connect = \"h:1\"\nflow = \"none\""),
-            "ports[0].flow: only serial ports (device) take flow",
-        ),
+        (serial_port("data_bits = 9"), "ports[0].data_bits: 9 is not a data bit count; use 5, 6, 7 or 8"),
+        (serial_port("data_bits = 4"), "ports[0].data_bits: 4 is not a data bit count"),
+        (serial_port("parity = \"foo\""), "ports[0].parity: \"foo\" is not a parity; use none, odd, even, mark or space"),
+        (serial_port("parity = \"Even\""), "ports[0].parity: \"Even\" is not a parity"),
+        (serial_port("flow = \"rts\""), "ports[0].flow: \"rts\" is not a flow control; use none, hardware or software"),
+        (serial_port("stop_bits = 3"), "ports[0].stop_bits: 3 is not a stop bit count; use 1 or 2"),
+        (serial_port("speed = 10"), "ports[0].speed: 10 is not a supported speed"),
+        (serial_port("speed = 5000000"), "ports[0].speed: 5000000 is not a supported speed"),
+        (serial_port("speed = -9600"), "ports[0].speed: -9600 is not a supported speed"),
+        (bare_port("listen = \"0.0.0.0:5101\"\nspeed = 9600"), "ports[0].speed: only serial ports (device) take speed"),
+        (bare_port("connect = \"h:1\"\ndata_bits = 8"), "ports[0].data_bits: only serial ports (device) take data_bits"),
+        (bare_port("connect = \"h:1\"\nparity = \"none\""), "ports[0].parity: only serial ports (device) take parity"),
+        (bare_port("connect = \"h:1\"\nstop_bits = 1"), "ports[0].stop_bits: only serial ports (device) take stop_bits"),
+        (bare_port("connect = \"h:1\"\nflow = \"none\""), "ports[0].flow: only serial ports (device) take flow"),
         // names
-        (
-            "[[ports]]\ndevice = \"/dev/a\"\n".to_string(),
-            "ports[0].name: missing",
-        ),
-        (
-            bare_port("").replace("pbx1", "pbx 1") + "device = \"/dev/a\"",
-            "ports[0].name: \"pbx 1\" contains characters other than",
-        ),
-        (
-            bare_port("").replace("pbx1", "") + "device = \"/dev/a\"",
-            "ports[0].name: must not be empty",
-        ),
-        (
-            bare_port("").replace("pbx1", &"p".repeat(65)) + "device = \"/dev/a\"",
-            "ports[0].name: \"ppp",
-        ),
-        (
-            serial_port("alias = \"a/b\""),
-            "ports[0].alias: \"a/b\" contains `/`",
-        ),
-        (
-            serial_port("alias = \"\""),
-            "ports[0].alias: must not be empty",
-        ),
-        (
-            serial_port(&format!("alias = \"{}\"", "a".repeat(65))),
-            "ports[0].alias:",
-        ),
-        (
-            serial_port("").replace("name = \"gw\"", "name = \"\""),
-            "gateway.name: must not be empty",
-        ),
-        (
-            serial_port("").replace("name = \"gw\"", "name = \"a/b\""),
-            "gateway.name: \"a/b\" contains `/`",
-        ),
-        (
-            serial_port("").replace("name = \"gw\"", "name = \"a\\u0000b\""),
-            "gateway.name: \"a\\0b\" contains a NUL character",
-        ),
-        (
-            serial_port("").replace("name = \"gw\"", &format!("name = \"{}\"", "g".repeat(65))),
-            "gateway.name: \"ggg",
-        ),
-        (
-            serial_port("").replace("name = \"gw\"", "data_dir = \"\""),
-            "gateway.data_dir: must not be empty",
-        ),
-        (
-            serial_port("").replace("name = \"gw\"", "spool_dir = \"\""),
-            "gateway.spool_dir: must not be empty",
-        ),
+        ("[[ports]]\ndevice = \"/dev/a\"\n".to_string(), "ports[0].name: missing"),
+        (bare_port("").replace("pbx1", "pbx 1") + "device = \"/dev/a\"", "ports[0].name: \"pbx 1\" contains characters other than"),
+        (bare_port("").replace("pbx1", "") + "device = \"/dev/a\"", "ports[0].name: must not be empty"),
+        (bare_port("").replace("pbx1", &"p".repeat(65)) + "device = \"/dev/a\"", "ports[0].name: \"ppp"),
+        (serial_port("alias = \"a/b\""), "ports[0].alias: \"a/b\" contains `/`"),
+        (serial_port("alias = \"\""), "ports[0].alias: must not be empty"),
+        (serial_port(&format!("alias = \"{}\"", "a".repeat(65))), "ports[0].alias:"),
+        (serial_port("").replace("name = \"gw\"", "name = \"\""), "gateway.name: must not be empty"),
+        (serial_port("").replace("name = \"gw\"", "name = \"a/b\""), "gateway.name: \"a/b\" contains `/`"),
+        (serial_port("").replace("name = \"gw\"", "name = \"a\\u0000b\""), "gateway.name: \"a\\0b\" contains a NUL character"),
+        (serial_port("").replace("name = \"gw\"", &format!("name = \"{}\"", "g".repeat(65))), "gateway.name: \"ggg"),
+        (serial_port("").replace("name = \"gw\"", "data_dir = \"\""), "gateway.data_dir: must not be empty"),
+        (serial_port("").replace("name = \"gw\"", "spool_dir = \"\""), "gateway.spool_dir: must not be empty"),
         // store
-        (
-            serial_port("[store]\ncache_mb = 0"),
-            "store.cache_mb: 0 is out of range; use 1 to 4096",
-        ),
-        (
-            serial_port("[store]\ncache_mb = 4097"),
-            "store.cache_mb: 4097 is out of range",
-        ),
-        (
-            serial_port("[store]\nmin_free_mb = -1"),
-            "store.min_free_mb: -1 is out of range; use 0 to 1048576 (MiB)",
-        ),
-        (
-            serial_port("[store]\nmin_free_mb = 1048577"),
-            "store.min_free_mb: 1048577 is out of range; use 0 to 1048576 (MiB)",
-        ),
-        (
-            serial_port("[store]\nmin_free_mb = \"64M\""),
-            "store.min_free_mb: expected a whole number",
-        ),
+        (serial_port("[store]\ncache_mb = 0"), "store.cache_mb: 0 is out of range; use 1 to 4096"),
+        (serial_port("[store]\ncache_mb = 4097"), "store.cache_mb: 4097 is out of range"),
+        (serial_port("[store]\nmin_free_mb = -1"), "store.min_free_mb: -1 is out of range; use 0 to 1048576 (MiB)"),
+        (serial_port("[store]\nmin_free_mb = 1048577"), "store.min_free_mb: 1048577 is out of range; use 0 to 1048576 (MiB)"),
+        (serial_port("[store]\nmin_free_mb = \"64M\""), "store.min_free_mb: expected a whole number"),
         // records
-        (
-            serial_port("billing_eor = \"\""),
-            "ports[0].billing_eor: must not be empty",
-        ),
-        (
-            serial_port(r"billing_eor = '\xZZ'"),
-            r"ports[0].billing_eor: `\xZZ` is not a valid escape",
-        ),
-        (
-            serial_port(r"billing_eor = '\q'"),
-            r"ports[0].billing_eor: `\q` is not a valid escape",
-        ),
-        (
-            serial_port(r"billing_eor = 'abc\'"),
-            r"ports[0].billing_eor: `\` is not a valid escape",
-        ),
-        (
-            serial_port(&format!("billing_eor = \"{}\"", "x".repeat(17))),
-            "ports[0].billing_eor: is 17 bytes long after decoding; at most 16",
-        ),
-        (
-            serial_port("billing_records = -1"),
-            "ports[0].billing_records: -1 is negative",
-        ),
-        (
-            serial_port("billing_records = 4294967296"),
-            "ports[0].billing_records: 4294967296 is too large",
-        ),
-        (
-            serial_port("billing_eor = '\\r\\n'\nmax_record_bytes = 1"),
-            "ports[0].max_record_bytes: 1 is smaller than billing_eor (2 bytes)",
-        ),
-        (
-            serial_port("max_record_bytes = 0"),
-            "ports[0].max_record_bytes: 0 is smaller than billing_eor (1 byte)",
-        ),
-        (
-            serial_port("max_record_bytes = 16777217"),
-            "ports[0].max_record_bytes: 16777217 is too large",
-        ),
-        (
-            serial_port("billing_timeout = \"abc\""),
-            "ports[0].billing_timeout: \"abc\" is not a duration",
-        ),
-        (
-            serial_port("billing_timeout = -5"),
-            "ports[0].billing_timeout: -5 is negative",
-        ),
-        (
-            serial_port("billing_timeout = \"-5\""),
-            "ports[0].billing_timeout: -5 is negative",
-        ),
-        (
-            serial_port("billing_timeout = \"-5m\""),
-            "ports[0].billing_timeout: \"-5m\" is negative",
-        ),
-        (
-            serial_port("billing_timeout = 1.5"),
-            "ports[0].billing_timeout: expected a duration",
-        ),
-        (
-            serial_port("reconnect_max = 0"),
-            "ports[0].reconnect_max: must be greater than 0",
-        ),
-        (
-            serial_port("reconnect_max = \"0s\""),
-            "ports[0].reconnect_max: must be greater than 0",
-        ),
-        (
-            serial_port("reconnect_max = \"2h\""),
-            "ports[0].reconnect_max: 2h is too long; at most 1h",
-        ),
-        (
-            serial_port("reconnect_max = \"soon\""),
-            "ports[0].reconnect_max: \"soon\" is not a duration",
-        ),
+        (serial_port("billing_eor = \"\""), "ports[0].billing_eor: must not be empty"),
+        (serial_port(r"billing_eor = '\xZZ'"), r"ports[0].billing_eor: `\xZZ` is not a valid escape"),
+        (serial_port(r"billing_eor = '\q'"), r"ports[0].billing_eor: `\q` is not a valid escape"),
+        (serial_port(r"billing_eor = 'abc\'"), r"ports[0].billing_eor: `\` is not a valid escape"),
+        (serial_port(&format!("billing_eor = \"{}\"", "x".repeat(17))), "ports[0].billing_eor: is 17 bytes long after decoding; at most 16"),
+        (serial_port("billing_records = -1"), "ports[0].billing_records: -1 is negative"),
+        (serial_port("billing_records = 4294967296"), "ports[0].billing_records: 4294967296 is too large"),
+        (serial_port("billing_eor = '\\r\\n'\nmax_record_bytes = 1"), "ports[0].max_record_bytes: 1 is smaller than billing_eor (2 bytes)"),
+        (serial_port("max_record_bytes = 0"), "ports[0].max_record_bytes: 0 is smaller than billing_eor (1 byte)"),
+        (serial_port("max_record_bytes = 16777217"), "ports[0].max_record_bytes: 16777217 is too large"),
+        (serial_port("billing_timeout = \"abc\""), "ports[0].billing_timeout: \"abc\" is not a duration"),
+        (serial_port("billing_timeout = -5"), "ports[0].billing_timeout: -5 is negative"),
+        (serial_port("billing_timeout = \"-5\""), "ports[0].billing_timeout: -5 is negative"),
+        (serial_port("billing_timeout = \"-5m\""), "ports[0].billing_timeout: \"-5m\" is negative"),
+        (serial_port("billing_timeout = 1.5"), "ports[0].billing_timeout: expected a duration"),
+        (serial_port("billing_timeout = 9223372036854775807"), "ports[0].billing_timeout: 9223372036854775807 minutes is too long"),
+        (serial_port("reconnect_max = 0"), "ports[0].reconnect_max: must be greater than 0"),
+        (serial_port("reconnect_max = \"0s\""), "ports[0].reconnect_max: must be greater than 0"),
+        (serial_port("reconnect_max = \"2h\""), "ports[0].reconnect_max: 2h is too long; at most 1h"),
+        (serial_port("reconnect_max = \"soon\""), "ports[0].reconnect_max: \"soon\" is not a duration"),
         // unknown keys
-        (
-            serial_port("").replace("[gateway]", "colour = 1\n[gateway]"),
-            "colour: unknown key",
-        ),
-        (
-            serial_port("").replace("[gateway]", "[port]\n[gateway]"),
-            "port: unknown key; did you mean `ports`?",
-        ),
-        (
-            serial_port("").replace("name = \"gw\"", "nmae = \"gw\""),
-            "gateway.nmae: unknown key; did you mean `name`?",
-        ),
-        (
-            serial_port("[store]\ncache = 1"),
-            "store.cache: unknown key; did you mean `cache_mb`?",
-        ),
-        (
-            serial_port("[store]\nmin_free_mib = 64"),
-            "store.min_free_mib: unknown key; did you mean `min_free_mb`?",
-        ),
-        (
-            serial_port("[store]\nmin_free = 64"),
-            "store.min_free: unknown key; did you mean `min_free_mb`?",
-        ),
-        (
-            serial_port("sped = 9600"),
-            "ports[0].sped: unknown key; did you mean `speed`?",
-        ),
-        (
-            serial_port("Speed = 9600"),
-            "ports[0].Speed: unknown key; did you mean `speed`?",
-        ),
+        (serial_port("").replace("[gateway]", "colour = 1\n[gateway]"), "colour: unknown key"),
+        (serial_port("").replace("[gateway]", "[port]\n[gateway]"), "port: unknown key; did you mean `ports`?"),
+        (serial_port("").replace("name = \"gw\"", "nmae = \"gw\""), "gateway.nmae: unknown key; did you mean `name`?"),
+        (serial_port("[store]\ncache = 1"), "store.cache: unknown key; did you mean `cache_mb`?"),
+        (serial_port("[store]\nmin_free_mib = 64"), "store.min_free_mib: unknown key; did you mean `min_free_mb`?"),
+        (serial_port("[store]\nmin_free = 64"), "store.min_free: unknown key; did you mean `min_free_mb`?"),
+        (serial_port("sped = 9600"), "ports[0].sped: unknown key; did you mean `speed`?"),
+        (serial_port("Speed = 9600"), "ports[0].Speed: unknown key; did you mean `speed`?"),
         // types
-        (
-            serial_port("speed = \"fast\""),
-            "ports[0].speed: expected a whole number, found string \"fast\"",
-        ),
-        (
-            serial_port("speed = true"),
-            "ports[0].speed: expected a whole number, found boolean true",
-        ),
-        (
-            serial_port("speed = 9600.5"),
-            "ports[0].speed: expected a whole number, found number 9600.5",
-        ),
-        (
-            serial_port("billing_records = [1]"),
-            "ports[0].billing_records: expected a whole number, found an array",
-        ),
-        (
-            serial_port("").replace("name = \"gw\"", "name = 1234"),
-            "gateway.name: expected a string, found integer 1234",
-        ),
-        (
-            serial_port("parity = 1"),
-            "ports[0].parity: expected a string, found integer 1",
-        ),
-        (
-            serial_port("alias = false"),
-            "ports[0].alias: expected a string, found boolean false",
-        ),
-        (
-            bare_port("device = { path = \"/dev/a\" }"),
-            "ports[0].device: expected a string, found a table",
-        ),
-        (
-            serial_port("").replace("[gateway]\nname = \"gw\"", "gateway = \"gw\""),
-            "gateway: expected a [gateway] table, found string \"gw\"",
-        ),
-        (
-            serial_port("").replace("[gateway]\nname = \"gw\"", "store = 5"),
-            "store: expected a [store] table, found integer 5",
-        ),
-        (
-            "ports = [1]\n".to_string(),
-            "ports[0]: expected a [[ports]] table, found integer 1",
-        ),
-        (
-            "ports = \"pbx1\"\n".to_string(),
-            "ports: expected [[ports]] tables, found string \"pbx1\"",
-        ),
+        (serial_port("speed = \"fast\""), "ports[0].speed: expected a whole number, found string \"fast\""),
+        (serial_port("speed = true"), "ports[0].speed: expected a whole number, found boolean true"),
+        (serial_port("speed = 9600.5"), "ports[0].speed: expected a whole number, found number 9600.5"),
+        (serial_port("billing_records = [1]"), "ports[0].billing_records: expected a whole number, found an array"),
+        (serial_port("").replace("name = \"gw\"", "name = 1234"), "gateway.name: expected a string, found integer 1234"),
+        (serial_port("parity = 1"), "ports[0].parity: expected a string, found integer 1"),
+        (serial_port("alias = false"), "ports[0].alias: expected a string, found boolean false"),
+        (bare_port("device = { path = \"/dev/a\" }"), "ports[0].device: expected a string, found a table"),
+        (serial_port("").replace("[gateway]\nname = \"gw\"", "gateway = \"gw\""), "gateway: expected a [gateway] table, found string \"gw\""),
+        (serial_port("").replace("[gateway]\nname = \"gw\"", "store = 5"), "store: expected a [store] table, found integer 5"),
+        ("ports = [1]\n".to_string(), "ports[0]: expected a [[ports]] table, found integer 1"),
+        ("ports = \"pbx1\"\n".to_string(), "ports: expected [[ports]] tables, found string \"pbx1\""),
         // ports list
-        (
-            "[gateway]\nname = \"gw\"\n".to_string(),
-            "ports: configure at least one port",
-        ),
-        (
-            "ports = []\n".to_string(),
-            "ports: configure at least one port",
-        ),
+        ("[gateway]\nname = \"gw\"\n".to_string(), "ports: configure at least one port"),
+        ("ports = []\n".to_string(), "ports: configure at least one port"),
     ];
     for (text, expected) in cases {
         one_problem(text, expected);
@@ -682,12 +445,14 @@ fn tcp_sources() {
         assert_eq!(port.source, PortSource::Listen { addr: addr.into() });
         assert_eq!(port.serial, SerialSettings::default());
     }
-    for addr in [
+    #[rustfmt::skip]
+    let cases = [
         "10.1.2.3:1752",
         "pbx.example:1",
         "[fd00::1]:65535",
         "pbx-1:80",
-    ] {
+    ];
+    for addr in cases {
         let port = one_port(&bare_port(&format!("connect = \"{addr}\"")));
         assert_eq!(port.source, PortSource::Connect { addr: addr.into() });
     }
@@ -899,55 +664,20 @@ fn env_values_are_taken_literally() {
 fn env_problems() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, "c.toml", serial_port("").as_bytes());
+    #[rustfmt::skip]
     let cases: &[(&[(&str, &str)], &str)] = &[
-        (
-            &[("BILLBOX__GATEWAY__NAMEX", "x")],
-            "gateway.namex: unknown key; did you mean `name`? (set by environment variable BILLBOX__GATEWAY__NAMEX)",
-        ),
-        (
-            &[("BILLBOX__GATEWAY__NAME", "a/b")],
-            "gateway.name: \"a/b\" contains `/`; it starts file names, so it cannot contain `/` (set by environment variable BILLBOX__GATEWAY__NAME)",
-        ),
-        (
-            &[("BILLBOX__GATEWAY__NAME", "")],
-            "gateway.name: must not be empty (set by environment variable BILLBOX__GATEWAY__NAME)",
-        ),
-        (
-            &[("BILLBOX__STORE__CACHE_MB", "lots")],
-            "store.cache_mb: expected a whole number, found string \"lots\" (set by environment variable BILLBOX__STORE__CACHE_MB)",
-        ),
-        (
-            &[("BILLBOX__STORE__MIN_FREE_MB", "lots")],
-            "store.min_free_mb: expected a whole number, found string \"lots\" (set by environment variable BILLBOX__STORE__MIN_FREE_MB)",
-        ),
-        (
-            &[("BILLBOX__STORE__MIN_FREE_MBX", "1")],
-            "store.min_free_mbx: unknown key; did you mean `min_free_mb`? (set by environment variable BILLBOX__STORE__MIN_FREE_MBX)",
-        ),
-        (
-            &[("BILLBOX__STORE__CACHE_MB", "0")],
-            "store.cache_mb: 0 is out of range; use 1 to 4096 (MiB) (set by environment variable BILLBOX__STORE__CACHE_MB)",
-        ),
-        (
-            &[("BILLBOX__COLOUR__X", "x")],
-            "colour: unknown key; the keys here are gateway, store, ports, delivery, carbon_copy, metrics, transactions (set by environment variable BILLBOX__COLOUR__X)",
-        ),
-        (
-            &[("BILLBOX__PORTS__0__NAME", "x")],
-            "ports: ports cannot be set from the environment (BILLBOX__PORTS__0__NAME); configure [[ports]] in the file",
-        ),
-        (
-            &[("BILLBOX__GATEWAY", "x")],
-            "BILLBOX__GATEWAY: not a configuration key; override variables are named BILLBOX__SECTION__KEY",
-        ),
-        (
-            &[("BILLBOX__GATEWAY__NAME__X", "x")],
-            "BILLBOX__GATEWAY__NAME__X: not a configuration key",
-        ),
-        (
-            &[("BILLBOX__GATEWAY__NAME", "a"), ("billbox__gateway__name", "b")],
-            "gateway.name: set by both environment variables BILLBOX__GATEWAY__NAME and billbox__gateway__name",
-        ),
+        (&[("BILLBOX__GATEWAY__NAMEX", "x")], "gateway.namex: unknown key; did you mean `name`? (set by environment variable BILLBOX__GATEWAY__NAMEX)"),
+        (&[("BILLBOX__GATEWAY__NAME", "a/b")], "gateway.name: \"a/b\" contains `/`; it starts file names, so it cannot contain `/` (set by environment variable BILLBOX__GATEWAY__NAME)"),
+        (&[("BILLBOX__GATEWAY__NAME", "")], "gateway.name: must not be empty (set by environment variable BILLBOX__GATEWAY__NAME)"),
+        (&[("BILLBOX__STORE__CACHE_MB", "lots")], "store.cache_mb: expected a whole number, found string \"lots\" (set by environment variable BILLBOX__STORE__CACHE_MB)"),
+        (&[("BILLBOX__STORE__MIN_FREE_MB", "lots")], "store.min_free_mb: expected a whole number, found string \"lots\" (set by environment variable BILLBOX__STORE__MIN_FREE_MB)"),
+        (&[("BILLBOX__STORE__MIN_FREE_MBX", "1")], "store.min_free_mbx: unknown key; did you mean `min_free_mb`? (set by environment variable BILLBOX__STORE__MIN_FREE_MBX)"),
+        (&[("BILLBOX__STORE__CACHE_MB", "0")], "store.cache_mb: 0 is out of range; use 1 to 4096 (MiB) (set by environment variable BILLBOX__STORE__CACHE_MB)"),
+        (&[("BILLBOX__COLOUR__X", "x")], "colour: unknown key; the keys here are gateway, store, ports, delivery, carbon_copy, metrics, transactions (set by environment variable BILLBOX__COLOUR__X)"),
+        (&[("BILLBOX__PORTS__0__NAME", "x")], "ports: ports cannot be set from the environment (BILLBOX__PORTS__0__NAME); configure [[ports]] in the file"),
+        (&[("BILLBOX__GATEWAY", "x")], "BILLBOX__GATEWAY: not a configuration key; override variables are named BILLBOX__SECTION__KEY"),
+        (&[("BILLBOX__GATEWAY__NAME__X", "x")], "BILLBOX__GATEWAY__NAME__X: not a configuration key"),
+        (&[("BILLBOX__GATEWAY__NAME", "a"), ("billbox__gateway__name", "b")], "gateway.name: set by both environment variables BILLBOX__GATEWAY__NAME and billbox__gateway__name"),
     ];
     for (vars, expected) in cases {
         let err = load_with_env(&path, env(vars)).unwrap_err();
@@ -1001,18 +731,24 @@ fn documentation_matches_the_code() {
     for section in ["## `[delivery]`", "## `[[carbon_copy]]`", "## `[metrics]`"] {
         assert!(doc.contains(section), "docs lack {section}");
     }
-    for key in raw::field_names::<raw::RawGateway>()
-        .iter()
-        .chain(raw::field_names::<raw::RawStore>())
-        .chain(raw::field_names::<raw::RawPort>())
-        .chain(raw::field_names::<raw::RawDelivery>())
-        .chain(raw::field_names::<raw::RawCarbonCopy>())
-        .chain(raw::field_names::<raw::RawMetrics>())
-    {
-        assert!(
-            doc.contains(&format!("### `{key}`")),
-            "docs lack a section for {key}"
-        );
+    let sections = model::section_keys();
+    let keys = |name: &str| &sections.iter().find(|(s, _)| *s == name).unwrap().1;
+    #[rustfmt::skip]
+    let cases = [
+        "gateway",
+        "store",
+        "ports",
+        "delivery",
+        "carbon_copy",
+        "metrics",
+    ];
+    for section in cases {
+        for key in keys(section) {
+            assert!(
+                doc.contains(&format!("### `{key}`")),
+                "docs lack a section for {key}"
+            );
+        }
     }
     assert!(
         config.transactions.is_some(),
@@ -1023,7 +759,7 @@ fn documentation_matches_the_code() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("a ## `[transactions]` section");
-    for key in raw::field_names::<crate::transactions::RawTransactions>() {
+    for key in keys("transactions") {
         assert!(
             transactions
                 .lines()
@@ -1037,7 +773,7 @@ fn documentation_matches_the_code() {
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
         .expect("a ## `[metrics]` section");
-    for key in raw::field_names::<raw::RawMetrics>() {
+    for key in keys("metrics") {
         assert!(
             metrics.contains(&format!("### `{key}`")),
             "the [metrics] docs lack a section for {key}"
@@ -1131,6 +867,7 @@ fn full_delivery_config() {
             batch_max: 50,
             failback_after: Some(Duration::from_secs(600)),
             max_in_flight: 4,
+            security: ServerSecurity::default(),
         })
     );
     assert_eq!(
@@ -1140,16 +877,19 @@ fn full_delivery_config() {
                 name: "audit".into(),
                 url: url("http://audit:9000/cc"),
                 reliable: true,
+                security: ServerSecurity::default(),
             },
             CarbonCopyConfig {
                 name: "cc2".into(),
                 url: url("http://10.0.0.9/mirror?gw=lobby"),
                 reliable: false,
+                security: ServerSecurity::default(),
             },
             CarbonCopyConfig {
                 name: "x.3".into(),
                 url: url("http://[fd00::9]:81"),
                 reliable: false,
+                security: ServerSecurity::default(),
             },
         ]
     );
@@ -1195,6 +935,7 @@ fn delivery_defaults() {
             batch_max: 1,
             failback_after: Some(Duration::from_secs(300)),
             max_in_flight: 1,
+            security: ServerSecurity::default(),
         }
     );
     assert_eq!(delivery.primary.port(), 80);
@@ -1231,13 +972,15 @@ fn delivery_value_forms() {
         delivery("method = \"round_robin\"").method,
         Method::RoundRobin
     );
-    for (value, secs) in [
+    #[rustfmt::skip]
+    let cases = [
         ("0", 0),
         ("\"0\"", 0),
         ("7", 7),
         ("\"7\"", 7),
         ("\"1h\"", 3600),
-    ] {
+    ];
+    for (value, secs) in cases {
         assert_eq!(
             delivery(&format!("retry_delay = {value}")).retry_delay,
             Duration::from_secs(secs),
@@ -1327,7 +1070,8 @@ fn suspend_value_forms_bounds_and_default() {
         DeliveryConfig::new(url("http://a/")).suspend,
         Duration::ZERO
     );
-    for (value, d) in [
+    #[rustfmt::skip]
+    let cases = [
         ("0", Duration::ZERO),
         ("\"0s\"", Duration::ZERO),
         ("30", Duration::from_secs(30)),
@@ -1336,22 +1080,22 @@ fn suspend_value_forms_bounds_and_default() {
         ("\"10m\"", Duration::from_secs(600)),
         ("\"1d\"", Duration::from_secs(86400)),
         ("\"24h\"", Duration::from_secs(86400)),
-    ] {
+    ];
+    for (value, d) in cases {
         assert_eq!(
             delivery(&format!("suspend = {value}")).suspend,
             d,
             "{value}"
         );
     }
-    for (value, problem) in [
-        (
-            "\"1d 1s\"",
-            "delivery.suspend: 1day 1s is too long; at most 1day",
-        ),
+    #[rustfmt::skip]
+    let cases = [
+        ("\"1d 1s\"", "delivery.suspend: 1day 1s is too long; at most 1day"),
         ("\"25h\"", "is too long; at most 1day"),
         ("-5", "delivery.suspend: -5 is negative"),
         ("true", "delivery.suspend: expected a duration"),
-    ] {
+    ];
+    for (value, problem) in cases {
         let err = from_toml_str(&serial_port(&format!(
             "[delivery]\nprimary = \"http://a/\"\nsuspend = {value}"
         )))
@@ -1369,243 +1113,72 @@ fn every_invalid_delivery_value_names_its_key() {
             "[delivery]\nprimary = \"http://billing-a/billing\"\n{extra}"
         ))
     };
+    #[rustfmt::skip]
     let cases: &[(String, &str)] = &[
-        (
-            with_delivery("method = \"sometimes\""),
-            "delivery.method: \"sometimes\" is not a delivery method; use failover or round_robin",
-        ),
-        (
-            with_delivery("method = \"Failover\""),
-            "delivery.method: \"Failover\" is not a delivery method",
-        ),
-        (
-            with_delivery("attempts = 0"),
-            "delivery.attempts: 0 is out of range; use 1 to 100",
-        ),
-        (
-            with_delivery("attempts = 101"),
-            "delivery.attempts: 101 is out of range; use 1 to 100",
-        ),
-        (
-            with_delivery("attempts = \"many\""),
-            "delivery.attempts: expected a whole number, found string \"many\"",
-        ),
-        (
-            with_delivery("retry_delay = \"x\""),
-            "delivery.retry_delay: \"x\" is not a duration",
-        ),
-        (
-            with_delivery("retry_delay = \"2h\""),
-            "delivery.retry_delay: 2h is too long; at most 1h",
-        ),
-        (
-            with_delivery("retry_delay = -1"),
-            "delivery.retry_delay: -1 is negative",
-        ),
-        (
-            with_delivery("request_timeout = 0"),
-            "delivery.request_timeout: must be greater than 0",
-        ),
-        (
-            with_delivery("request_timeout = \"0s\""),
-            "delivery.request_timeout: must be greater than 0",
-        ),
-        (
-            with_delivery("request_timeout = \"11m\""),
-            "delivery.request_timeout: 11m is too long; at most 10m",
-        ),
-        (
-            with_delivery("batch_max = 0"),
-            "delivery.batch_max: 0 is out of range; use 1 to 10000",
-        ),
-        (
-            with_delivery("batch_max = 10001"),
-            "delivery.batch_max: 10001 is out of range; use 1 to 10000",
-        ),
-        (
-            with_delivery("failback_after = \"-1\""),
-            "delivery.failback_after: -1 is negative",
-        ),
-        (
-            with_delivery("failback_after = \"8days\""),
-            "delivery.failback_after: 8days is too long; at most 7days",
-        ),
-        (
-            with_delivery("failback_after = 1.5"),
-            "delivery.failback_after: expected a duration",
-        ),
-        (
-            with_delivery("max_in_flight = 0"),
-            "delivery.max_in_flight: 0 is out of range; use 1 to 64",
-        ),
-        (
-            with_delivery("max_in_flight = 65"),
-            "delivery.max_in_flight: 65 is out of range; use 1 to 64",
-        ),
-        (
-            with_delivery("method = \"round_robin\"\nfailback_after = \"5m\""),
-            "delivery.failback_after: only method = \"failover\" takes failback_after",
-        ),
-        (
-            with_delivery("method = \"round_robin\"\nattempts = 0"),
-            "delivery.attempts: 0 is out of range; use 1 to 100",
-        ),
-        (
-            with_delivery("suspend = \"2d\""),
-            "delivery.suspend: 2days is too long; at most 1day",
-        ),
-        (
-            with_delivery("suspend = -1"),
-            "delivery.suspend: -1 is negative",
-        ),
-        (
-            with_delivery("suspend = \"soon\""),
-            "delivery.suspend: \"soon\" is not a duration",
-        ),
-        (
-            with_delivery("suspend = 1.5"),
-            "delivery.suspend: expected a duration",
-        ),
+        (with_delivery("method = \"sometimes\""), "delivery.method: \"sometimes\" is not a delivery method; use failover or round_robin"),
+        (with_delivery("method = \"Failover\""), "delivery.method: \"Failover\" is not a delivery method"),
+        (with_delivery("attempts = 0"), "delivery.attempts: 0 is out of range; use 1 to 100"),
+        (with_delivery("attempts = 101"), "delivery.attempts: 101 is out of range; use 1 to 100"),
+        (with_delivery("attempts = \"many\""), "delivery.attempts: expected a whole number, found string \"many\""),
+        (with_delivery("retry_delay = \"x\""), "delivery.retry_delay: \"x\" is not a duration"),
+        (with_delivery("retry_delay = \"2h\""), "delivery.retry_delay: 2h is too long; at most 1h"),
+        (with_delivery("retry_delay = -1"), "delivery.retry_delay: -1 is negative"),
+        (with_delivery("request_timeout = 0"), "delivery.request_timeout: must be greater than 0"),
+        (with_delivery("request_timeout = \"0s\""), "delivery.request_timeout: must be greater than 0"),
+        (with_delivery("request_timeout = \"11m\""), "delivery.request_timeout: 11m is too long; at most 10m"),
+        (with_delivery("batch_max = 0"), "delivery.batch_max: 0 is out of range; use 1 to 10000"),
+        (with_delivery("batch_max = 10001"), "delivery.batch_max: 10001 is out of range; use 1 to 10000"),
+        (with_delivery("failback_after = \"-1\""), "delivery.failback_after: -1 is negative"),
+        (with_delivery("failback_after = \"8days\""), "delivery.failback_after: 8days is too long; at most 7days"),
+        (with_delivery("failback_after = 1.5"), "delivery.failback_after: expected a duration"),
+        (with_delivery("max_in_flight = 0"), "delivery.max_in_flight: 0 is out of range; use 1 to 64"),
+        (with_delivery("max_in_flight = 65"), "delivery.max_in_flight: 65 is out of range; use 1 to 64"),
+        (with_delivery("method = \"round_robin\"\nfailback_after = \"5m\""), "delivery.failback_after: only method = \"failover\" takes failback_after"),
+        // Without effect, the value is not judged.
+        (with_delivery("method = \"round_robin\"\nfailback_after = \"soon\""), "delivery.failback_after: only method = \"failover\" takes failback_after"),
+        (with_delivery("method = \"round_robin\"\nattempts = 0"), "delivery.attempts: 0 is out of range; use 1 to 100"),
+        (with_delivery("suspend = \"2d\""), "delivery.suspend: 2days is too long; at most 1day"),
+        (with_delivery("suspend = -1"), "delivery.suspend: -1 is negative"),
+        (with_delivery("suspend = \"soon\""), "delivery.suspend: \"soon\" is not a duration"),
+        (with_delivery("suspend = 1.5"), "delivery.suspend: expected a duration"),
         // servers
-        (
-            serial_port("[delivery]\nattempts = 3"),
-            "delivery.primary: missing; [delivery] needs a primary server",
-        ),
-        (
-            serial_port("[delivery]"),
-            "delivery.primary: missing; [delivery] needs a primary server",
-        ),
-        (
-            serial_port("[delivery]\nprimary = \"ftp://x\""),
-            "delivery.primary: \"ftp://x\": ftp:// is not supported; use http://",
-        ),
-        (
-            serial_port("[delivery]\nprimary = \"gopher://x\""),
-            "delivery.primary: \"gopher://x\": gopher:// is not supported; use http:// or https://",
-        ),
-        (
-            serial_port("[delivery]\nprimary = \"http://\""),
-            "delivery.primary: \"http://\" has no host",
-        ),
-        (
-            serial_port("[delivery]\nprimary = \"http://user:pw@h/\""),
-            "delivery.primary: contains credentials",
-        ),
-        (
-            serial_port("[delivery]\nprimary = \"\""),
-            "delivery.primary: must not be empty",
-        ),
-        (
-            serial_port("[delivery]\nprimary = \"billing-a:8080\""),
-            "delivery.primary: \"billing-a:8080\" is not an absolute URL",
-        ),
-        (
-            serial_port("[delivery]\nprimary = \"http://h:99999/\""),
-            "delivery.primary: \"http://h:99999/\": \"99999\" is not a port",
-        ),
-        (
-            serial_port("[delivery]\nprimary = 8080"),
-            "delivery.primary: expected a string, found integer 8080",
-        ),
-        (
-            with_delivery("secondary = \"https://b:x/\""),
-            "delivery.secondary: \"https://b:x/\": \"x\" is not a port",
-        ),
-        (
-            with_delivery("secondary = \"http://billing-a/billing\""),
-            "delivery.secondary: \"http://billing-a/billing\" is the same server as primary",
-        ),
-        (
-            with_delivery("secondary = \"http://Billing-A:80/billing\""),
-            "delivery.secondary: \"http://Billing-A:80/billing\" is the same server as primary",
-        ),
+        (serial_port("[delivery]\nattempts = 3"), "delivery.primary: missing; [delivery] needs a primary server"),
+        (serial_port("[delivery]"), "delivery.primary: missing; [delivery] needs a primary server"),
+        (serial_port("[delivery]\nprimary = \"ftp://x\""), "delivery.primary: \"ftp://x\": ftp:// is not supported; use http://"),
+        (serial_port("[delivery]\nprimary = \"gopher://x\""), "delivery.primary: \"gopher://x\": gopher:// is not supported; use http:// or https://"),
+        (serial_port("[delivery]\nprimary = \"http://\""), "delivery.primary: \"http://\" has no host"),
+        (serial_port("[delivery]\nprimary = \"http://user:pw@h/\""), "delivery.primary: contains credentials"),
+        (serial_port("[delivery]\nprimary = \"\""), "delivery.primary: must not be empty"),
+        (serial_port("[delivery]\nprimary = \"billing-a:8080\""), "delivery.primary: \"billing-a:8080\" is not an absolute URL"),
+        (serial_port("[delivery]\nprimary = \"http://h:99999/\""), "delivery.primary: \"http://h:99999/\": \"99999\" is not a port"),
+        (serial_port("[delivery]\nprimary = 8080"), "delivery.primary: expected a string, found integer 8080"),
+        (with_delivery("secondary = \"https://b:x/\""), "delivery.secondary: \"https://b:x/\": \"x\" is not a port"),
+        (with_delivery("secondary = \"http://billing-a/billing\""), "delivery.secondary: \"http://billing-a/billing\" is the same server as primary"),
+        (with_delivery("secondary = \"http://Billing-A:80/billing\""), "delivery.secondary: \"http://Billing-A:80/billing\" is the same server as primary"),
         // carbon copies
-        (
-            serial_port("[[carbon_copy]]\nname = \"a\"\nurl = \"http://a/\"\n[[carbon_copy]]\nname = \"a\"\nurl = \"http://b/\""),
-            "carbon_copy[1].name: \"a\" is also the name of carbon_copy[0]; carbon copy names must be unique",
-        ),
-        (
-            serial_port("[[carbon_copy]]\nname = \"cc2\"\nurl = \"http://a/\"\n[[carbon_copy]]\nurl = \"http://b/\""),
-            "carbon_copy[1].name: \"cc2\" (this carbon copy's default name) is also the name of carbon_copy[0]",
-        ),
-        (
-            serial_port("[[carbon_copy]]\nurl = \"http://a/\"\n[[carbon_copy]]\nname = \"cc1\"\nurl = \"http://b/\""),
-            "carbon_copy[1].name: \"cc1\" is also the default name of carbon_copy[0]",
-        ),
-        (
-            serial_port("[[carbon_copy]]\nurl = \"http://a/cc\"\n[[carbon_copy]]\nurl = \"http://A:80/cc\""),
-            "carbon_copy[1].url: \"http://A:80/cc\" is the same server as carbon_copy[0].url",
-        ),
-        (
-            serial_port("[[carbon_copy]]\nname = \"a b\"\nurl = \"http://a/\""),
-            "carbon_copy[0].name: \"a b\" contains characters other than",
-        ),
-        (
-            serial_port("[[carbon_copy]]\nname = \"\"\nurl = \"http://a/\""),
-            "carbon_copy[0].name: must not be empty",
-        ),
-        (
-            serial_port("[[carbon_copy]]\nname = \"a\""),
-            "carbon_copy[0].url: missing; every carbon copy needs a url",
-        ),
-        (
-            serial_port("[[carbon_copy]]\nurl = \"https:/a/\""),
-            "carbon_copy[0].url: \"https:/a/\" is not an absolute URL",
-        ),
-        (
-            serial_port("[[carbon_copy]]\nurl = \"http://a/\"\nreliable = \"yes\""),
-            "carbon_copy[0].reliable: expected true or false, found string \"yes\"",
-        ),
-        (
-            serial_port("[[carbon_copy]]\nurl = \"http://a/\"\nreliable = 1"),
-            "carbon_copy[0].reliable: expected true or false, found integer 1",
-        ),
+        (serial_port("[[carbon_copy]]\nname = \"a\"\nurl = \"http://a/\"\n[[carbon_copy]]\nname = \"a\"\nurl = \"http://b/\""), "carbon_copy[1].name: \"a\" is also the name of carbon_copy[0]; carbon copy names must be unique"),
+        (serial_port("[[carbon_copy]]\nname = \"cc2\"\nurl = \"http://a/\"\n[[carbon_copy]]\nurl = \"http://b/\""), "carbon_copy[1].name: \"cc2\" (this carbon copy's default name) is also the name of carbon_copy[0]"),
+        (serial_port("[[carbon_copy]]\nurl = \"http://a/\"\n[[carbon_copy]]\nname = \"cc1\"\nurl = \"http://b/\""), "carbon_copy[1].name: \"cc1\" is also the default name of carbon_copy[0]"),
+        (serial_port("[[carbon_copy]]\nurl = \"http://a/cc\"\n[[carbon_copy]]\nurl = \"http://A:80/cc\""), "carbon_copy[1].url: \"http://A:80/cc\" is the same server as carbon_copy[0].url"),
+        (serial_port("[[carbon_copy]]\nname = \"a b\"\nurl = \"http://a/\""), "carbon_copy[0].name: \"a b\" contains characters other than"),
+        (serial_port("[[carbon_copy]]\nname = \"\"\nurl = \"http://a/\""), "carbon_copy[0].name: must not be empty"),
+        (serial_port("[[carbon_copy]]\nname = \"a\""), "carbon_copy[0].url: missing; every carbon copy needs a url"),
+        (serial_port("[[carbon_copy]]\nurl = \"https:/a/\""), "carbon_copy[0].url: \"https:/a/\" is not an absolute URL"),
+        (serial_port("[[carbon_copy]]\nurl = \"http://a/\"\nreliable = \"yes\""), "carbon_copy[0].reliable: expected true or false, found string \"yes\""),
+        (serial_port("[[carbon_copy]]\nurl = \"http://a/\"\nreliable = 1"), "carbon_copy[0].reliable: expected true or false, found integer 1"),
         // unknown keys and wrong shapes
-        (
-            with_delivery("retry = 3"),
-            "delivery.retry: unknown key; did you mean `retry_delay`?",
-        ),
-        (
-            with_delivery("timeout = \"5s\""),
-            "delivery.timeout: unknown key",
-        ),
-        (
-            serial_port("[[carbon_copy]]\nurl = \"http://a/\"\nreliabel = true"),
-            "carbon_copy[0].reliabel: unknown key; did you mean `reliable`?",
-        ),
-        (
-            serial_port("[[carbon_copy]]\nurl = \"http://a/\"\nmethod = \"x\""),
-            "carbon_copy[0].method: unknown key; the keys here are name, url, reliable",
-        ),
-        (
-            serial_port("[carbon_copy]\nurl = \"http://a/\""),
-            "carbon_copy: expected [[carbon_copy]] tables, found a table",
-        ),
-        (
-            serial_port("").replace("[gateway]", "delivery = \"http://a/\"\n[gateway]"),
-            "delivery: expected a [delivery] table, found string \"http://a/\"",
-        ),
-        (
-            serial_port("").replace("[gateway]", "carbon_copy = [1]\n[gateway]"),
-            "carbon_copy[0]: expected a [[carbon_copy]] table, found integer 1",
-        ),
+        (with_delivery("retry = 3"), "delivery.retry: unknown key; did you mean `retry_delay`?"),
+        (with_delivery("timeout = \"5s\""), "delivery.timeout: unknown key"),
+        (serial_port("[[carbon_copy]]\nurl = \"http://a/\"\nreliabel = true"), "carbon_copy[0].reliabel: unknown key; did you mean `reliable`?"),
+        (serial_port("[[carbon_copy]]\nurl = \"http://a/\"\nmethod = \"x\""), "carbon_copy[0].method: unknown key; the keys here are name, url, reliable"),
+        (serial_port("[carbon_copy]\nurl = \"http://a/\""), "carbon_copy: expected [[carbon_copy]] tables, found a table"),
+        (serial_port("").replace("[gateway]", "delivery = \"http://a/\"\n[gateway]"), "delivery: expected a [delivery] table, found string \"http://a/\""),
+        (serial_port("").replace("[gateway]", "carbon_copy = [1]\n[gateway]"), "carbon_copy[0]: expected a [[carbon_copy]] table, found integer 1"),
         // store
-        (
-            serial_port("[store]\nmax_records = 0"),
-            "store.max_records: 0 is out of range; use 1 to 1000000000",
-        ),
-        (
-            serial_port("[store]\nmax_records = 1000000001"),
-            "store.max_records: 1000000001 is out of range",
-        ),
-        (
-            serial_port("[store]\nwhen_full = \"maybe\""),
-            "store.when_full: \"maybe\" is not a when_full policy; use block or drop_oldest",
-        ),
-        (
-            serial_port("[store]\nwhen_full = true"),
-            "store.when_full: expected a string, found boolean true",
-        ),
+        (serial_port("[store]\nmax_records = 0"), "store.max_records: 0 is out of range; use 1 to 1000000000"),
+        (serial_port("[store]\nmax_records = 1000000001"), "store.max_records: 1000000001 is out of range"),
+        (serial_port("[store]\nwhen_full = \"maybe\""), "store.when_full: \"maybe\" is not a when_full policy; use block or drop_oldest"),
+        (serial_port("[store]\nwhen_full = true"), "store.when_full: expected a string, found boolean true"),
     ];
     for (text, expected) in cases {
         one_problem(text, expected);
@@ -1731,6 +1304,7 @@ fn env_overrides_delivery_and_store() {
             batch_max: 20,
             failback_after: None,
             max_in_flight: 2,
+            security: ServerSecurity::default(),
         })
     );
     assert_eq!(config.store.max_records, 123);
@@ -1786,57 +1360,18 @@ fn env_delivery_problems() {
     );
     /// The file, the environment and the one problem expected.
     type Case<'a> = (&'a PathBuf, &'a [(&'a str, &'a str)], &'a str);
+    #[rustfmt::skip]
     let cases: &[Case] = &[
-        (
-            &path,
-            &[("BILLBOX__DELIVERY__ATTEMPTS", "3")],
-            "delivery.primary: missing; [delivery] needs a primary server, e.g. primary = \"http://billing-a:8080/billing\" ([delivery] has a key from environment variable BILLBOX__DELIVERY__ATTEMPTS)",
-        ),
-        (
-            &path,
-            &[("BILLBOX__DELIVERY__PRIMARY", "ftp://a/")],
-            "delivery.primary: \"ftp://a/\": ftp:// is not supported; use http:// or https:// (set by environment variable BILLBOX__DELIVERY__PRIMARY)",
-        ),
-        (
-            &path,
-            &[("BILLBOX__DELIVERY__PRIMARY", "")],
-            "delivery.primary: must not be empty",
-        ),
-        (
-            &with_primary,
-            &[("BILLBOX__DELIVERY__ATTEMPTS", "0")],
-            "delivery.attempts: 0 is out of range; use 1 to 100 (attempts on one server) (set by environment variable BILLBOX__DELIVERY__ATTEMPTS)",
-        ),
-        (
-            &with_primary,
-            &[("BILLBOX__DELIVERY__METHOD", "sometimes")],
-            "delivery.method: \"sometimes\" is not a delivery method; use failover or round_robin (set by environment variable BILLBOX__DELIVERY__METHOD)",
-        ),
-        (
-            &with_primary,
-            &[("BILLBOX__DELIVERY__RETRY", "5s")],
-            "delivery.retry: unknown key; did you mean `retry_delay`? (set by environment variable BILLBOX__DELIVERY__RETRY)",
-        ),
-        (
-            &with_primary,
-            &[("BILLBOX__DELIVERY__SECONDARY", "http://a/")],
-            "delivery.secondary: \"http://a/\" is the same server as primary",
-        ),
-        (
-            &with_primary,
-            &[("BILLBOX__STORE__WHEN_FULL", "maybe")],
-            "store.when_full: \"maybe\" is not a when_full policy; use block or drop_oldest (set by environment variable BILLBOX__STORE__WHEN_FULL)",
-        ),
-        (
-            &with_primary,
-            &[("BILLBOX__CARBON_COPY__0__URL", "http://cc/")],
-            "carbon_copy: carbon_copy cannot be set from the environment (BILLBOX__CARBON_COPY__0__URL); configure [[carbon_copy]] in the file",
-        ),
-        (
-            &with_primary,
-            &[("BILLBOX__CARBON_COPY__URL", "http://cc/")],
-            "carbon_copy: carbon_copy cannot be set from the environment (BILLBOX__CARBON_COPY__URL)",
-        ),
+        (&path, &[("BILLBOX__DELIVERY__ATTEMPTS", "3")], "delivery.primary: missing; [delivery] needs a primary server, e.g. primary = \"http://billing-a:8080/billing\" ([delivery] has a key from environment variable BILLBOX__DELIVERY__ATTEMPTS)"),
+        (&path, &[("BILLBOX__DELIVERY__PRIMARY", "ftp://a/")], "delivery.primary: \"ftp://a/\": ftp:// is not supported; use http:// or https:// (set by environment variable BILLBOX__DELIVERY__PRIMARY)"),
+        (&path, &[("BILLBOX__DELIVERY__PRIMARY", "")], "delivery.primary: must not be empty"),
+        (&with_primary, &[("BILLBOX__DELIVERY__ATTEMPTS", "0")], "delivery.attempts: 0 is out of range; use 1 to 100 (attempts on one server) (set by environment variable BILLBOX__DELIVERY__ATTEMPTS)"),
+        (&with_primary, &[("BILLBOX__DELIVERY__METHOD", "sometimes")], "delivery.method: \"sometimes\" is not a delivery method; use failover or round_robin (set by environment variable BILLBOX__DELIVERY__METHOD)"),
+        (&with_primary, &[("BILLBOX__DELIVERY__RETRY", "5s")], "delivery.retry: unknown key; did you mean `retry_delay`? (set by environment variable BILLBOX__DELIVERY__RETRY)"),
+        (&with_primary, &[("BILLBOX__DELIVERY__SECONDARY", "http://a/")], "delivery.secondary: \"http://a/\" is the same server as primary"),
+        (&with_primary, &[("BILLBOX__STORE__WHEN_FULL", "maybe")], "store.when_full: \"maybe\" is not a when_full policy; use block or drop_oldest (set by environment variable BILLBOX__STORE__WHEN_FULL)"),
+        (&with_primary, &[("BILLBOX__CARBON_COPY__0__URL", "http://cc/")], "carbon_copy: carbon_copy cannot be set from the environment (BILLBOX__CARBON_COPY__0__URL); configure [[carbon_copy]] in the file"),
+        (&with_primary, &[("BILLBOX__CARBON_COPY__URL", "http://cc/")], "carbon_copy: carbon_copy cannot be set from the environment (BILLBOX__CARBON_COPY__URL)"),
     ];
     for (path, vars, expected) in cases {
         let err = load_with_env(path, env(vars)).unwrap_err();
@@ -1900,7 +1435,8 @@ fn metrics_values() {
             "{addr}"
         );
     }
-    for (value, expected) in [
+    #[rustfmt::skip]
+    let cases = [
         ("1", Duration::from_secs(1)),
         ("\"90\"", Duration::from_secs(90)),
         ("600", Duration::from_secs(600)),
@@ -1909,7 +1445,8 @@ fn metrics_values() {
         ("\"1h 30m\"", Duration::from_secs(5400)),
         ("\"7days\"", Duration::from_secs(7 * 86400)),
         ("604800", Duration::from_secs(7 * 86400)),
-    ] {
+    ];
+    for (value, expected) in cases {
         assert_eq!(
             metrics(&format!("delivery_alarm = {value}")).delivery_alarm,
             expected,
@@ -1938,7 +1475,8 @@ fn metrics_values() {
 
 #[test]
 fn quiet_alarm_forms() {
-    for (value, expected) in [
+    #[rustfmt::skip]
+    let cases = [
         ("1", Duration::from_secs(1)),
         ("\"1\"", Duration::from_secs(1)),
         ("3600", Duration::from_secs(3600)),
@@ -1949,7 +1487,8 @@ fn quiet_alarm_forms() {
         ("\"1500ms\"", Duration::from_millis(1500)),
         ("\"30days\"", Duration::from_secs(30 * 86400)),
         ("2592000", Duration::from_secs(30 * 86400)),
-    ] {
+    ];
+    for (value, expected) in cases {
         let port = one_port(&serial_port(&format!("quiet_alarm = {value}")));
         assert_eq!(port.quiet_alarm, Some(expected), "{value}");
     }
@@ -1961,185 +1500,59 @@ fn quiet_alarm_forms() {
 /// One invalid value per case; the problem must name the key.
 #[test]
 fn every_invalid_monitoring_value_names_its_key() {
+    #[rustfmt::skip]
     let cases: &[(String, &str)] = &[
         // metrics.enabled
-        (
-            serial_port("[metrics]\nenabled = \"true\""),
-            "metrics.enabled: expected true or false, found string \"true\"",
-        ),
-        (
-            serial_port("[metrics]\nenabled = \"no\""),
-            "metrics.enabled: expected true or false, found string \"no\"",
-        ),
-        (
-            serial_port("[metrics]\nenabled = 1"),
-            "metrics.enabled: expected true or false, found integer 1",
-        ),
-        (
-            serial_port("[metrics]\nenabled = 0.0"),
-            "metrics.enabled: expected true or false, found number 0",
-        ),
+        (serial_port("[metrics]\nenabled = \"true\""), "metrics.enabled: expected true or false, found string \"true\""),
+        (serial_port("[metrics]\nenabled = \"no\""), "metrics.enabled: expected true or false, found string \"no\""),
+        (serial_port("[metrics]\nenabled = 1"), "metrics.enabled: expected true or false, found integer 1"),
+        (serial_port("[metrics]\nenabled = 0.0"), "metrics.enabled: expected true or false, found number 0"),
         // metrics.listen
-        (
-            serial_port("[metrics]\nlisten = \"localhost\""),
-            "metrics.listen: \"localhost\" is not an address; write IP:PORT, e.g. \"127.0.0.1:9109\"",
-        ),
-        (
-            serial_port("[metrics]\nlisten = \"localhost:9109\""),
-            "metrics.listen: \"localhost:9109\" is not an address; write IP:PORT",
-        ),
-        (
-            serial_port("[metrics]\nlisten = \"127.0.0.1\""),
-            "metrics.listen: \"127.0.0.1\" is not an address",
-        ),
-        (
-            serial_port("[metrics]\nlisten = \"127.0.0.1:65536\""),
-            "metrics.listen: \"127.0.0.1:65536\" is not an address",
-        ),
-        (
-            serial_port("[metrics]\nlisten = \"::1:9109\""),
-            "metrics.listen: \"::1:9109\" is not an address",
-        ),
-        (
-            serial_port("[metrics]\nlisten = \"\""),
-            "metrics.listen: \"\" is not an address",
-        ),
-        (
-            serial_port("[metrics]\nlisten = 9109"),
-            "metrics.listen: expected a string, found integer 9109",
-        ),
-        (
-            bare_port("listen = \"0.0.0.0:9109\"\n[metrics]\nlisten = \"0.0.0.0:9109\""),
-            "metrics.listen: 0.0.0.0:9109 is also the listen address of ports[0]; give the metrics listener another address",
-        ),
+        (serial_port("[metrics]\nlisten = \"localhost\""), "metrics.listen: \"localhost\" is not an address; write IP:PORT, e.g. \"127.0.0.1:9109\""),
+        (serial_port("[metrics]\nlisten = \"localhost:9109\""), "metrics.listen: \"localhost:9109\" is not an address; write IP:PORT"),
+        (serial_port("[metrics]\nlisten = \"127.0.0.1\""), "metrics.listen: \"127.0.0.1\" is not an address"),
+        (serial_port("[metrics]\nlisten = \"127.0.0.1:65536\""), "metrics.listen: \"127.0.0.1:65536\" is not an address"),
+        (serial_port("[metrics]\nlisten = \"::1:9109\""), "metrics.listen: \"::1:9109\" is not an address"),
+        (serial_port("[metrics]\nlisten = \"\""), "metrics.listen: \"\" is not an address"),
+        (serial_port("[metrics]\nlisten = 9109"), "metrics.listen: expected a string, found integer 9109"),
+        (bare_port("listen = \"0.0.0.0:9109\"\n[metrics]\nlisten = \"0.0.0.0:9109\""), "metrics.listen: 0.0.0.0:9109 is also the listen address of ports[0]; give the metrics listener another address"),
+        // A listen address that is refused is not compared with the ports.
+        (bare_port("listen = \"127.0.0.1:9109\"\n[metrics]\nlisten = \"nowhere\""), "metrics.listen: \"nowhere\" is not an address"),
         // metrics.delivery_alarm
-        (
-            serial_port("[metrics]\ndelivery_alarm = 0"),
-            "metrics.delivery_alarm: must be greater than 0",
-        ),
-        (
-            serial_port("[metrics]\ndelivery_alarm = \"0s\""),
-            "metrics.delivery_alarm: must be greater than 0",
-        ),
-        (
-            serial_port("[metrics]\ndelivery_alarm = \"500ms\""),
-            "metrics.delivery_alarm: 500ms is too short; at least 1s",
-        ),
-        (
-            serial_port("[metrics]\ndelivery_alarm = \"8days\""),
-            "metrics.delivery_alarm: 8days is too long; at most 7days",
-        ),
-        (
-            serial_port("[metrics]\ndelivery_alarm = 604801"),
-            "metrics.delivery_alarm: 7days 1s is too long; at most 7days",
-        ),
-        (
-            serial_port("[metrics]\ndelivery_alarm = -1"),
-            "metrics.delivery_alarm: -1 is negative",
-        ),
-        (
-            serial_port("[metrics]\ndelivery_alarm = \"soon\""),
-            "metrics.delivery_alarm: \"soon\" is not a duration",
-        ),
-        (
-            serial_port("[metrics]\ndelivery_alarm = 1.5"),
-            "metrics.delivery_alarm: expected a duration",
-        ),
-        (
-            serial_port("[metrics]\ndelivery_alarm = true"),
-            "metrics.delivery_alarm: expected a duration",
-        ),
+        (serial_port("[metrics]\ndelivery_alarm = 0"), "metrics.delivery_alarm: must be greater than 0"),
+        (serial_port("[metrics]\ndelivery_alarm = \"0s\""), "metrics.delivery_alarm: must be greater than 0"),
+        (serial_port("[metrics]\ndelivery_alarm = \"500ms\""), "metrics.delivery_alarm: 500ms is too short; at least 1s"),
+        (serial_port("[metrics]\ndelivery_alarm = \"8days\""), "metrics.delivery_alarm: 8days is too long; at most 7days"),
+        (serial_port("[metrics]\ndelivery_alarm = 604801"), "metrics.delivery_alarm: 7days 1s is too long; at most 7days"),
+        (serial_port("[metrics]\ndelivery_alarm = -1"), "metrics.delivery_alarm: -1 is negative"),
+        (serial_port("[metrics]\ndelivery_alarm = \"soon\""), "metrics.delivery_alarm: \"soon\" is not a duration"),
+        (serial_port("[metrics]\ndelivery_alarm = 1.5"), "metrics.delivery_alarm: expected a duration"),
+        (serial_port("[metrics]\ndelivery_alarm = true"), "metrics.delivery_alarm: expected a duration"),
         // metrics.store_alarm_percent
-        (
-            serial_port("[metrics]\nstore_alarm_percent = 0"),
-            "metrics.store_alarm_percent: 0 is out of range; use 1 to 100 (percent of store.max_records)",
-        ),
-        (
-            serial_port("[metrics]\nstore_alarm_percent = 101"),
-            "metrics.store_alarm_percent: 101 is out of range; use 1 to 100",
-        ),
-        (
-            serial_port("[metrics]\nstore_alarm_percent = -5"),
-            "metrics.store_alarm_percent: -5 is out of range",
-        ),
-        (
-            serial_port("[metrics]\nstore_alarm_percent = 90.5"),
-            "metrics.store_alarm_percent: expected a whole number, found number 90.5",
-        ),
-        (
-            serial_port("[metrics]\nstore_alarm_percent = \"90%\""),
-            "metrics.store_alarm_percent: expected a whole number, found string \"90%\"",
-        ),
+        (serial_port("[metrics]\nstore_alarm_percent = 0"), "metrics.store_alarm_percent: 0 is out of range; use 1 to 100 (percent of store.max_records)"),
+        (serial_port("[metrics]\nstore_alarm_percent = 101"), "metrics.store_alarm_percent: 101 is out of range; use 1 to 100"),
+        (serial_port("[metrics]\nstore_alarm_percent = -5"), "metrics.store_alarm_percent: -5 is out of range"),
+        (serial_port("[metrics]\nstore_alarm_percent = 90.5"), "metrics.store_alarm_percent: expected a whole number, found number 90.5"),
+        (serial_port("[metrics]\nstore_alarm_percent = \"90%\""), "metrics.store_alarm_percent: expected a whole number, found string \"90%\""),
         // [metrics] itself
-        (
-            serial_port("[metrics]\nport = 9109"),
-            "metrics.port: unknown key; the keys here are enabled, listen, delivery_alarm, store_alarm_percent",
-        ),
-        (
-            serial_port("[metrics]\nenable = true"),
-            "metrics.enable: unknown key; did you mean `enabled`?",
-        ),
-        (
-            serial_port("[metrics]\ndelivery = \"5m\""),
-            "metrics.delivery: unknown key; did you mean `delivery_alarm`?",
-        ),
-        (
-            serial_port("").replace("[gateway]", "metrics = true\n[gateway]"),
-            "metrics: expected a [metrics] table, found boolean true",
-        ),
-        (
-            serial_port("").replace("[gateway]", "[[metrics]]\n[gateway]"),
-            "metrics: expected a [metrics] table, found an array",
-        ),
-        (
-            serial_port("").replace("[gateway]", "[metric]\n[gateway]"),
-            "metric: unknown key; did you mean `metrics`?",
-        ),
+        (serial_port("[metrics]\nport = 9109"), "metrics.port: unknown key; the keys here are enabled, listen, delivery_alarm, store_alarm_percent"),
+        (serial_port("[metrics]\nenable = true"), "metrics.enable: unknown key; did you mean `enabled`?"),
+        (serial_port("[metrics]\ndelivery = \"5m\""), "metrics.delivery: unknown key; did you mean `delivery_alarm`?"),
+        (serial_port("").replace("[gateway]", "metrics = true\n[gateway]"), "metrics: expected a [metrics] table, found boolean true"),
+        (serial_port("").replace("[gateway]", "[[metrics]]\n[gateway]"), "metrics: expected a [metrics] table, found an array"),
+        (serial_port("").replace("[gateway]", "[metric]\n[gateway]"), "metric: unknown key; did you mean `metrics`?"),
         // quiet_alarm
-        (
-            serial_port("quiet_alarm = 0"),
-            "ports[0].quiet_alarm: must be greater than 0; leave quiet_alarm out for no alarm",
-        ),
-        (
-            serial_port("quiet_alarm = \"0s\""),
-            "ports[0].quiet_alarm: must be greater than 0",
-        ),
-        (
-            serial_port("quiet_alarm = \"999ms\""),
-            "ports[0].quiet_alarm: 999ms is too short; at least 1s",
-        ),
-        (
-            serial_port("quiet_alarm = \"30days 1h\""),
-            "ports[0].quiet_alarm: 30days 1h is too long; at most 30days",
-        ),
-        (
-            serial_port("quiet_alarm = 2592001"),
-            "ports[0].quiet_alarm: 30days 1s is too long; at most 30days",
-        ),
-        (
-            serial_port("quiet_alarm = -60"),
-            "ports[0].quiet_alarm: -60 is negative",
-        ),
-        (
-            serial_port("quiet_alarm = \"-1h\""),
-            "ports[0].quiet_alarm: \"-1h\" is negative",
-        ),
-        (
-            serial_port("quiet_alarm = \"night\""),
-            "ports[0].quiet_alarm: \"night\" is not a duration",
-        ),
-        (
-            serial_port("quiet_alarm = 1.5"),
-            "ports[0].quiet_alarm: expected a duration",
-        ),
-        (
-            serial_port("quiet_alarm = false"),
-            "ports[0].quiet_alarm: expected a duration",
-        ),
-        (
-            serial_port("quiet = \"1h\""),
-            "ports[0].quiet: unknown key; did you mean `quiet_alarm`?",
-        ),
+        (serial_port("quiet_alarm = 0"), "ports[0].quiet_alarm: must be greater than 0; leave quiet_alarm out for no alarm"),
+        (serial_port("quiet_alarm = \"0s\""), "ports[0].quiet_alarm: must be greater than 0"),
+        (serial_port("quiet_alarm = \"999ms\""), "ports[0].quiet_alarm: 999ms is too short; at least 1s"),
+        (serial_port("quiet_alarm = \"30days 1h\""), "ports[0].quiet_alarm: 30days 1h is too long; at most 30days"),
+        (serial_port("quiet_alarm = 2592001"), "ports[0].quiet_alarm: 30days 1s is too long; at most 30days"),
+        (serial_port("quiet_alarm = -60"), "ports[0].quiet_alarm: -60 is negative"),
+        (serial_port("quiet_alarm = \"-1h\""), "ports[0].quiet_alarm: \"-1h\" is negative"),
+        (serial_port("quiet_alarm = \"night\""), "ports[0].quiet_alarm: \"night\" is not a duration"),
+        (serial_port("quiet_alarm = 1.5"), "ports[0].quiet_alarm: expected a duration"),
+        (serial_port("quiet_alarm = false"), "ports[0].quiet_alarm: expected a duration"),
+        (serial_port("quiet = \"1h\""), "ports[0].quiet: unknown key; did you mean `quiet_alarm`?"),
     ];
     for (text, expected) in cases {
         one_problem(text, expected);
@@ -2250,43 +1663,17 @@ fn env_overrides_metrics() {
 fn env_metrics_problems() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, "c.toml", serial_port("").as_bytes());
+    #[rustfmt::skip]
     let cases: &[(&[(&str, &str)], &str)] = &[
-        (
-            &[("BILLBOX__METRICS__LISTEN", "localhost:9109")],
-            "metrics.listen: \"localhost:9109\" is not an address; write IP:PORT, e.g. \"127.0.0.1:9109\" (set by environment variable BILLBOX__METRICS__LISTEN)",
-        ),
-        (
-            &[("BILLBOX__METRICS__LISTEN", "")],
-            "metrics.listen: \"\" is not an address; write IP:PORT, e.g. \"127.0.0.1:9109\" (set by environment variable BILLBOX__METRICS__LISTEN)",
-        ),
-        (
-            &[("BILLBOX__METRICS__ENABLED", "yes")],
-            "metrics.enabled: expected true or false, found string \"yes\" (set by environment variable BILLBOX__METRICS__ENABLED)",
-        ),
-        (
-            &[("BILLBOX__METRICS__ENABLED", "TRUE")],
-            "metrics.enabled: expected true or false, found string \"TRUE\"",
-        ),
-        (
-            &[("BILLBOX__METRICS__ENABLED", "1")],
-            "metrics.enabled: expected true or false, found string \"1\"",
-        ),
-        (
-            &[("BILLBOX__METRICS__DELIVERY_ALARM", "0")],
-            "metrics.delivery_alarm: must be greater than 0 (set by environment variable BILLBOX__METRICS__DELIVERY_ALARM)",
-        ),
-        (
-            &[("BILLBOX__METRICS__STORE_ALARM_PERCENT", "101")],
-            "metrics.store_alarm_percent: 101 is out of range; use 1 to 100 (percent of store.max_records) (set by environment variable BILLBOX__METRICS__STORE_ALARM_PERCENT)",
-        ),
-        (
-            &[("BILLBOX__METRICS__PORT", "9109")],
-            "metrics.port: unknown key; the keys here are enabled, listen, delivery_alarm, store_alarm_percent (set by environment variable BILLBOX__METRICS__PORT)",
-        ),
-        (
-            &[("BILLBOX__PORTS__0__QUIET_ALARM", "1h")],
-            "ports: ports cannot be set from the environment (BILLBOX__PORTS__0__QUIET_ALARM); configure [[ports]] in the file",
-        ),
+        (&[("BILLBOX__METRICS__LISTEN", "localhost:9109")], "metrics.listen: \"localhost:9109\" is not an address; write IP:PORT, e.g. \"127.0.0.1:9109\" (set by environment variable BILLBOX__METRICS__LISTEN)"),
+        (&[("BILLBOX__METRICS__LISTEN", "")], "metrics.listen: \"\" is not an address; write IP:PORT, e.g. \"127.0.0.1:9109\" (set by environment variable BILLBOX__METRICS__LISTEN)"),
+        (&[("BILLBOX__METRICS__ENABLED", "yes")], "metrics.enabled: expected true or false, found string \"yes\" (set by environment variable BILLBOX__METRICS__ENABLED)"),
+        (&[("BILLBOX__METRICS__ENABLED", "TRUE")], "metrics.enabled: expected true or false, found string \"TRUE\""),
+        (&[("BILLBOX__METRICS__ENABLED", "1")], "metrics.enabled: expected true or false, found string \"1\""),
+        (&[("BILLBOX__METRICS__DELIVERY_ALARM", "0")], "metrics.delivery_alarm: must be greater than 0 (set by environment variable BILLBOX__METRICS__DELIVERY_ALARM)"),
+        (&[("BILLBOX__METRICS__STORE_ALARM_PERCENT", "101")], "metrics.store_alarm_percent: 101 is out of range; use 1 to 100 (percent of store.max_records) (set by environment variable BILLBOX__METRICS__STORE_ALARM_PERCENT)"),
+        (&[("BILLBOX__METRICS__PORT", "9109")], "metrics.port: unknown key; the keys here are enabled, listen, delivery_alarm, store_alarm_percent (set by environment variable BILLBOX__METRICS__PORT)"),
+        (&[("BILLBOX__PORTS__0__QUIET_ALARM", "1h")], "ports: ports cannot be set from the environment (BILLBOX__PORTS__0__QUIET_ALARM); configure [[ports]] in the file"),
     ];
     for (vars, expected) in cases {
         let err = load_with_env(&path, env(vars)).unwrap_err();
@@ -2349,6 +1736,11 @@ fn transactions_section_defaults_and_rules() {
         &format!("{base}\n[transactions]\nlisten = \"127.0.0.1:9120\"\nproperty_id = \"H\"\ncolour = 1\n"),
         "transactions.colour",
     );
+    // A tls_cert of the wrong type is not half of a pair.
+    one_problem(
+        &format!("{base}\n[transactions]\nlisten = \"127.0.0.1:9120\"\nproperty_id = \"H\"\ntls_cert = 1\n"),
+        "transactions.tls_cert: expected a string, found integer 1",
+    );
 
     // A gateway that only takes transactions needs no port.
     let only = from_toml_str(
@@ -2368,5 +1760,53 @@ fn transactions_section_defaults_and_rules() {
     assert_eq!(
         t.token.as_ref().map(|k| k.expose().to_vec()),
         Some(b"0123456789abcdef-token".to_vec())
+    );
+}
+
+/// A `[[carbon_copy]]` element that is not a table still counts.
+#[test]
+fn carbon_copy_indexes_count_every_element() {
+    let text = serial_port("").replace(
+        "[gateway]",
+        "carbon_copy = [1, { url = \"http://a/\" }, { url = \"http://a/\" }]\n[gateway]",
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "carbon_copy[0]: expected a [[carbon_copy]] table, found integer 1",
+            "carbon_copy[2].url: \"http://a/\" is the same server as carbon_copy[1].url; \
+             each carbon copy needs its own server",
+        ]
+    );
+}
+
+/// A section of the wrong shape is listed in the order of the sections.
+#[test]
+fn sections_of_the_wrong_shape_keep_their_place() {
+    let text = "ports = \"pbx1\"\ncarbon_copy = 1\n[gateway]\nname = \"\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            "gateway.name: must not be empty",
+            "ports: expected [[ports]] tables, found string \"pbx1\"",
+            "carbon_copy: expected [[carbon_copy]] tables, found integer 1",
+        ]
+    );
+}
+
+/// The message for a text that is not a duration names the unit of a
+/// bare number, which is the key's.
+#[test]
+fn duration_messages_name_the_unit() {
+    let found = problems(&serial_port(
+        "billing_timeout = \"abc\"\nreconnect_max = \"abc\"",
+    ));
+    assert!(
+        found[0].ends_with("or a whole number of minutes"),
+        "{found:#?}"
+    );
+    assert!(
+        found[1].ends_with("or a whole number of seconds"),
+        "{found:#?}"
     );
 }

@@ -96,9 +96,13 @@ impl CursorDestination {
         acks: Rc<dyn AckSink>,
         news: Arc<watch::Sender<u64>>,
     ) -> CursorDestination {
-        let mut endpoints = vec![Endpoint::new(d.primary.clone(), d.request_timeout)];
+        let mut endpoints = vec![Endpoint::new(
+            d.primary.clone(),
+            &d.security,
+            d.request_timeout,
+        )];
         if let Some(s) = &d.secondary {
-            endpoints.push(Endpoint::new(s.clone(), d.request_timeout));
+            endpoints.push(Endpoint::new(s.clone(), &d.security, d.request_timeout));
         }
         CursorDestination {
             name,

@@ -2,10 +2,11 @@
 //! over TLS for `https://` servers, each body signed when the server has a
 //! `secret_key`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use awc::error::{ConnectError, PayloadError, SendRequestError};
-use billbox_config::{SecretKey, ServerUrl};
+use billbox_config::{SecretKey, ServerSecurity, ServerUrl, TlsFileError};
 use billbox_wire::{delivery_verdict, Reason, Verdict, SIGNATURE_HEADER};
 use bytes::Bytes;
 
@@ -32,12 +33,16 @@ pub enum PostError {
     },
     #[error("not acknowledged: {0}")]
     Refused(Reason),
+    /// The server's TLS files could not be read when the endpoint was
+    /// made (they were valid when the configuration was loaded).
+    #[error("TLS settings unusable: {key}: {source}", key = .0.key(), source = .0)]
+    TlsFiles(#[source] Arc<TlsFileError>),
 }
 
 /// A billing server.
 pub struct Endpoint {
     url: ServerUrl,
-    client: awc::Client,
+    client: Result<awc::Client, Arc<TlsFileError>>,
     timeout: Duration,
     secret_key: Option<SecretKey>,
 }
@@ -45,26 +50,32 @@ pub struct Endpoint {
 impl Endpoint {
     /// A server reached at `url`; `timeout` bounds each whole request
     /// (connect, TLS handshake, send, answer and its body). An `https://`
-    /// server is reached with the TLS settings of `url.security()` (its
-    /// `ca_file` or the built-in roots, and its client certificate, if
-    /// any); with a `secret_key`, every body is signed.
-    pub fn new(url: ServerUrl, timeout: Duration) -> Endpoint {
-        let mut connector = awc::Connector::new()
-            .timeout(timeout)
-            .handshake_timeout(timeout)
-            .limit(8);
-        if url.is_https() {
-            connector = connector.rustls_0_23(url.security().tls_client_config());
+    /// server is reached with the TLS files of `security` (its `ca_file`
+    /// or the built-in roots, and its client certificate, if any), read
+    /// now; when they cannot be, every post fails with
+    /// [`PostError::TlsFiles`]. With a `secret_key`, every body is signed.
+    pub fn new(url: ServerUrl, security: &ServerSecurity, timeout: Duration) -> Endpoint {
+        let client = (|| -> Result<awc::Client, TlsFileError> {
+            let mut connector = awc::Connector::new()
+                .timeout(timeout)
+                .handshake_timeout(timeout)
+                .limit(8);
+            if url.is_https() {
+                connector = connector.rustls_0_23(crate::tls::client_config(&security.tls)?);
+            }
+            Ok(awc::Client::builder()
+                .connector(connector)
+                .timeout(timeout)
+                .disable_redirects()
+                .finish())
+        })();
+        if let Err(e) = &client {
+            tracing::error!(url = %url, error = %e, key = e.key(), "The server's TLS files are unusable.");
         }
-        let client = awc::Client::builder()
-            .connector(connector)
-            .timeout(timeout)
-            .disable_redirects()
-            .finish();
         Endpoint {
-            secret_key: url.security().secret_key.clone(),
+            secret_key: security.secret_key.clone(),
             url,
-            client,
+            client: client.map_err(Arc::new),
             timeout,
         }
     }
@@ -79,8 +90,11 @@ impl Endpoint {
     /// `SIGNATURE` element first, and the body then an
     /// `X-Billbox-Signature` header (`docs/security.md`).
     pub async fn post(&self, body: Bytes) -> Result<(), PostError> {
-        let mut request = self
+        let client = self
             .client
+            .as_ref()
+            .map_err(|e| PostError::TlsFiles(e.clone()))?;
+        let mut request = client
             .post(self.url.as_str())
             .insert_header(("Content-Type", "text/xml; charset=utf-8"));
         let body = match &self.secret_key {
@@ -168,7 +182,7 @@ mod tests {
     use std::net::TcpListener;
     use std::time::Duration;
 
-    use billbox_config::{SecretKey, ServerSecurity, ServerUrl, TlsFiles};
+    use billbox_config::{SecretKey, ServerSecurity, ServerUrl};
     use bytes::Bytes;
 
     use super::Endpoint;
@@ -213,14 +227,12 @@ mod tests {
             .unwrap();
             (signature, body)
         });
-        let mut url: ServerUrl = format!("http://{addr}/billing").parse().unwrap();
-        if let Some(key) = key {
-            let security =
-                ServerSecurity::new(TlsFiles::default(), Some(SecretKey::new(key).unwrap()))
-                    .unwrap();
-            url = url.with_security(security);
-        }
-        let endpoint = Endpoint::new(url, Duration::from_secs(10));
+        let url: ServerUrl = format!("http://{addr}/billing").parse().unwrap();
+        let security = ServerSecurity {
+            secret_key: key.map(|key| SecretKey::new(key).unwrap()),
+            ..ServerSecurity::default()
+        };
+        let endpoint = Endpoint::new(url, &security, Duration::from_secs(10));
         let body = Bytes::copy_from_slice(body);
         let result = actix_rt::System::new().block_on(endpoint.post(body));
         assert!(result.is_ok(), "{result:?}");

@@ -11,7 +11,9 @@
 //!   certificate, if any; a certificate that does not verify is a failed
 //!   attempt ([`PostError::Tls`]). With a `secret_key` every body is signed
 //!   (`X-Billbox-Signature`, and the `SIGNATURE` of `ADD_REC` packets). The
-//!   settings come with the server's [`billbox_config::ServerUrl`].
+//!   settings are the server's [`billbox_config::ServerSecurity`].
+//! - [`tls`]: the rustls client configuration built from a server's TLS
+//!   files ([`tls::client_config`]).
 //! - [`acks`]: [`Ack`] and [`AckSink`]: a loop hands each acknowledgement
 //!   to the store's one writer and waits until it is recorded.
 //! - [`cursor`]: [`CursorDestination`], delivery from the store by a durable
@@ -30,6 +32,7 @@ pub mod endpoint;
 pub mod events;
 pub mod mirror;
 pub mod policy;
+pub mod tls;
 
 pub use acks::{Ack, AckError, AckFuture, AckSink, DirectAcks};
 pub use cursor::CursorDestination;

@@ -153,15 +153,16 @@ pub fn tls_server_config(tls: &ReceiverTls) -> std::io::Result<rustls::ServerCon
     let invalid = |(key, why): (&str, String)| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--{key}: {why}"))
     };
-    let chain = billbox_config::read_certificates("tls-cert", &tls.cert).map_err(invalid)?;
-    let key = billbox_config::read_private_key("tls-key", &tls.key).map_err(invalid)?;
+    let file = |e: billbox_config::TlsFileError| invalid((e.key(), e.to_string()));
+    let chain = billbox_config::read_certificates("tls-cert", &tls.cert).map_err(file)?;
+    let key = billbox_config::read_private_key("tls-key", &tls.key).map_err(file)?;
     let provider = billbox_config::crypto_provider();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| invalid(("tls-cert", e.to_string())))?;
     let builder = match &tls.client_ca {
         Some(ca) => {
-            let roots = billbox_config::read_roots("client-ca", ca).map_err(invalid)?;
+            let roots = billbox_config::read_roots("client-ca", ca).map_err(file)?;
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,

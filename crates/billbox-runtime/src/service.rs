@@ -323,6 +323,7 @@ fn start_destinations(
     for cc in &config.carbon_copies {
         let name: Arc<str> = Arc::from(format!("cc:{}", cc.name).as_str());
         let (url, gateway) = (cc.url.clone(), gateway.clone());
+        let security = cc.security.clone();
         let writer = store_actor.clone();
         if cc.reliable {
             let cursor = carbon_copy_cursor(&cc.name);
@@ -333,7 +334,7 @@ fn start_destinations(
                 cursor: cursor.clone(),
                 gateway: gateway.clone(),
                 ports: ports.clone(),
-                endpoints: vec![Endpoint::new(url.clone(), timeout)],
+                endpoints: vec![Endpoint::new(url.clone(), &security, timeout)],
                 policy: Retransmission::new(
                     Method::Failover,
                     1,
@@ -363,7 +364,7 @@ fn start_destinations(
                     MirrorDestination::new(
                         name2.clone(),
                         gateway.clone(),
-                        Endpoint::new(url.clone(), timeout),
+                        Endpoint::new(url.clone(), &security, timeout),
                         batch_max,
                         Rc::new(StoreActorAcks(writer.clone())),
                     ),

@@ -133,8 +133,9 @@ fn tls_config(
     key: &std::path::Path,
 ) -> Result<rustls::ServerConfig, ApiError> {
     let tls = |(key, why): (&'static str, String)| ApiError::Tls { key, why };
-    let chain = billbox_config::read_certificates("tls_cert", cert).map_err(tls)?;
-    let key = billbox_config::read_private_key("tls_key", key).map_err(tls)?;
+    let file = |e: billbox_config::TlsFileError| tls((e.key(), e.to_string()));
+    let chain = billbox_config::read_certificates("tls_cert", cert).map_err(file)?;
+    let key = billbox_config::read_private_key("tls_key", key).map_err(file)?;
     rustls::ServerConfig::builder_with_provider(billbox_config::crypto_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| tls(("tls_cert", e.to_string())))?
