@@ -132,6 +132,9 @@ fn feed_s(mut pty: PtyPbx) -> std::thread::JoinHandle<PtyPbx> {
 const PORTS: [&str; 3] = ["p", "q", "s"];
 
 /// A run of [`stream_through`]: billbox still running, and its servers.
+/// Bind `_site` and `_pty` where it is taken apart (`..` would drop them at
+/// once: billbox's spool gone, and its pty's number free for another test
+/// while billbox still reads it).
 struct Run {
     _site: Site,
     _pty: PtyPbx,
@@ -176,6 +179,9 @@ fn stream_through(failpoints: &str) -> Run {
     let q = bb.listen_addr("q");
     let p_feed = serve_pbx(pbx, bb.metrics_addr());
     let q_feed = feed_q(q);
+    // Bytes sent before billbox opened the device would not reach it.
+    bb.wait_log("link is up", Some("s"), WAIT)
+        .expect("port s's link comes up");
     let s_feed = feed_s(pty);
     q_feed.join().unwrap();
     p_feed.join().unwrap();
@@ -282,7 +288,9 @@ fn link_ups(bb: &Billbox, port: &str) -> usize {
 
 #[test]
 fn a_rotator_that_panics_is_restarted_and_files_every_record_once() {
-    let Run { bb, .. } = stream_through("rotator.write=panic@6");
+    let Run {
+        bb, _site, _pty, ..
+    } = stream_through("rotator.write=panic@6");
     let seen = restarts(&bb);
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].0, "rotator");
@@ -293,7 +301,9 @@ fn a_rotator_that_panics_is_restarted_and_files_every_record_once() {
 
 #[test]
 fn the_store_actor_restarts_after_a_panic_and_readers_send_again() {
-    let Run { bb, .. } = stream_through("store.commit=panic@8");
+    let Run {
+        bb, _site, _pty, ..
+    } = stream_through("store.commit=panic@8");
     assert_restarted(&bb, "store", "store", "");
     assert_eq!(bb.terminate(), Some(0));
 }
@@ -302,7 +312,9 @@ fn the_store_actor_restarts_after_a_panic_and_readers_send_again() {
 fn a_store_actor_panic_after_a_flush_keeps_its_answers_and_doubles_nothing() {
     // The records of that commit are durable and answered before the
     // fault; after the restart no reader sends them again.
-    let Run { bb, .. } = stream_through("store.committed=panic@10");
+    let Run {
+        bb, _site, _pty, ..
+    } = stream_through("store.committed=panic@10");
     assert_restarted(&bb, "store", "store", "");
     assert_eq!(bb.terminate(), Some(0));
 }
@@ -311,7 +323,9 @@ fn a_store_actor_panic_after_a_flush_keeps_its_answers_and_doubles_nothing() {
 fn a_store_actor_panic_recording_an_ack_records_it_after_the_restart() {
     // The server had the batch: its acknowledgement is recorded once the
     // store actor is back, not the batch sent again (acknowledged once).
-    let Run { bb, .. } = stream_through("store.ack=panic@30");
+    let Run {
+        bb, _site, _pty, ..
+    } = stream_through("store.ack=panic@30");
     assert_restarted(&bb, "store", "store", "");
     assert!(bb.count_logs("Recording an acknowledgement failed; trying again", None) >= 1);
     assert_eq!(bb.count_logs("the records will be sent again", None), 0);
@@ -320,7 +334,9 @@ fn a_store_actor_panic_recording_an_ack_records_it_after_the_restart() {
 
 #[test]
 fn a_delivery_loop_that_panics_is_restarted_and_delivers_everything() {
-    let Run { bb, .. } = stream_through("destination.post:delivery=panic@20");
+    let Run {
+        bb, _site, _pty, ..
+    } = stream_through("destination.post:delivery=panic@20");
     assert_restarted(&bb, "destination", "delivery", "destination");
     assert_eq!(bb.terminate(), Some(0));
 }
@@ -328,7 +344,11 @@ fn a_delivery_loop_that_panics_is_restarted_and_delivers_everything() {
 #[test]
 fn carbon_copy_loops_that_panic_are_restarted_and_the_reliable_one_gets_everything() {
     let Run {
-        bb, mirror, audit, ..
+        bb,
+        mirror,
+        audit,
+        _site,
+        _pty,
     } = stream_through("destination.post:cc:audit=panic@15,destination.post:cc:mirror=panic@25");
     assert_restarted(&bb, "destination", "cc:audit", "destination");
     assert_restarted(&bb, "destination", "cc:mirror", "destination");
@@ -341,28 +361,36 @@ fn carbon_copy_loops_that_panic_are_restarted_and_the_reliable_one_gets_everythi
 
 #[test]
 fn a_connecting_reader_that_panics_is_restarted_and_keeps_its_connection() {
-    let Run { bb, .. } = stream_through("reader.read:p=panic@4");
+    let Run {
+        bb, _site, _pty, ..
+    } = stream_through("reader.read:p=panic@4");
     assert_restarted(&bb, "reader", "p", "port");
     assert_eq!(bb.terminate(), Some(0));
 }
 
 #[test]
 fn a_listening_reader_that_panics_is_restarted_and_keeps_its_connection() {
-    let Run { bb, .. } = stream_through("reader.read:q=panic@30");
+    let Run {
+        bb, _site, _pty, ..
+    } = stream_through("reader.read:q=panic@30");
     assert_restarted(&bb, "reader", "q", "port");
     assert_eq!(bb.terminate(), Some(0));
 }
 
 #[test]
 fn a_serial_reader_that_panics_is_restarted_and_keeps_its_device() {
-    let Run { bb, .. } = stream_through("reader.read:s=panic@30");
+    let Run {
+        bb, _site, _pty, ..
+    } = stream_through("reader.read:s=panic@30");
     assert_restarted(&bb, "reader", "s", "port");
     assert_eq!(bb.terminate(), Some(0));
 }
 
 #[test]
 fn injected_io_errors_are_handled_in_place_without_a_restart() {
-    let Run { bb, .. } = stream_through(
+    let Run {
+        bb, _site, _pty, ..
+    } = stream_through(
         "rotator.write=error@5,store.flush=error@7,reader.read:p=error@6,reader.read:s=error@20",
     );
     assert!(restarts(&bb).is_empty(), "{:?}", restarts(&bb));

@@ -308,12 +308,7 @@ impl Link {
                         Err(e) => self.open_failed(&e.to_string()),
                     }
                 }
-                if self.kept.open.is_some() {
-                    let reason = self.pump().await;
-                    self.kept.open = None;
-                    self.link_down(&reason).await;
-                }
-                if self.pause(backoff.next_delay()).await.is_none() {
+                if self.read_then_pause(&mut backoff).await.is_none() {
                     return;
                 }
             },
@@ -334,12 +329,7 @@ impl Link {
                         Err(_) => self.open_failed(&format!("connecting to {addr} timed out")),
                     }
                 }
-                if self.kept.open.is_some() {
-                    let reason = self.pump().await;
-                    self.kept.open = None;
-                    self.link_down(&reason).await;
-                }
-                if self.pause(backoff.next_delay()).await.is_none() {
+                if self.read_then_pause(&mut backoff).await.is_none() {
                     return;
                 }
             },
@@ -376,6 +366,17 @@ impl Link {
                 }
             },
         }
+    }
+
+    /// Reads the open link (if one is open) until it ends, closes it, and
+    /// waits before the next open; `None` when billbox stops meanwhile.
+    async fn read_then_pause(&mut self, backoff: &mut Backoff) -> Option<()> {
+        if self.kept.open.is_some() {
+            let reason = self.pump().await;
+            self.kept.open = None;
+            self.link_down(&reason).await;
+        }
+        self.pause(backoff.next_delay()).await
     }
 
     /// Accepts PBX connections one at a time; a new one replaces the current.

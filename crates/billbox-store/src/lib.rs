@@ -464,41 +464,42 @@ impl Store {
                 .map(|(p, s)| (p.to_string(), s.durable.load(Ordering::Acquire)))
                 .collect()
         };
-        let mut guard = self.inner.guard.lock().expect("guard poisoned");
-        let Some(g) = guard.as_mut() else {
-            return Ok(());
-        };
-        let mut changed = false;
-        for (port, d) in durable {
-            let m = g.marks.entry(port).or_default();
-            if d > m.confirmed {
-                m.confirmed = d;
-                m.reserved = m.reserved.max(d);
-                changed = true;
+        self.update_guard(durable, |m, d| {
+            if d <= m.confirmed {
+                return false;
             }
-        }
-        if changed {
-            g.save().map_err(|source| StoreError::Guard {
-                path: g.path().display().to_string(),
-                source,
-            })?;
-        }
-        Ok(())
+            m.confirmed = d;
+            m.reserved = m.reserved.max(d);
+            true
+        })
     }
 
     /// Raises the guard's reservation before sequences past it are handed out.
     fn reserve(&self, lasts: &HashMap<&str, u64>) -> Result<(), StoreError> {
+        let lasts = lasts.iter().map(|(p, l)| (p.to_string(), *l));
+        self.update_guard(lasts, |m, last| {
+            if last <= m.reserved {
+                return false;
+            }
+            m.reserved = last + guard::BLOCK;
+            true
+        })
+    }
+
+    /// Applies `raise` to each port's mark in the guard (it says whether it
+    /// changed the mark) and saves the guard when one changed.
+    fn update_guard(
+        &self,
+        ports: impl IntoIterator<Item = (String, u64)>,
+        raise: impl Fn(&mut guard::Mark, u64) -> bool,
+    ) -> Result<(), StoreError> {
         let mut guard = self.inner.guard.lock().expect("guard poisoned");
         let Some(g) = guard.as_mut() else {
             return Ok(());
         };
         let mut changed = false;
-        for (port, last) in lasts {
-            let m = g.marks.entry(port.to_string()).or_default();
-            if *last > m.reserved {
-                m.reserved = last + guard::BLOCK;
-                changed = true;
-            }
+        for (port, value) in ports {
+            changed |= raise(g.marks.entry(port).or_default(), value);
         }
         if changed {
             g.save().map_err(|source| StoreError::Guard {
