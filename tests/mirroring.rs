@@ -632,8 +632,13 @@ fn resume_reasons(bb: &Billbox) -> Vec<String> {
 
 #[test]
 fn failover_suspends_after_a_round_and_resumes_after_the_interval() {
-    let Retransmitting { log, a, b, bb, .. } =
-        retransmitting("method = \"failover\"\nsuspend = \"2s\"\n");
+    let Retransmitting {
+        log,
+        a,
+        b,
+        bb,
+        _site,
+    } = retransmitting("method = \"failover\"\nsuspend = \"2s\"\n");
 
     // One round: A-A-B-B, then the task suspends.
     wait_requests(&log, 4, WAIT);
@@ -669,8 +674,13 @@ fn failover_suspends_after_a_round_and_resumes_after_the_interval() {
 
 #[test]
 fn round_robin_suspends_after_a_round_and_a_new_record_resumes_it() {
-    let Retransmitting { log, a, b, bb, .. } =
-        retransmitting("method = \"round_robin\"\nsuspend = \"30s\"\n");
+    let Retransmitting {
+        log,
+        a,
+        b,
+        bb,
+        _site,
+    } = retransmitting("method = \"round_robin\"\nsuspend = \"30s\"\n");
 
     // One round: A-B-A-B, then the task suspends.
     wait_requests(&log, 4, WAIT);
