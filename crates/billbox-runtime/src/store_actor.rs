@@ -188,6 +188,11 @@ pub const FORGET_EVERY: Duration = Duration::from_secs(60);
 /// The most ids one stream forgets per [`FORGET_EVERY`].
 pub const FORGET_LIMIT: usize = 10_000;
 
+/// How long a file state change or an acknowledgement waits for a commit
+/// of records to ride before it is flushed on its own ([`StoreActor`]'s
+/// `sync_soon`).
+pub const SYNC_SOON: Duration = Duration::from_millis(2);
+
 /// How long after a failed flush the store tries it again.
 pub const FLUSH_RETRY: Duration = Duration::from_millis(200);
 
@@ -234,6 +239,10 @@ pub struct StoreActor {
     /// Ports whose cursors moved since the last removal.
     removal_due: std::collections::HashSet<Arc<str>>,
     removal_scheduled: bool,
+    /// A flush of what is not a record append is scheduled ([`SYNC_SOON`]).
+    sync_scheduled: bool,
+    /// That time has come: the next commit flushes even without records.
+    sync_due: bool,
     last_confirm: std::time::Instant,
     /// Per fire-once mirror: its queue is full (records are not copied).
     mirror_overflow: HashMap<Arc<str>, Latch>,
@@ -273,6 +282,8 @@ impl StoreActor {
             recheck_scheduled: false,
             removal_due: Default::default(),
             removal_scheduled: false,
+            sync_scheduled: false,
+            sync_due: false,
             last_confirm: std::time::Instant::now(),
             mirror_overflow: HashMap::new(),
             pending: Vec::new(),
@@ -317,6 +328,13 @@ impl StoreActor {
             }
             return;
         }
+        // Only file state changes or acknowledgements: they wait a moment
+        // for records to ride with (unless billbox is stopping).
+        if self.pending.is_empty() && !self.sync_due && !self.draining {
+            self.sync_soon(ctx);
+            return;
+        }
+        self.sync_due = false;
         let held =
             !self.pending.is_empty() && (self.blocked_by_disk(ctx) || self.blocked_by_capacity());
         if held {
@@ -423,6 +441,22 @@ impl StoreActor {
                 }
             })
             .spawn(ctx);
+    }
+
+    /// Has a write that is not a record append (a file state change, an
+    /// acknowledgement) flushed soon: with the next commit of records when
+    /// one runs or waits (it rides along), else after [`SYNC_SOON`], so a
+    /// busy store does not flush for them on their own.
+    fn sync_soon(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || !self.pending.is_empty() || self.sync_scheduled {
+            return;
+        }
+        self.sync_scheduled = true;
+        ctx.run_later(SYNC_SOON, |act, ctx| {
+            act.sync_scheduled = false;
+            act.sync_due = true;
+            act.commit_next(ctx);
+        });
     }
 
     /// Holds the pending appends while the data directory's file system has
@@ -802,6 +836,7 @@ impl Supervised for StoreActor {
         self.flushing = false;
         self.recheck_scheduled = false;
         self.removal_scheduled = false;
+        self.sync_scheduled = false;
         // Not applied yet: their readers send them again. (A commit in
         // flight stays: it is applied, and is flushed again in started().)
         for p in self.pending.drain(..) {
@@ -888,10 +923,14 @@ impl Handler<Acked> for StoreActor {
         if msg.0.cursor.is_some() {
             self.cursor_moved(Some(&msg.0.port), ctx);
         }
-        // Durable with the next commit, which starts now unless one runs
-        // (and a held store may have room now).
+        // Durable with the next commit.
         self.acks_unflushed = true;
-        self.commit_next(ctx);
+        if self.full.is_on() {
+            // A held store may have room now.
+            self.commit_next(ctx);
+        } else {
+            self.sync_soon(ctx);
+        }
         Ok(())
     }
 }
@@ -920,7 +959,7 @@ impl Handler<FilesChanged> for StoreActor {
         }
         // The flush running now may have begun before this change.
         self.unsynced.push(SyncWaiter::Files(msg.reply));
-        self.commit_next(ctx);
+        self.sync_soon(ctx);
     }
 }
 
