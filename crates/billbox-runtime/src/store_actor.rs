@@ -188,10 +188,13 @@ pub const FORGET_EVERY: Duration = Duration::from_secs(60);
 /// The most ids one stream forgets per [`FORGET_EVERY`].
 pub const FORGET_LIMIT: usize = 10_000;
 
-/// How long a file state change or an acknowledgement waits for a commit
-/// of records to ride before it is flushed on its own ([`StoreActor`]'s
-/// `sync_soon`).
+/// How long a file state change waits for a commit of records to ride
+/// before it is flushed on its own (the rotator waits for it).
 pub const SYNC_SOON: Duration = Duration::from_millis(2);
+/// How long acknowledgements wait for a commit of records to ride before
+/// they are flushed on their own: what a SIGKILL can re-send beyond the
+/// batch in flight, at most ten flushes a second for them.
+pub const ACKS_FLUSH_AFTER: Duration = Duration::from_millis(100);
 
 /// How long after a failed flush the store tries it again.
 pub const FLUSH_RETRY: Duration = Duration::from_millis(200);
@@ -239,8 +242,8 @@ pub struct StoreActor {
     /// Ports whose cursors moved since the last removal.
     removal_due: std::collections::HashSet<Arc<str>>,
     removal_scheduled: bool,
-    /// A flush of what is not a record append is scheduled ([`SYNC_SOON`]).
-    sync_scheduled: bool,
+    /// When a flush of what is not a record append is scheduled.
+    sync_at: Option<std::time::Instant>,
     /// That time has come: the next commit flushes even without records.
     sync_due: bool,
     last_confirm: std::time::Instant,
@@ -282,7 +285,7 @@ impl StoreActor {
             recheck_scheduled: false,
             removal_due: Default::default(),
             removal_scheduled: false,
-            sync_scheduled: false,
+            sync_at: None,
             sync_due: false,
             last_confirm: std::time::Instant::now(),
             mirror_overflow: HashMap::new(),
@@ -331,7 +334,12 @@ impl StoreActor {
         // Only file state changes or acknowledgements: they wait a moment
         // for records to ride with (unless billbox is stopping).
         if self.pending.is_empty() && !self.sync_due && !self.draining {
-            self.sync_soon(ctx);
+            let after = if self.unsynced.is_empty() {
+                ACKS_FLUSH_AFTER
+            } else {
+                SYNC_SOON
+            };
+            self.sync_soon(after, ctx);
             return;
         }
         self.sync_due = false;
@@ -445,15 +453,24 @@ impl StoreActor {
 
     /// Has a write that is not a record append (a file state change, an
     /// acknowledgement) flushed soon: with the next commit of records when
-    /// one runs or waits (it rides along), else after [`SYNC_SOON`], so a
-    /// busy store does not flush for them on their own.
-    fn sync_soon(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing || !self.pending.is_empty() || self.sync_scheduled {
+    /// one runs or waits (it rides along), else `after` from now, so a busy
+    /// store does not flush for them on their own. An earlier deadline than
+    /// the one scheduled gets its own timer.
+    fn sync_soon(&mut self, after: Duration, ctx: &mut Context<Self>) {
+        if self.flushing || !self.pending.is_empty() {
             return;
         }
-        self.sync_scheduled = true;
-        ctx.run_later(SYNC_SOON, |act, ctx| {
-            act.sync_scheduled = false;
+        let at = std::time::Instant::now() + after;
+        if self.sync_at.is_some_and(|t| t <= at) {
+            return;
+        }
+        self.sync_at = Some(at);
+        ctx.run_later(after, move |act, ctx| {
+            if act.sync_at != Some(at) {
+                // Replaced by an earlier one, or done.
+                return;
+            }
+            act.sync_at = None;
             act.sync_due = true;
             act.commit_next(ctx);
         });
@@ -836,7 +853,7 @@ impl Supervised for StoreActor {
         self.flushing = false;
         self.recheck_scheduled = false;
         self.removal_scheduled = false;
-        self.sync_scheduled = false;
+        self.sync_at = None;
         // Not applied yet: their readers send them again. (A commit in
         // flight stays: it is applied, and is flushed again in started().)
         for p in self.pending.drain(..) {
@@ -923,13 +940,14 @@ impl Handler<Acked> for StoreActor {
         if msg.0.cursor.is_some() {
             self.cursor_moved(Some(&msg.0.port), ctx);
         }
-        // Durable with the next commit.
+        // Durable with the next commit of records, or within
+        // ACKS_FLUSH_AFTER when none comes.
         self.acks_unflushed = true;
         if self.full.is_on() {
             // A held store may have room now.
             self.commit_next(ctx);
         } else {
-            self.sync_soon(ctx);
+            self.sync_soon(ACKS_FLUSH_AFTER, ctx);
         }
         Ok(())
     }
@@ -959,7 +977,7 @@ impl Handler<FilesChanged> for StoreActor {
         }
         // The flush running now may have begun before this change.
         self.unsynced.push(SyncWaiter::Files(msg.reply));
-        self.sync_soon(ctx);
+        self.sync_soon(SYNC_SOON, ctx);
     }
 }
 
