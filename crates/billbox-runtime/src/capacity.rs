@@ -7,7 +7,8 @@
 //!   when it ends (a full store, a low disk, a full mirror queue);
 //! - [`done_through`]: the removal watermark of a port;
 //! - [`plan_drops`]: with `drop_oldest`, which records are given up, the
-//!   oldest arrivals first across ports.
+//!   oldest arrivals first across ports;
+//! - [`CopyQueue`]: a fire-once carbon copy's bounded queue of batches.
 
 use billbox_config::WhenFull;
 
@@ -148,9 +149,78 @@ pub fn plan_drops(
     out
 }
 
+/// A fire-once carbon copy's queue: up to `limit` batches wait to be
+/// posted; beyond that a new batch is not copied (fire-once: it stays in
+/// the store for the files and the other destinations), reported once per
+/// episode.
+#[derive(Debug)]
+pub struct CopyQueue<T> {
+    items: std::collections::VecDeque<T>,
+    limit: usize,
+    full: Latch,
+}
+
+/// What [`CopyQueue::offer`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    Queued,
+    /// Not copied: the queue is full; `first` of this episode.
+    Refused {
+        first: bool,
+    },
+}
+
+impl<T> CopyQueue<T> {
+    pub fn new(limit: usize) -> CopyQueue<T> {
+        CopyQueue {
+            items: std::collections::VecDeque::new(),
+            limit,
+            full: Latch::default(),
+        }
+    }
+
+    pub fn offer(&mut self, item: T) -> Offered {
+        let full = self.items.len() >= self.limit;
+        let change = self.full.set(full);
+        if full {
+            return Offered::Refused {
+                first: change == Change::Started,
+            };
+        }
+        self.items.push_back(item);
+        Offered::Queued
+    }
+
+    /// The oldest batch, to post next.
+    pub fn next(&mut self) -> Option<T> {
+        self.items.pop_front()
+    }
+
+    /// Drops what waits (billbox stops: fire-once copies are not kept).
+    pub fn clear(&mut self) {
+        self.items.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_queue_refuses_beyond_its_limit_and_reports_each_episode_once() {
+        let mut q = CopyQueue::new(2);
+        assert_eq!(q.offer('a'), Offered::Queued);
+        assert_eq!(q.offer('b'), Offered::Queued);
+        assert_eq!(q.offer('c'), Offered::Refused { first: true });
+        assert_eq!(q.offer('d'), Offered::Refused { first: false });
+        assert_eq!(q.next(), Some('a'));
+        assert_eq!(q.offer('e'), Offered::Queued);
+        assert_eq!(q.offer('f'), Offered::Refused { first: true });
+        assert_eq!((q.next(), q.next(), q.next()), (Some('b'), Some('e'), None));
+        q.offer('g');
+        q.clear();
+        assert_eq!(q.next(), None);
+    }
 
     #[test]
     fn drops_take_the_oldest_arrivals_first_across_ports() {

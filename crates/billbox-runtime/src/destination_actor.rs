@@ -7,7 +7,6 @@
 //! actor and its supervisor restarts it (all state that matters is in the
 //! store, or, for a mirror, in the actor's own queue, which a restart keeps).
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -17,7 +16,7 @@ use actix::prelude::*;
 use billbox_delivery::mirror::{Copied, MirrorDestination};
 use tokio::sync::watch;
 
-use crate::capacity::{Change, Latch};
+use crate::capacity::{CopyQueue, Offered};
 use crate::events::MirrorQueueFull;
 use crate::messages::{Committed, CopyBatch, Stop};
 use crate::supervise::{
@@ -129,9 +128,7 @@ pub const MIRROR_QUEUE: usize = 1024;
 /// from its own queue.
 pub struct MirrorActor {
     mirror: Rc<MirrorDestination>,
-    queue: VecDeque<Arc<Vec<billbox_record::Record>>>,
-    /// The queue is full (batches are not copied).
-    overflow: Latch,
+    queue: CopyQueue<Arc<Vec<billbox_record::Record>>>,
     stop: watch::Sender<bool>,
     stopping: Stopping,
     posting: bool,
@@ -149,8 +146,7 @@ impl MirrorActor {
         };
         MirrorActor {
             mirror: Rc::new(mirror),
-            queue: VecDeque::new(),
-            overflow: Latch::default(),
+            queue: CopyQueue::new(MIRROR_QUEUE),
             stop: watch::channel(false).0,
             stopping: Stopping::default(),
             posting: false,
@@ -164,7 +160,7 @@ impl MirrorActor {
         if self.posting || self.stopping.asked || self.waiting {
             return;
         }
-        let Some(batch) = self.queue.pop_front() else {
+        let Some(batch) = self.queue.next() else {
             return;
         };
         self.posting = true;
@@ -223,19 +219,16 @@ impl Handler<CopyBatch> for MirrorActor {
         if self.stopping.asked {
             return;
         }
-        let full = self.queue.len() >= MIRROR_QUEUE;
-        let change = self.overflow.set(full);
-        if full {
-            MirrorQueueFull {
+        let records = msg.0.len() as u64;
+        match self.queue.offer(msg.0) {
+            Offered::Queued => self.post_next(ctx),
+            Offered::Refused { first } => MirrorQueueFull {
                 mirror: &self.mirror.name,
-                records: msg.0.len() as u64,
-                first: change == Change::Started,
+                records,
+                first,
             }
-            .emit();
-            return;
+            .emit(),
         }
-        self.queue.push_back(msg.0);
-        self.post_next(ctx);
     }
 }
 
