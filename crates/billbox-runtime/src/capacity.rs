@@ -192,7 +192,7 @@ impl<T> CopyQueue<T> {
     }
 
     /// The oldest batch, to post next.
-    pub fn next(&mut self) -> Option<T> {
+    pub fn take_next(&mut self) -> Option<T> {
         self.items.pop_front()
     }
 
@@ -213,13 +213,16 @@ mod tests {
         assert_eq!(q.offer('b'), Offered::Queued);
         assert_eq!(q.offer('c'), Offered::Refused { first: true });
         assert_eq!(q.offer('d'), Offered::Refused { first: false });
-        assert_eq!(q.next(), Some('a'));
+        assert_eq!(q.take_next(), Some('a'));
         assert_eq!(q.offer('e'), Offered::Queued);
         assert_eq!(q.offer('f'), Offered::Refused { first: true });
-        assert_eq!((q.next(), q.next(), q.next()), (Some('b'), Some('e'), None));
+        assert_eq!(
+            (q.take_next(), q.take_next(), q.take_next()),
+            (Some('b'), Some('e'), None)
+        );
         q.offer('g');
         q.clear();
-        assert_eq!(q.next(), None);
+        assert_eq!(q.take_next(), None);
     }
 
     #[test]

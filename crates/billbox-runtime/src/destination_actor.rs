@@ -160,7 +160,7 @@ impl MirrorActor {
         if self.posting || self.stopping.asked || self.waiting {
             return;
         }
-        let Some(batch) = self.queue.next() else {
+        let Some(batch) = self.queue.take_next() else {
             return;
         };
         self.posting = true;
