@@ -406,6 +406,38 @@ fn injected_io_errors_are_handled_in_place_without_a_restart() {
 }
 
 #[test]
+fn injected_delivery_and_listen_errors_are_handled_in_place_without_a_restart() {
+    // Failed attempts of the sender and the reliable copy are retried (each
+    // record still acknowledged once); the fire-once copy misses that batch
+    // and counts it; a listening port that cannot bind at first retries.
+    let Run {
+        bb,
+        mirror,
+        audit: _audit,
+        _site,
+        _pty,
+    } = stream_through(
+        "destination.post:delivery=error@20,destination.post:cc:audit=error@15,destination.post:cc:mirror=error@25,reader.listen:q=error@1",
+    );
+    assert!(restarts(&bb).is_empty(), "{:?}", restarts(&bb));
+    assert!(bb.count_logs("Port cannot be opened", Some("q")) >= 1);
+    let (_, page) = bb.get("/metrics");
+    for destination in ["delivery", "cc:audit", "cc:mirror"] {
+        let failures = format!("billbox_delivery_failures_total{{destination=\"{destination}\",");
+        assert!(page.contains(&failures), "{failures} in\n{page}");
+    }
+    let missed = metric(
+        &page,
+        "billbox_carbon_copy_missed_records_total{destination=\"cc:mirror\"}",
+    );
+    assert!(missed.is_some_and(|n| n >= 1.0), "{page}");
+    // (stream_through checked: every record acknowledged once by the
+    // primary and audit, never twice by mirror.)
+    assert!(acked_by(&mirror, "q").len() as u64 + acked_by(&mirror, "p").len() as u64 > 0);
+    assert_eq!(bb.terminate(), Some(0));
+}
+
+#[test]
 fn a_rotator_that_keeps_failing_stops_billbox_and_a_restart_recovers_everything() {
     let site = Site::new();
     let log = Log::default();

@@ -223,10 +223,15 @@ impl CursorDestination {
                 Server::Secondary if self.endpoints.len() > 1 => &self.endpoints[1],
                 _ => &self.endpoints[0],
             };
-            // Test builds: an injected panic (a delivery's own faults come
-            // from real servers that fail, in the tests).
-            let _ = billbox_failpoints::check_at("destination.post", &self.name);
-            let post = endpoint.post(packet.clone());
+            // Test builds: an injected panic, or an attempt that fails as
+            // one without an answer would.
+            let injected = billbox_failpoints::check_at("destination.post", &self.name);
+            let post = async {
+                if injected {
+                    return Err(crate::PostError::Timeout(Duration::ZERO));
+                }
+                endpoint.post(packet.clone()).await
+            };
             tokio::pin!(post);
             let mut stopping = false;
             let result = tokio::select! {

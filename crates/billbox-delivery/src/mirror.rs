@@ -77,9 +77,16 @@ impl MirrorDestination {
         for chunk in batch.chunks(per_post) {
             let packet =
                 crate::encode_packet(&self.gateway, kind, chunk, &mut self.body.borrow_mut());
-            let _ = billbox_failpoints::check_at("destination.post", &self.name);
+            // Test builds: an injected panic, or a copy that fails.
+            let injected = billbox_failpoints::check_at("destination.post", &self.name);
+            let post = async {
+                if injected {
+                    return Err(crate::PostError::Timeout(std::time::Duration::ZERO));
+                }
+                self.endpoint.post(packet).await
+            };
             let result = tokio::select! {
-                r = self.endpoint.post(packet) => r,
+                r = post => r,
                 _ = stop.wait_for(|s| *s) => return Copied::Stopped,
             };
             let (first, last) = (chunk[0].seq, chunk[chunk.len() - 1].seq);

@@ -338,7 +338,12 @@ impl Link {
                     return;
                 }
                 if self.kept.listener.is_none() {
-                    match TcpListener::bind(&addr).await {
+                    let bound = if billbox_failpoints::check_at("reader.listen", &self.name) {
+                        Err(io::Error::other("an injected fault (test builds only)"))
+                    } else {
+                        TcpListener::bind(&addr).await
+                    };
+                    match bound {
                         Ok(listener) => {
                             backoff.reset();
                             if let Ok(local) = listener.local_addr() {
