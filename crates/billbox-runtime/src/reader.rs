@@ -299,13 +299,14 @@ impl Link {
                     return;
                 }
                 if self.kept.open.is_none() {
-                    match open_serial(&device.to_string_lossy(), &self.port.serial) {
+                    let path = device.to_string_lossy();
+                    match open_serial(&path, &self.port.serial) {
                         Ok(stream) => {
                             backoff.reset();
                             self.link_up(&device.display().to_string());
                             self.kept.open = Some(Open::Serial(stream));
                         }
-                        Err(e) => self.open_failed(&e.to_string()),
+                        Err(e) => self.open_failed(&format!("opening {path}: {e}")),
                     }
                 }
                 if self.read_then_pause(&mut backoff).await.is_none() {
@@ -683,7 +684,10 @@ pub fn serial_line(s: &SerialSettings) -> SerialLine {
     }
 }
 
-fn open_serial(device: &str, s: &SerialSettings) -> Result<tokio_serial::SerialStream, String> {
+fn open_serial(
+    device: &str,
+    s: &SerialSettings,
+) -> Result<tokio_serial::SerialStream, tokio_serial::Error> {
     use tokio_serial::SerialPortBuilderExt;
     let line = serial_line(s);
     tokio_serial::new(device, s.speed)
@@ -692,7 +696,6 @@ fn open_serial(device: &str, s: &SerialSettings) -> Result<tokio_serial::SerialS
         .stop_bits(line.stop_bits)
         .flow_control(line.flow)
         .open_native_async()
-        .map_err(|e| format!("opening {device}: {e}"))
 }
 
 #[cfg(test)]

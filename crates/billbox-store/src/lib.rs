@@ -276,6 +276,7 @@ impl Store {
         // until sled's I/O threads finish their last write; a lock held by
         // another process is still reported, after this bounded wait.
         let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let mut tried_again = false;
         loop {
             match Store::open_once(dir, cache_bytes) {
                 // sled reports its lock only as text; billbox asks the
@@ -283,7 +284,16 @@ impl Store {
                 Err(StoreError::Open {
                     source: sled::Error::Io(e),
                     ..
-                }) if e.kind() == std::io::ErrorKind::Other && db_is_locked(dir) => {
+                }) if e.kind() == std::io::ErrorKind::Other => {
+                    if !db_is_locked(dir) {
+                        // The lock may have been let go between sled's try
+                        // and the probe: one more try tells.
+                        if tried_again {
+                            return Store::open_once(dir, cache_bytes);
+                        }
+                        tried_again = true;
+                        continue;
+                    }
                     if std::time::Instant::now() >= deadline {
                         return Err(StoreError::Locked {
                             path: dir.display().to_string(),
