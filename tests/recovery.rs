@@ -166,3 +166,59 @@ fn salvage_files_and_delivers_what_a_moved_aside_store_still_holds() {
     let seqs: Vec<u64> = a.acked().into_iter().map(|(_, s)| s).collect();
     assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
 }
+
+/// Regression: two quarantines within one second took the same directory
+/// name; the rename failed and billbox exited 2 (a crash loop then stops a
+/// gateway for good).
+#[test]
+fn a_quarantine_whose_name_is_taken_moves_the_store_under_another() {
+    let site = Site::new();
+    let config = site.config(
+        "[[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nalias = \"P\"\nbilling_eor = \"\\n\"\nbilling_records = 50\nbilling_timeout = \"1s\"\n",
+    );
+    let bb = Billbox::start(&config);
+    feed(&bb, 1, 100);
+    wait_until(WAIT, || {
+        (site.records_in_files("P", b"\n").len() >= 100).then_some(())
+    })
+    .unwrap();
+    assert_eq!(bb.terminate(), Some(0));
+    // An earlier quarantine of this second (and the next few) holds the name.
+    let now = chrono::Utc::now();
+    for s in -1..=20 {
+        let stamp = (now + chrono::Duration::seconds(s)).format("%Y%m%dT%H%M%SZ");
+        let taken = site.data().join(format!("store.quarantined-{stamp}"));
+        std::fs::create_dir(&taken).unwrap();
+        std::fs::write(taken.join("db"), b"an earlier damaged store").unwrap();
+    }
+    let db = std::fs::OpenOptions::new()
+        .write(true)
+        .open(site.data().join("store").join("db"))
+        .unwrap();
+    db.set_len(db.metadata().unwrap().len() / 4).unwrap();
+    drop(db);
+
+    let mut bb = Billbox::start(&config);
+    bb.wait_log("billbox is running", None, WAIT)
+        .unwrap_or_else(|| panic!("billbox did not start: {:?}", bb.dump()));
+    assert_eq!(bb.count_logs("moved aside", None), 1, "{:?}", bb.dump());
+    assert!(bb.alive());
+    feed(&bb, 101, 110);
+    wait_until(WAIT, || {
+        (site.records_in_files("P", b"\n").len() >= 110).then_some(())
+    })
+    .unwrap();
+    assert_eq!(bb.terminate(), Some(0));
+    let second: Vec<String> = std::fs::read_dir(site.data())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("store.quarantined-") && n.ends_with("-2"))
+        .collect();
+    assert_eq!(second.len(), 1, "the store moved under a second name");
+    // The earlier ones are untouched.
+    let earlier = site
+        .data()
+        .join(second[0].trim_end_matches("-2"))
+        .join("db");
+    assert_eq!(std::fs::read(earlier).unwrap(), b"an earlier damaged store");
+}

@@ -197,11 +197,8 @@ fn open_store(config: &Config, store_dir: &std::path::Path) -> Result<Store, Sta
     match Store::open_guarded(store_dir, cache, &guard) {
         Ok(s) => Ok(s),
         Err(e) if e.calls_for_quarantine() => {
-            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-            let moved = config
-                .gateway
-                .data_dir
-                .join(format!("store.quarantined-{stamp}"));
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+            let moved = quarantine_path(&config.gateway.data_dir, &stamp);
             std::fs::rename(store_dir, &moved).map_err(|source| StartError::Dir {
                 path: moved.clone(),
                 source,
@@ -216,6 +213,23 @@ fn open_store(config: &Config, store_dir: &std::path::Path) -> Result<Store, Sta
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Where a damaged store is moved: `store.quarantined-<stamp>`, or with
+/// `-2`, `-3`, ... when that name is taken (two quarantines within one
+/// second must not collide: the rename would fail and billbox could not
+/// start).
+pub fn quarantine_path(data_dir: &std::path::Path, stamp: &str) -> PathBuf {
+    // Any entry takes the name, a dangling link too.
+    let free = |p: &PathBuf| std::fs::symlink_metadata(p).is_err();
+    let first = data_dir.join(format!("store.quarantined-{stamp}"));
+    if free(&first) {
+        return first;
+    }
+    (2u32..)
+        .map(|n| data_dir.join(format!("store.quarantined-{stamp}-{n}")))
+        .find(free)
+        .expect("a free name below u32::MAX")
 }
 
 /// Defaults for reliable carbon copies when there is no `[delivery]` section.
@@ -625,5 +639,36 @@ impl Running {
             let _ = tokio::task::spawn_blocking(move || files.join()).await;
         }
         tracing::info!("billbox stopped; every record read is committed.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quarantine_path;
+
+    #[test]
+    fn quarantine_names_never_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamp = "20261201T120000Z";
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            let p = quarantine_path(dir.path(), stamp);
+            assert!(!taken.contains(&p), "{p:?} given twice");
+            std::fs::create_dir(&p).unwrap();
+            std::fs::write(p.join("db"), b"x").unwrap();
+            taken.push(p);
+        }
+        let names: Vec<String> = taken
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "store.quarantined-20261201T120000Z",
+                "store.quarantined-20261201T120000Z-2",
+                "store.quarantined-20261201T120000Z-3"
+            ]
+        );
     }
 }
