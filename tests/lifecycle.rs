@@ -253,3 +253,45 @@ fn a_sigterm_the_moment_billbox_says_it_runs_stops_it_cleanly() {
         assert_eq!(bb.terminate(), Some(0), "start {start}");
     }
 }
+
+/// Regression: a reload that stopped readers left the store "draining"
+/// for good, so `max_records` with `when_full = "block"` no longer held
+/// anything back after the first SIGHUP.
+#[test]
+fn a_full_store_still_holds_input_after_a_reload() {
+    let log = Log::default();
+    let mut server = BillingServer::start("a", &log);
+    server.down();
+    let site = Site::new();
+    let store = format!(
+        "[store]\nmax_records = 10\nwhen_full = \"block\"\n[delivery]\nprimary = \"{}\"\nretry_delay = \"1s\"\n",
+        server.url()
+    );
+    let config = site.config(&format!("{}{store}", port("a", "A")));
+    let bb = Billbox::start(&config);
+    bb.wait_log("billbox is running", None, WAIT).unwrap();
+    // A reload that stops and starts a reader (b added, then removed).
+    site.config(&format!("{}{}{store}", port("a", "A"), port("b", "B")));
+    signal(&bb, nix::sys::signal::Signal::SIGHUP);
+    bb.wait_log("The config is reloaded", None, WAIT)
+        .expect("reloaded");
+    site.config(&format!("{}{store}", port("a", "A")));
+    signal(&bb, nix::sys::signal::Signal::SIGHUP);
+    wait_until(WAIT, || {
+        (bb.count_logs("The config is reloaded", None) >= 2).then_some(())
+    })
+    .expect("reloaded again");
+    let mut conn = TcpPbx::connect(bb.listen_addr("a")).unwrap();
+    // Sent one by one: each append is small, so the store holds at 10.
+    for i in 1..=30u64 {
+        conn.send(format!("a call {i:05}\n").as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bb.wait_log("The store is full", None, WAIT)
+        .expect("the capacity holds input after the reloads");
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, page) = bb.get("/metrics");
+    let taken = metric(&page, "billbox_records_received_total{port=\"a\"}").unwrap_or(0.0);
+    assert!(taken < 30.0, "{taken} of 30 taken in past max_records = 10");
+    assert_eq!(bb.terminate(), Some(0));
+}

@@ -2,7 +2,8 @@
 //! types the store actor asks (unit-tested without actix or I/O):
 //! - [`Capacity`]: `store.max_records` and `when_full`: hold new records
 //!   (`block`), or give the oldest up for delivery (`drop_oldest`);
-//! - [`DiskReserve`]: `store.min_free_mb` on the data disk;
+//! - [`DiskReserve`]: `store.min_free_mb` on the data disk, and
+//!   [`free_bytes`], which reads a file system without a size as unknown;
 //! - [`Latch`]: a condition that is reported once when it starts and once
 //!   when it ends (a full store, a low disk, a full mirror queue);
 //! - [`done_through`]: the removal watermark of a port;
@@ -53,6 +54,13 @@ impl DiskReserve {
     pub fn low(&self, free_bytes: Option<u64>) -> bool {
         free_bytes.is_some_and(|free| free < self.min_free_bytes)
     }
+}
+
+/// The free bytes a file system reports (`statvfs`: total and available
+/// blocks, block size), or `None` when it reports no size at all (some
+/// FUSE and network file systems say 0 blocks): unknown then, not full.
+pub fn free_bytes(total_blocks: u64, available_blocks: u64, block_size: u64) -> Option<u64> {
+    (total_blocks > 0).then(|| available_blocks.saturating_mul(block_size))
 }
 
 /// A condition reported when it starts and when it ends, not every time
@@ -299,6 +307,18 @@ mod tests {
         assert_eq!(DROP.excess(9), 0);
         assert_eq!(DROP.excess(10), 0);
         assert_eq!(DROP.excess(17), 7);
+    }
+
+    #[test]
+    fn a_file_system_without_a_size_is_not_full() {
+        assert_eq!(free_bytes(0, 0, 4096), None);
+        assert_eq!(free_bytes(100, 0, 4096), Some(0));
+        assert_eq!(free_bytes(100, 10, 4096), Some(40_960));
+        let r = DiskReserve {
+            min_free_bytes: 1 << 20,
+        };
+        assert!(!r.low(free_bytes(0, 0, 4096)));
+        assert!(r.low(free_bytes(100, 0, 4096)));
     }
 
     #[test]

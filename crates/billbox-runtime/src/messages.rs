@@ -145,6 +145,15 @@ impl Message for Drain {
     type Result = ();
 }
 
+/// Ends the drain that [`Drain`] began: the capacity and the disk reserve
+/// apply again (after a reload has stopped and restarted readers).
+#[derive(Debug, Clone, Copy)]
+pub struct DrainEnd;
+
+impl Message for DrainEnd {
+    type Result = ();
+}
+
 /// Asks the store actor to flush everything written so far and write the
 /// sequence guard (at shutdown, after the destinations' last
 /// acknowledgements). The reply comes after that flush.

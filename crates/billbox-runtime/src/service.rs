@@ -34,7 +34,8 @@ use crate::destination_actor::{DestinationActor, LoopFactory, MirrorActor};
 use crate::diff::{rotator_settings, ConfigDiff, ReloadError};
 use crate::events::StoreQuarantined;
 use crate::messages::{
-    CopyBatch, Drain, Flush, Reconfigure, Stop, StoreActorAcks, StoreActorFiles, SubscribeCommitted,
+    CopyBatch, Drain, DrainEnd, Flush, Reconfigure, Stop, StoreActorAcks, StoreActorFiles,
+    SubscribeCommitted,
 };
 use crate::reader::{ListenAddrs, PortReader};
 use crate::rotator_actor::Retire;
@@ -551,6 +552,8 @@ impl Running {
         {
             tracing::error!("Records read before the stop could not be committed in time (is the data disk full?); they are not received.");
         }
+        // The readers that go on (a reload) are held by the rules again.
+        let _ = self.store_actor.send(DrainEnd).await;
         stopped
     }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::capacity::{
-    done_through, plan_drops, Capacity, Change, DiskReserve, Latch, Undelivered,
+    done_through, free_bytes, plan_drops, Capacity, Change, DiskReserve, Latch, Undelivered,
 };
 use actix::prelude::*;
 use billbox_record::Record;
@@ -26,8 +26,8 @@ use crate::events::{
     StoreFlushFailed, StoreFull, StoreHasSpace,
 };
 use crate::messages::{
-    Acked, Append, AppendError, Committed, CopyBatch, Drain, FilesChanged, Flush, OnConflict,
-    Reconfigure, Submit, SubmitError, Submitted, SubscribeCommitted,
+    Acked, Append, AppendError, Committed, CopyBatch, Drain, DrainEnd, FilesChanged, Flush,
+    OnConflict, Reconfigure, Submit, SubmitError, Submitted, SubscribeCommitted,
 };
 use crate::stats::LatencyHistogram;
 use crate::supervise::{guard, ActorName, Guarded, Recovery, Restarts};
@@ -236,6 +236,8 @@ pub struct StoreActor {
     draining: bool,
     /// The data disk is below its reserve: new records wait.
     disk_low: Latch,
+    /// The data file system's lack of a size was logged.
+    size_unknown_said: bool,
     /// Flushes fail: the commit waits and is flushed again.
     flush_failing: Latch,
     recheck_scheduled: bool,
@@ -281,6 +283,7 @@ impl StoreActor {
             full: Latch::default(),
             draining: false,
             disk_low: Latch::default(),
+            size_unknown_said: false,
             flush_failing: Latch::default(),
             recheck_scheduled: false,
             removal_due: Default::default(),
@@ -483,9 +486,18 @@ impl StoreActor {
         let Some((dir, reserve)) = &consumers.min_free else {
             return false;
         };
-        let free = nix::sys::statvfs::statvfs(dir)
-            .ok()
-            .map(|st| st.blocks_available().saturating_mul(st.fragment_size()));
+        // Stopping: what the readers already read is committed into the
+        // reserve (that is what it is kept for), so a stop is not held.
+        if self.draining {
+            return false;
+        }
+        let stat = nix::sys::statvfs::statvfs(dir).ok();
+        let free =
+            stat.and_then(|st| free_bytes(st.blocks(), st.blocks_available(), st.fragment_size()));
+        if stat.is_some() && free.is_none() && !self.size_unknown_said {
+            self.size_unknown_said = true;
+            tracing::warn!(path = %dir.display(), "The data directory's file system reports no size; the disk reserve (store.min_free_mb) cannot be kept there, and sled's own errors are relied on.");
+        }
         let low = reserve.low(free);
         let free_bytes = free.unwrap_or(u64::MAX);
         match self.disk_low.set(low) {
@@ -978,6 +990,15 @@ impl Handler<FilesChanged> for StoreActor {
         // The flush running now may have begun before this change.
         self.unsynced.push(SyncWaiter::Files(msg.reply));
         self.sync_soon(SYNC_SOON, ctx);
+    }
+}
+
+impl Handler<DrainEnd> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, _: DrainEnd, ctx: &mut Context<Self>) {
+        self.draining = false;
+        self.commit_next(ctx);
     }
 }
 
