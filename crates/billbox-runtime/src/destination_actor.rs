@@ -131,7 +131,6 @@ pub struct MirrorActor {
     queue: CopyQueue<Arc<Vec<billbox_record::Record>>>,
     stop: watch::Sender<bool>,
     stopping: Stopping,
-    posting: bool,
     /// A restarted actor waits out its pause before it posts again.
     waiting: bool,
     recovery: Recovery,
@@ -149,7 +148,6 @@ impl MirrorActor {
             queue: CopyQueue::new(MIRROR_QUEUE),
             stop: watch::channel(false).0,
             stopping: Stopping::default(),
-            posting: false,
             waiting: false,
             recovery: Recovery::new(actor, restarts),
         }
@@ -157,18 +155,18 @@ impl MirrorActor {
 
     /// Posts the next queued batch, if none is being posted.
     fn post_next(&mut self, ctx: &mut Context<Self>) {
-        if self.posting || self.stopping.asked || self.waiting {
+        if self.stopping.running || self.stopping.asked || self.waiting {
             return;
         }
         let Some(batch) = self.queue.take_next() else {
             return;
         };
-        self.posting = true;
+        self.stopping.running = true;
         let (mirror, mut stop) = (self.mirror.clone(), self.stop.subscribe());
         let work = async move { mirror.copy(&batch, &mut stop).await };
         ctx.spawn(actix::fut::wrap_future::<_, Self>(Guarded::new(work)).map(
             |result, act, ctx| {
-                act.posting = false;
+                act.stopping.running = false;
                 match result {
                     Err(panic) => {
                         // That batch is not copied (fire-once); the rest
@@ -207,7 +205,7 @@ impl Actor for MirrorActor {
 
 impl Supervised for MirrorActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        self.posting = false;
+        self.stopping.running = false;
         self.recovery.restarting();
     }
 }
@@ -239,7 +237,6 @@ impl Handler<Stop> for MirrorActor {
         // Fire-once: what is queued is not copied (it is in the store).
         self.queue.clear();
         let _ = self.stop.send(true);
-        self.stopping.running = self.posting;
         self.stopping.wait()
     }
 }

@@ -232,7 +232,8 @@ pub struct StoreActor {
     consumers: Arc<Consumers>,
     /// The store is full (`block`): new records wait.
     full: Latch,
-    /// Shutting down: commit what readers already read, capacity or not.
+    /// Between [`Drain`] and [`DrainEnd`] (a stop or a reload stops
+    /// readers): commit what they already read, capacity and reserve or not.
     draining: bool,
     /// The data disk is below its reserve: new records wait.
     disk_low: Latch,
@@ -249,14 +250,15 @@ pub struct StoreActor {
     /// That time has come: the next commit flushes even without records.
     sync_due: bool,
     last_confirm: std::time::Instant,
-    /// Per fire-once mirror: its queue is full (records are not copied).
+    /// Per fire-once mirror: its mailbox is full (records are not copied;
+    /// its own queue's overflow it reports itself).
     mirror_overflow: HashMap<Arc<str>, Latch>,
     pending: Vec<Pending>,
     /// The commit being flushed.
     in_flight: Option<Commit>,
-    /// Acknowledgements were applied since the running flush began: the
-    /// next commit flushes them even without new records, so a SIGKILL
-    /// re-sends only what was acknowledged during one flush.
+    /// Acknowledgements were applied since the running flush began: they
+    /// ride the next commit of records, or are flushed on their own within
+    /// [`ACKS_FLUSH_AFTER`].
     acks_unflushed: bool,
     /// File state changes applied since the running flush began: answered
     /// after the next one.
@@ -346,8 +348,12 @@ impl StoreActor {
             return;
         }
         self.sync_due = false;
-        let held =
-            !self.pending.is_empty() && (self.blocked_by_disk(ctx) || self.blocked_by_capacity());
+        // Stopping (draining): what the readers already read is committed,
+        // past max_records and into the disk reserve (that is what it is
+        // kept for), so a stop is never held.
+        let held = !self.pending.is_empty()
+            && !self.draining
+            && (self.blocked_by_disk(ctx) || self.blocked_by_capacity());
         if held {
             // Submitters are told at once (HTTP 503) instead of waiting.
             let (submits, appends) = std::mem::take(&mut self.pending)
@@ -486,11 +492,6 @@ impl StoreActor {
         let Some((dir, reserve)) = &consumers.min_free else {
             return false;
         };
-        // Stopping: what the readers already read is committed into the
-        // reserve (that is what it is kept for), so a stop is not held.
-        if self.draining {
-            return false;
-        }
         let stat = nix::sys::statvfs::statvfs(dir).ok();
         let free =
             stat.and_then(|st| free_bytes(st.blocks(), st.blocks_available(), st.fragment_size()));
@@ -536,9 +537,6 @@ impl StoreActor {
         let Some(capacity) = self.consumers().capacity else {
             return false;
         };
-        if self.draining {
-            return false;
-        }
         let backlog = self.store.total_backlog(DELIVERY_CURSOR).unwrap_or(0);
         let incoming: u64 = self.pending.iter().map(|p| p.records.len() as u64).sum();
         let held = capacity.holds(backlog, incoming);
