@@ -46,6 +46,7 @@ fn record(seq: u64) -> Record {
     Record {
         port: Arc::from("pbx1"),
         seq,
+        epoch: billbox_record::Epoch::from_u64(0x3f9a_0c1d_2e4b_5a67),
         received_us: 1_795_525_200_123_456,
         flags: RecordFlags::NONE,
         bytes,

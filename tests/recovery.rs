@@ -6,6 +6,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use billbox_testkit::receiver::Receiver;
 use billbox_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -221,4 +222,75 @@ fn a_quarantine_whose_name_is_taken_moves_the_store_under_another() {
         .join(second[0].trim_end_matches("-2"))
         .join("db");
     assert_eq!(std::fs::read(earlier).unwrap(), b"an earlier damaged store");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// An operator puts back a copy of the data directory (the store with its
+/// `sequences` guard) taken 100 records earlier. The store hands those
+/// sequences out again; the server still files the new records (under new
+/// ids), and drops nothing as a duplicate.
+#[test]
+fn a_data_dir_put_back_from_an_old_backup_sends_new_records_under_new_ids() {
+    let site = Site::new();
+    let received = site.dir.path().join("received");
+    std::fs::create_dir_all(&received).unwrap();
+    let receiver = Receiver::start_in(&received, true, &[]);
+    let config = site.config(&format!(
+        "[[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nalias = \"P\"\nbilling_eor = \"\\n\"\nbilling_records = 50\nbilling_timeout = \"1s\"\n\n\
+         [delivery]\nprimary = \"{}\"\nretry_delay = \"50ms\"\nbatch_max = 20\n",
+        receiver.url("http")
+    ));
+    let delivered = |n: usize| {
+        wait_until(WAIT, || (receiver.records().len() >= n).then_some(()))
+            .unwrap_or_else(|| panic!("{} of {n} delivered", receiver.records().len()))
+    };
+    let run = |from: u64, to: u64, text: &str, total: usize| {
+        let bb = Billbox::start(&config);
+        let data: String = (from..=to).map(|i| format!("{text} {i}\n")).collect();
+        bb.send("p", data.as_bytes());
+        delivered(total);
+        assert_eq!(bb.terminate(), Some(0));
+    };
+    run(1, 100, "rec", 100);
+    let backup = site.dir.path().join("backup");
+    copy_tree(&site.data(), &backup);
+    assert!(
+        backup.join("sequences").exists(),
+        "the guard is in the copy"
+    );
+    run(101, 200, "rec", 200);
+
+    // Put back: the store and its guard as they were 100 records ago.
+    std::fs::remove_dir_all(site.data()).unwrap();
+    copy_tree(&backup, &site.data());
+    run(101, 200, "new", 300);
+
+    let mut sent: Vec<Vec<u8>> = (1..=200)
+        .map(|i| format!("rec {i}\n").into_bytes())
+        .collect();
+    sent.extend((101..=200).map(|i| format!("new {i}\n").into_bytes()));
+    assert_exactly_once(&sent, &receiver.records(), "the server");
+    // The sequences were handed out again (the receiver says so), under ids
+    // it had not seen.
+    assert!(
+        receiver.count_logs("reuses a sequence held under another epoch") >= 100,
+        "{:?}",
+        receiver.logs.lock().unwrap()
+    );
+    let ids = billbox_receiver::held_ids(&received.join("gw-test")).unwrap();
+    let epochs: std::collections::HashSet<_> = ids.iter().map(|(_, _, e)| *e).collect();
+    assert_eq!(ids.len(), 300);
+    assert!(epochs.len() >= 3 && !epochs.contains(&billbox_record::Epoch::NONE));
 }

@@ -338,6 +338,7 @@ fn cdr_packet(seq: u64, data: &[u8]) -> Vec<u8> {
     let record = billbox_record::Record {
         port: Arc::from("p"),
         seq,
+        epoch: billbox_record::Epoch::NONE,
         received_us: 1_790_000_000_000_000,
         flags: billbox_record::RecordFlags::NONE,
         bytes: data.to_vec(),

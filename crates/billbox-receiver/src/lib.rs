@@ -31,8 +31,8 @@ pub mod transactions;
 
 pub use ledger::{Accepted, Ledger};
 pub use server::{
-    held_records, serve, serve_secure, tls_server_config, PortGaps, PropertyGaps, ReceiverOptions,
-    ReceiverSecurity, ReceiverTls, Running, SIGNATURE_ERROR_CODE,
+    held_ids, held_records, serve, serve_secure, tls_server_config, PortGaps, PropertyGaps,
+    ReceiverOptions, ReceiverSecurity, ReceiverTls, Running, SIGNATURE_ERROR_CODE,
 };
 pub use transactions::{
     read_packets, read_transactions, transaction_files, FiledTransaction, TransactionFiles,

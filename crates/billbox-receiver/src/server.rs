@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use billbox_config::SecretKey;
+use billbox_record::Epoch;
 use billbox_wire::{
     decode_packet, encode_ack, verify_signature, verify_transaction_signature, AckValue, Packet,
     ReceivedCdr, Transaction, MAX_PACKET_BYTES, SIGNATURE_HEADER,
@@ -316,17 +317,27 @@ impl State {
         // Held only once written: a write that fails leaves them new, so
         // billbox's retry files them (never acknowledged as duplicates).
         let mut new: Vec<&ReceivedCdr> = Vec::new();
-        let mut in_packet: std::collections::HashSet<(&str, &str, u64)> = Default::default();
+        let mut in_packet: std::collections::HashSet<(&str, &str, u64, u64)> = Default::default();
         let mut highest_now: HashMap<(&str, &str), u64> = HashMap::new();
         for cdr in cdrs {
             let key = (cdr.gateway.as_str(), cdr.port.as_str());
-            if !in_packet.insert((key.0, key.1, cdr.seq))
-                || self.ledger.holds(&cdr.gateway, &cdr.port, cdr.seq)
+            let epoch = cdr.epoch.get();
+            if !in_packet.insert((key.0, key.1, epoch, cdr.seq))
+                || self
+                    .ledger
+                    .holds_in(&cdr.gateway, &cdr.port, epoch, cdr.seq)
             {
                 // Counted as a duplicate; nothing changes in the ledger.
-                self.ledger.accept(&cdr.gateway, &cdr.port, cdr.seq);
+                self.ledger
+                    .accept_in(&cdr.gateway, &cdr.port, epoch, cdr.seq);
                 tracing::debug!(rec_id = %cdr.rec_id, "A duplicate record was dropped.");
                 continue;
+            }
+            if self.ledger.holds_sequence(&cdr.gateway, &cdr.port, cdr.seq) {
+                tracing::warn!(
+                    rec_id = %cdr.rec_id,
+                    "A new record reuses a sequence held under another epoch: the gateway's store was put back from a backup. It is filed as new."
+                );
             }
             let highest = *highest_now
                 .entry(key)
@@ -360,11 +371,16 @@ impl State {
             records.extend_from_slice(&cdr.data);
             writeln!(
                 ids,
-                "{}\t{}\t{}\t{}",
+                "{}\t{}\t{}\t{}\t{}",
                 cdr.seq,
                 cdr.received,
                 if cdr.truncated { "truncated" } else { "-" },
-                cdr.data.len()
+                cdr.data.len(),
+                if cdr.epoch.is_none() {
+                    "-".to_string()
+                } else {
+                    cdr.epoch.to_string()
+                }
             )?;
         }
         for (key, records, ids) in out {
@@ -383,7 +399,8 @@ impl State {
             }
         }
         for cdr in new {
-            self.ledger.accept(&cdr.gateway, &cdr.port, cdr.seq);
+            self.ledger
+                .accept_in(&cdr.gateway, &cdr.port, cdr.epoch.get(), cdr.seq);
         }
         Ok(())
     }
@@ -489,8 +506,8 @@ fn load_ledger(out: &Path) -> std::io::Result<Ledger> {
             continue;
         }
         let gateway = gw.file_name().to_string_lossy().into_owned();
-        for (port, seq) in held_records(&gw.path())? {
-            ledger.accept(&gateway, &port, seq);
+        for (port, seq, epoch) in held_ids(&gw.path())? {
+            ledger.accept_in(&gateway, &port, epoch.get(), seq);
         }
     }
     Ok(ledger)
@@ -499,6 +516,16 @@ fn load_ledger(out: &Path) -> std::io::Result<Ledger> {
 /// The (port, sequence) of every record filed for one gateway, from its
 /// `OUT/<gateway>/<port>.ids` files (one line per record, sequence first).
 pub fn held_records(gateway_dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
+    Ok(held_ids(gateway_dir)?
+        .into_iter()
+        .map(|(port, seq, _)| (port, seq))
+        .collect())
+}
+
+/// The (port, sequence, epoch) of every record filed for one gateway: the
+/// sequence is the first column of an `.ids` line, the epoch its fifth
+/// (`-`, or absent in files written before epochs, for none).
+pub fn held_ids(gateway_dir: &Path) -> std::io::Result<Vec<(String, u64, Epoch)>> {
     let mut out = Vec::new();
     for f in std::fs::read_dir(gateway_dir)? {
         let f = f?;
@@ -514,8 +541,14 @@ pub fn held_records(gateway_dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
             .to_string_lossy()
             .into_owned();
         for line in BufReader::new(File::open(&path)?).lines() {
-            if let Some(seq) = line?.split('\t').next().and_then(|s| s.parse().ok()) {
-                out.push((port.clone(), seq));
+            let line = line?;
+            let mut columns = line.split('\t');
+            if let Some(seq) = columns.next().and_then(|s| s.parse().ok()) {
+                let epoch = columns
+                    .nth(3)
+                    .and_then(Epoch::parse_hex)
+                    .unwrap_or(Epoch::NONE);
+                out.push((port.clone(), seq, epoch));
             }
         }
     }

@@ -285,6 +285,7 @@ fn cdr(gateway: &str, port: &str, seq: u64) -> Vec<u8> {
     let record = billbox_record::Record {
         port: Arc::from(port),
         seq,
+        epoch: billbox_record::Epoch::NONE,
         received_us: 1_790_000_000_000_000,
         flags: billbox_record::RecordFlags::NONE,
         bytes: b"call\r\n".to_vec(),

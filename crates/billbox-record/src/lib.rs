@@ -2,7 +2,7 @@
 //!
 //! Layout:
 //! - [`record`]: [`Record`] (the bytes of one billing record as received, with
-//!   its [`RecordId`], receive time and [`RecordFlags`]), and the compact binary
+//!   its [`RecordId`] and [`Epoch`], receive time and [`RecordFlags`]), and the compact binary
 //!   encoding the store keeps on disk.
 //! - [`framing`]: [`Framer`], which splits a stream of reads on a port's
 //!   end-of-record string (`billing_eor`), keeps the terminator, and cuts
@@ -16,4 +16,4 @@ pub mod framing;
 pub mod record;
 
 pub use framing::{Frame, Framer, FramerError, MAX_ROOM, MIN_ROOM};
-pub use record::{DecodeError, Record, RecordFlags, RecordId};
+pub use record::{DecodeError, Epoch, Record, RecordFlags, RecordId};

@@ -47,20 +47,86 @@ impl RecordFlags {
     }
 }
 
-/// The stable identity of a record: gateway, port and per-port sequence.
+/// The run of billbox's store that committed a record: a random 64-bit
+/// number drawn each time the store is opened, stored beside the records of
+/// that run, and part of every record's id (`REC_ID`).
 ///
-/// Sequences start at 1, grow by one per record on a port, and never repeat
-/// for a given store, so a server can drop duplicates and spot gaps.
+/// Why: sequences are per port and come from a counter in the store. A store
+/// put back from a backup (with its `sequences` guard) hands out sequences
+/// again that a server already holds for other records. The epoch of the run
+/// after the restore is new, so those records still get ids no server has
+/// seen; an old record sent again keeps the epoch it was stored with, so
+/// duplicates are still recognized.
+///
+/// [`Epoch::NONE`] is the epoch of records stored before billbox kept epochs:
+/// their id is the old `GATEWAY/PORT/SEQ`, unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Epoch(u64);
+
+impl Epoch {
+    /// Records stored before epochs existed.
+    pub const NONE: Epoch = Epoch(0);
+
+    /// An epoch from its stored value (0 is [`Epoch::NONE`]).
+    pub const fn from_u64(value: u64) -> Epoch {
+        Epoch(value)
+    }
+
+    /// A new epoch from `random` bits (never [`Epoch::NONE`]).
+    pub fn from_random(random: u64) -> Epoch {
+        Epoch(if random == 0 { 1 } else { random })
+    }
+
+    /// The stored value.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    pub fn is_none(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Reads the 16 lowercase hex digits of an id's epoch.
+    pub fn parse_hex(text: &str) -> Option<Epoch> {
+        if text.len() != 16 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        u64::from_str_radix(text, 16)
+            .ok()
+            .filter(|&v| v != 0)
+            .map(Epoch)
+    }
+}
+
+/// 16 lowercase hex digits (what `REC_ID` carries after `@`).
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// The stable identity of a record: gateway, port, per-port sequence and the
+/// [`Epoch`] of the store run that committed it.
+///
+/// Sequences start at 1 and grow by one per record on a port. Within one
+/// store they never repeat; across a store restored from a backup they can,
+/// and the epoch keeps the ids apart. Displayed as the wire's `REC_ID`:
+/// `GATEWAY/PORT/SEQ@EPOCH`, or `GATEWAY/PORT/SEQ` for [`Epoch::NONE`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordId {
     pub gateway: Arc<str>,
     pub port: Arc<str>,
     pub seq: u64,
+    pub epoch: Epoch,
 }
 
 impl fmt::Display for RecordId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.gateway, self.port, self.seq)
+        write!(f, "{}/{}/{}", self.gateway, self.port, self.seq)?;
+        if !self.epoch.is_none() {
+            write!(f, "@{}", self.epoch)?;
+        }
+        Ok(())
     }
 }
 
@@ -71,6 +137,8 @@ pub struct Record {
     pub port: Arc<str>,
     /// The per-port sequence number (1, 2, 3, ...).
     pub seq: u64,
+    /// The store run that committed it (part of its id).
+    pub epoch: Epoch,
     /// When the record's last byte was read, in microseconds since the Unix epoch.
     pub received_us: i64,
     pub flags: RecordFlags,
@@ -99,6 +167,7 @@ impl Record {
             gateway: gateway.clone(),
             port: self.port.clone(),
             seq: self.seq,
+            epoch: self.epoch,
         }
     }
 
@@ -122,6 +191,7 @@ impl Record {
         Ok(Record {
             port,
             seq,
+            epoch: Epoch::NONE,
             received_us: i64::from_be_bytes(ts),
             flags,
             bytes: value[HEADER_LEN..].to_vec(),
@@ -148,6 +218,7 @@ mod tests {
         let r = Record {
             port: Arc::from("pbx1"),
             seq: 42,
+            epoch: Epoch::NONE,
             received_us: 1_700_000_000_123_456,
             flags: RecordFlags::truncated(),
             bytes: b"\x00\xffcall\r\n".to_vec(),
@@ -178,10 +249,36 @@ mod tests {
         let r = Record {
             port: Arc::from("pbx1"),
             seq: 7,
+            epoch: Epoch::NONE,
             received_us: 0,
             flags: RecordFlags::NONE,
             bytes: vec![],
         };
         assert_eq!(r.id(&Arc::from("gw")).to_string(), "gw/pbx1/7");
+        let r = Record {
+            epoch: Epoch::from_u64(0x3f9a_0c1d_2e4b_5a67),
+            ..r
+        };
+        assert_eq!(
+            r.id(&Arc::from("gw")).to_string(),
+            "gw/pbx1/7@3f9a0c1d2e4b5a67"
+        );
+    }
+
+    #[test]
+    fn epochs_read_back_from_their_hex_only() {
+        let e = Epoch::from_u64(0xab);
+        assert_eq!(Epoch::parse_hex(&e.to_string()), Some(e));
+        for bad in [
+            "",
+            "ab",
+            "00000000000000ab0",
+            "000000000000000G",
+            "00000000000000AB",
+            "0000000000000000",
+        ] {
+            assert_eq!(Epoch::parse_hex(bad), None, "{bad:?}");
+        }
+        assert_eq!(Epoch::from_random(0), Epoch::from_u64(1));
     }
 }

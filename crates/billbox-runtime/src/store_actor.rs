@@ -760,6 +760,7 @@ impl StoreActor {
         // Test builds: a fault after the answers.
         let _ = billbox_failpoints::check("store.committed");
         let consumers = self.consumers();
+        let epoch = self.store.epoch();
         // Per port: the last sequence this commit made durable.
         let mut through: HashMap<Arc<str>, u64> = HashMap::new();
         for (p, a) in received {
@@ -773,6 +774,7 @@ impl StoreActor {
                         .map(|(i, r)| Record {
                             port: p.port.clone(),
                             seq: a.first + i as u64,
+                            epoch,
                             received_us: r.received_us,
                             flags: r.flags,
                             bytes: r.bytes.clone(),

@@ -202,8 +202,15 @@ fn too_large(req: &HttpRequest) -> bool {
         .is_some_and(|n| n > MAX_BODY_BYTES as u64)
 }
 
+/// The record's id as on the wire (`GATEWAY/PORT/SEQ@EPOCH`).
 fn rec_id(api: &Api, port: &str, seq: u64) -> String {
-    format!("{}/{port}/{seq}", api.gateway)
+    billbox_record::RecordId {
+        gateway: api.gateway.clone(),
+        port: Arc::from(port),
+        seq,
+        epoch: api.store.epoch_of(port, seq),
+    }
+    .to_string()
 }
 
 /// `POST /v1/transactions`.

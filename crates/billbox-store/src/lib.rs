@@ -35,7 +35,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use billbox_record::{DecodeError, Record, RecordFlags};
+use billbox_record::{DecodeError, Epoch, Record, RecordFlags};
 
 /// What billbox syncs after sled's flush.
 #[derive(Debug)]
@@ -140,6 +140,8 @@ pub enum StoreError {
     /// store's lock.
     #[error("the store at {path} is in use by another process (its lock is held)")]
     Locked { path: String },
+    #[error("the operating system's random source failed, so no epoch could be drawn: {0}")]
+    Random(std::io::Error),
     #[error("the store lost records: port {port} has sequences up to {found}, but {confirmed} were flushed")]
     Lost {
         port: String,
@@ -175,10 +177,30 @@ struct PortSeqs {
     durable: Arc<AtomicU64>,
     /// Every sequence up to this one has been removed from the journal.
     removed_through: u64,
+    /// The epochs of the port's records: `(first sequence, epoch)` in
+    /// order; a record has the epoch of the last entry at or below its
+    /// sequence ([`Epoch::NONE`] below the first).
+    epochs: Vec<(u64, Epoch)>,
+}
+
+impl PortSeqs {
+    fn epoch_of(&self, seq: u64) -> Epoch {
+        epoch_at(&self.epochs, seq)
+    }
+}
+
+/// The epoch of `seq` in a port's `(first sequence, epoch)` list.
+fn epoch_at(epochs: &[(u64, Epoch)], seq: u64) -> Epoch {
+    match epochs.partition_point(|&(first, _)| first <= seq) {
+        0 => Epoch::NONE,
+        i => epochs[i - 1].1,
+    }
 }
 
 #[derive(Debug)]
 struct Inner {
+    /// This run's epoch: the records appended through this handle get it.
+    epoch: Epoch,
     ports: Mutex<HashMap<Arc<str>, PortSeqs>>,
     /// The sequence guard, when the store was opened with one.
     guard: Mutex<Option<guard::SeqGuard>>,
@@ -229,6 +251,39 @@ fn ack_meta(seq: u64, destination: &str) -> String {
 
 fn cursor_meta(name: &str) -> String {
     format!("cursor/{name}")
+}
+
+/// Metadata entry prefix: `epoch/<first sequence, 16 hex digits>` holds the
+/// epoch (u64 big endian) of the port's records from that sequence on.
+const EPOCH_META: &str = "epoch/";
+
+fn epoch_meta(first: u64) -> String {
+    format!("{EPOCH_META}{first:016x}")
+}
+
+/// A new run's epoch, from the operating system's random source.
+fn draw_epoch() -> Result<Epoch, StoreError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(std::io::Error::from(e)))?;
+    Ok(Epoch::from_random(u64::from_le_bytes(bytes)))
+}
+
+/// A port's `(first sequence, epoch)` list, as stored.
+fn load_epochs(journal: &sled::Tree, port: &str) -> Result<Vec<(u64, Epoch)>, StoreError> {
+    let mut out = Vec::new();
+    for item in journal.scan_prefix(keys::meta_key(port, EPOCH_META)) {
+        let (k, v) = item?;
+        let bad = || StoreError::BadMeta(port.to_string());
+        let hex = k
+            .get(k.len().saturating_sub(16)..)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .ok_or_else(bad)?;
+        let first = u64::from_str_radix(hex, 16).map_err(|_| bad())?;
+        let epoch = keys::decode_u64(&v).ok_or_else(bad)?;
+        out.push((first, Epoch::from_u64(epoch)));
+    }
+    // Keys sort by their hex, which sorts as the numbers do.
+    Ok(out)
 }
 
 /// Whether sled's lock on the store in `dir` is held right now: sled
@@ -364,12 +419,14 @@ impl Store {
                 None => 0,
             };
             let removed_through = held_from.max(marked).min(last);
+            let epochs = load_epochs(&journal, &port)?;
             ports.insert(
                 Arc::<str>::from(port),
                 PortSeqs {
                     assigned: last,
                     durable: Arc::new(AtomicU64::new(last)),
                     removed_through,
+                    epochs,
                 },
             );
         }
@@ -382,6 +439,7 @@ impl Store {
             }),
             journal,
             inner: Arc::new(Inner {
+                epoch: draw_epoch()?,
                 guard: Mutex::new(None),
                 ports: Mutex::new(ports),
                 cursors: Mutex::new(HashMap::new()),
@@ -442,6 +500,7 @@ impl Store {
                         assigned: floor,
                         durable: Arc::new(AtomicU64::new(floor)),
                         removed_through: floor,
+                        epochs: Vec::new(),
                     },
                 );
                 // Cursors start at the floor too: nothing below it exists here.
@@ -542,10 +601,19 @@ impl Store {
         let mut sled_batch = sled::Batch::default();
         let mut out = Vec::with_capacity(batch.len());
         let mut next: HashMap<&str, u64> = HashMap::new();
+        // Ports whose records get this run's epoch from the given sequence.
+        let mut new_epochs: Vec<(&str, u64)> = Vec::new();
+        let epoch = self.inner.epoch;
         for (port, records) in batch {
-            let start = *next
-                .entry(port.as_ref())
-                .or_insert_with(|| ports.get(port.as_ref()).map_or(0, |p| p.assigned));
+            let start = *next.entry(port.as_ref()).or_insert_with(|| {
+                let held = ports.get(port.as_ref());
+                if held.and_then(|p| p.epochs.last()).map(|&(_, e)| e) != Some(epoch)
+                    && !records.is_empty()
+                {
+                    new_epochs.push((port.as_ref(), held.map_or(0, |p| p.assigned) + 1));
+                }
+                held.map_or(0, |p| p.assigned)
+            });
             let mut seq = start + 1;
             for run in chunk::runs(records) {
                 sled_batch.insert(keys::record_key(port, seq), chunk::encode(run));
@@ -568,8 +636,21 @@ impl Store {
             value.extend_from_slice(&entry.at_us.to_be_bytes());
             sled_batch.insert(keys::meta_key(port, &id_meta(&entry.id)), value);
         }
+        for &(port, first) in &new_epochs {
+            sled_batch.insert(
+                keys::meta_key(port, &epoch_meta(first)),
+                &epoch.get().to_be_bytes(),
+            );
+        }
         self.reserve(&next)?;
         self.journal.apply_batch(sled_batch)?;
+        for (port, first) in new_epochs {
+            let p = ports.entry(Arc::from(port)).or_default();
+            // A sequence handed out again after a crash (never flushed)
+            // replaces the entries at and above it.
+            p.epochs.retain(|&(f, _)| f < first);
+            p.epochs.push((first, epoch));
+        }
         for (port, last) in next {
             ports.entry(Arc::from(port)).or_default().assigned = last;
         }
@@ -633,6 +714,7 @@ impl Store {
     ) -> impl Iterator<Item = Result<Record, StoreError>> + '_ {
         let port_arc: Arc<str> = Arc::from(port);
         let from = from.max(self.removed_through(port) + 1);
+        let epochs = self.epochs(port);
         let empty = to < from;
         // The chunk holding `from` starts at or before it.
         let start = if empty {
@@ -671,6 +753,8 @@ impl Store {
                             return std::mem::take(&mut out);
                         }
                     };
+                    // A chunk is one append's: one run, one epoch.
+                    let epoch = epoch_at(&epochs, first);
                     for (seq, entry) in (first..).zip(chunk::entries(&v)) {
                         if seq > to {
                             break;
@@ -680,6 +764,7 @@ impl Store {
                             Ok(e) => out.push(Ok(Record {
                                 port: port_arc.clone(),
                                 seq,
+                                epoch,
                                 received_us: e.received_us,
                                 flags: e.flags,
                                 bytes: e.bytes.to_vec(),
@@ -719,6 +804,23 @@ impl Store {
                 })?;
                 Ok((k, first, n))
             })
+    }
+
+    /// This run's epoch: records appended through this store get it.
+    pub fn epoch(&self) -> Epoch {
+        self.inner.epoch
+    }
+
+    /// The epoch of a port's record `seq` ([`Epoch::NONE`] for records
+    /// stored before epochs were kept).
+    pub fn epoch_of(&self, port: &str, seq: u64) -> Epoch {
+        let ports = self.inner.ports.lock().expect("store port table poisoned");
+        ports.get(port).map_or(Epoch::NONE, |p| p.epoch_of(seq))
+    }
+
+    fn epochs(&self, port: &str) -> Vec<(u64, Epoch)> {
+        let ports = self.inner.ports.lock().expect("store port table poisoned");
+        ports.get(port).map_or_else(Vec::new, |p| p.epochs.clone())
     }
 
     fn removed_through(&self, port: &str) -> u64 {

@@ -322,3 +322,98 @@ fn ids_are_forgotten_only_once_old_and_their_records_removed() {
     assert_eq!(store.forget_ids(&port, 100, 100).unwrap(), 1);
     assert_eq!(store.lookup_id(&port, "new").unwrap().map(|f| f.0), Some(3));
 }
+
+/// The epochs of a port's records `from..=to`, in order.
+fn epochs(store: &Store, port: &str, from: u64, to: u64) -> Vec<Epoch> {
+    store
+        .records(port, from, to)
+        .map(|r| r.unwrap().epoch)
+        .collect()
+}
+
+#[tokio::test]
+async fn each_run_stamps_its_records_with_its_own_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let a: Arc<str> = Arc::from("a");
+    let first = {
+        let store = open(dir.path());
+        store
+            .append(&[(a.clone(), &[rec("1\n"), rec("2\n")][..])])
+            .unwrap();
+        store.append(&[(a.clone(), &[rec("3\n")][..])]).unwrap();
+        store.flush().await.unwrap();
+        assert!(!store.epoch().is_none());
+        assert_eq!(epochs(&store, "a", 1, 3), vec![store.epoch(); 3]);
+        store.epoch()
+    };
+    let store = open(dir.path());
+    assert_ne!(store.epoch(), first, "a new run draws a new epoch");
+    store.append(&[(a.clone(), &[rec("4\n")][..])]).unwrap();
+    assert_eq!(
+        epochs(&store, "a", 1, 4),
+        vec![first, first, first, store.epoch()]
+    );
+    assert_eq!(store.epoch_of("a", 2), first);
+    assert_eq!(store.epoch_of("a", 4), store.epoch());
+    assert_eq!(store.epoch_of("nowhere", 1), Epoch::NONE);
+}
+
+#[tokio::test]
+async fn a_store_put_back_from_a_copy_gives_its_reused_sequences_a_new_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let backup = dir.path().join("backup");
+    let a: Arc<str> = Arc::from("a");
+    {
+        let store = open(&live);
+        store
+            .append(&[(a.clone(), &[rec("1\n"), rec("2\n")][..])])
+            .unwrap();
+        store.flush_blocking().unwrap();
+    }
+    copy_dir(&live, &backup);
+    let after_backup = {
+        let store = open(&live);
+        store.append(&[(a.clone(), &[rec("3\n")][..])]).unwrap();
+        store.flush_blocking().unwrap();
+        store.epoch_of("a", 3)
+    };
+    // The copy is put back: sequence 3 is handed out again.
+    let store = open(&backup);
+    let got = store.append(&[(a.clone(), &[rec("3'\n")][..])]).unwrap();
+    assert_eq!(got, vec![Assigned { first: 3, count: 1 }]);
+    assert_ne!(store.epoch_of("a", 3), after_backup);
+    assert_eq!(store.epoch_of("a", 1), store.epoch_of("a", 2));
+    assert_ne!(store.epoch_of("a", 2), store.epoch_of("a", 3));
+}
+
+#[test]
+fn records_of_a_store_older_than_epochs_have_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // What an older build wrote: a record and its counter, no epoch entry.
+    let mut batch = sled::Batch::default();
+    batch.insert(keys::record_key("a", 1), chunk::encode(&[rec("old\n")]));
+    batch.insert(keys::seq_key("a"), &1u64.to_be_bytes());
+    store.journal.apply_batch(batch).unwrap();
+    store.flush_blocking().unwrap();
+    drop(store);
+    let store = open(dir.path());
+    store
+        .append(&[(Arc::from("a"), &[rec("new\n")][..])])
+        .unwrap();
+    assert_eq!(epochs(&store, "a", 1, 2), vec![Epoch::NONE, store.epoch()]);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -27,6 +27,9 @@
 //!   (`billbox receive`) as a child process.
 //! - [`pbx`]: the PBX simulators of `billbox-sim`: [`pbx::PtyPbx`],
 //!   [`pbx::TcpPbx`], [`pbx::ListeningPbx`], record formats and `feed`.
+//! - [`stream`]: the crash and power-cut harness: [`stream::Stream`], a
+//!   steady numbered stream over a pty and TCP, [`stream::drain`] and
+//!   [`stream::check_delivered`], the checks once billbox drained.
 //! - Here: [`wait_until`] (every wait bounded in time), [`env_or`],
 //!   [`free_addr`].
 #![forbid(unsafe_code)]
@@ -42,6 +45,7 @@ pub mod receiver;
 pub mod records;
 pub mod server;
 pub mod site;
+pub mod stream;
 
 /// The PBX simulators (`billbox-sim`), shared with `billbox demo`.
 pub mod pbx {

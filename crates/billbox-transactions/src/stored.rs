@@ -286,6 +286,7 @@ mod tests {
         Record {
             port: Arc::from(port),
             seq,
+            epoch: billbox_record::Epoch::NONE,
             received_us: 0,
             flags: RecordFlags::NONE,
             bytes,

@@ -100,6 +100,9 @@ fn write_cdr_children(gateway: &str, record: &Record, out: &mut Vec<u8>) {
     escape_text_into(port, out);
     out.push(b'/');
     write_u64(record.seq, out);
+    if !record.epoch.is_none() {
+        write_epoch(record.epoch, out);
+    }
     out.extend_from_slice(b"</REC_ID><GATEWAY>");
     escape_text_into(gateway, out);
     out.extend_from_slice(b"</GATEWAY><PORT>");
@@ -150,6 +153,16 @@ fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Decimal digits of `n`, without allocating.
+/// `@` and the epoch's 16 lowercase hex digits.
+fn write_epoch(epoch: billbox_record::Epoch, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'@');
+    let v = epoch.get();
+    for shift in (0..16).rev() {
+        out.push(HEX[((v >> (shift * 4)) & 0xf) as usize]);
+    }
+}
+
 pub(crate) fn write_u64(mut n: u64, out: &mut Vec<u8>) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
@@ -249,8 +262,12 @@ pub fn parse_received(text: &str) -> Option<i64> {
 /// packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedCdr {
-    /// `gateway/port/seq`: the record's stable id (checked against the parts).
+    /// `gateway/port/seq@epoch` (or `gateway/port/seq` from a store older
+    /// than epochs): the record's stable id (checked against the parts).
     pub rec_id: String,
+    /// The store run that committed the record, from `REC_ID`
+    /// ([`Epoch::NONE`](billbox_record::Epoch::NONE) when it has none).
+    pub epoch: billbox_record::Epoch,
     pub gateway: String,
     pub port: String,
     /// The per-port sequence number.
@@ -292,6 +309,7 @@ mod tests {
         Record {
             port: Arc::from("pbx1"),
             seq,
+            epoch: billbox_record::Epoch::NONE,
             received_us,
             flags,
             bytes: bytes.to_vec(),

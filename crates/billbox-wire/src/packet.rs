@@ -2,6 +2,7 @@
 //! billbox or an AG (`ADD_CDR`, `ADD_CDR_BATCH`, `ADD_REC`).
 
 use base64::Engine as _;
+use billbox_record::Epoch;
 
 use crate::cdr::{parse_received, DataEncoding, ReceivedCdr};
 use crate::transaction::{check_text, parse_date, parse_time, Amount, TransType, Transaction};
@@ -38,7 +39,7 @@ pub enum PacketError {
     Duplicate(&'static str),
     #[error("{field} has a bad value {value:?}")]
     Invalid { field: &'static str, value: String },
-    #[error("REC_ID {rec_id:?} is not GATEWAY/PORT/SEQ ({expected:?})")]
+    #[error("REC_ID {rec_id:?} is not GATEWAY/PORT/SEQ@EPOCH or GATEWAY/PORT/SEQ ({expected:?})")]
     RecIdMismatch { rec_id: String, expected: String },
     #[error("COUNT says {count} records but the batch holds {found}")]
     CountMismatch { count: u64, found: u64 },
@@ -51,7 +52,7 @@ impl PacketError {
     pub fn without_contents(&self) -> String {
         match self {
             PacketError::Invalid { field, .. } => format!("{field} has a bad value"),
-            PacketError::RecIdMismatch { .. } => "REC_ID is not GATEWAY/PORT/SEQ".to_string(),
+            PacketError::RecIdMismatch { .. } => "REC_ID is not GATEWAY/PORT/SEQ@EPOCH".to_string(),
             PacketError::Xml(XmlError::Syntax { position, .. }) => {
                 format!("the packet is not well-formed XML at byte {position}")
             }
@@ -255,12 +256,19 @@ fn read_cdr(cur: &mut Cursor<'_>, parent: &str, empty: bool) -> Result<ReceivedC
         return Err(invalid("PORT", &port));
     }
     let expected = format!("{gateway}/{port}/{seq}");
-    if rec_id != expected {
+    // `GATEWAY/PORT/SEQ@EPOCH`, or `GATEWAY/PORT/SEQ` from a store older
+    // than epochs.
+    let epoch = match rec_id.strip_prefix(expected.as_str()) {
+        Some("") => Some(Epoch::NONE),
+        Some(rest) => rest.strip_prefix('@').and_then(Epoch::parse_hex),
+        None => None,
+    };
+    let Some(epoch) = epoch else {
         return Err(PacketError::RecIdMismatch {
             rec_id: clip(&rec_id),
             expected: clip(&expected),
         });
-    }
+    };
     // Unknown flag words are ignored (room for future flags).
     let flags = flags.unwrap_or_default();
     let mut words = flags.split_ascii_whitespace();
@@ -269,6 +277,7 @@ fn read_cdr(cur: &mut Cursor<'_>, parent: &str, empty: bool) -> Result<ReceivedC
 
     Ok(ReceivedCdr {
         rec_id,
+        epoch,
         gateway,
         port,
         seq,

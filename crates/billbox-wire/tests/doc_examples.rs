@@ -27,7 +27,8 @@ fn single_text_record_is_the_documented_bytes() {
     let got = cdrs(doc_example("cdr-text").as_bytes());
     assert_eq!(got.len(), 1);
     let c = &got[0];
-    assert_eq!(c.rec_id, "gw-lobby/pbx1/42");
+    assert_eq!(c.rec_id, "gw-lobby/pbx1/42@3f9a0c1d2e4b5a67");
+    assert_eq!(c.epoch, common::EPOCH);
     assert_eq!(c.gateway, "gw-lobby");
     assert_eq!(c.port, "pbx1");
     assert_eq!(c.seq, 42);

@@ -87,6 +87,15 @@ fn field_errors() {
             single(&format!("<REC_ID>g/p/6</REC_ID><GATEWAY>g</GATEWAY><PORT>p</PORT><SEQ>5</SEQ><RECEIVED>1970-01-01T00:00:01.000000Z</RECEIVED>{data}")),
             PacketError::RecIdMismatch { rec_id: "g/p/6".into(), expected: "g/p/5".into() },
         ),
+        // An epoch is 16 lowercase hex digits, not 0.
+        (
+            single(&format!("<REC_ID>g/p/5@00ab</REC_ID><GATEWAY>g</GATEWAY><PORT>p</PORT><SEQ>5</SEQ><RECEIVED>1970-01-01T00:00:01.000000Z</RECEIVED>{data}")),
+            PacketError::RecIdMismatch { rec_id: "g/p/5@00ab".into(), expected: "g/p/5".into() },
+        ),
+        (
+            single(&format!("<REC_ID>g/p/5@0000000000000000</REC_ID><GATEWAY>g</GATEWAY><PORT>p</PORT><SEQ>5</SEQ><RECEIVED>1970-01-01T00:00:01.000000Z</RECEIVED>{data}")),
+            PacketError::RecIdMismatch { rec_id: "g/p/5@0000000000000000".into(), expected: "g/p/5".into() },
+        ),
         (single(FIELDS), PacketError::Missing("DATA")),
         (
             single(&format!("<GATEWAY>g</GATEWAY><PORT>p</PORT><SEQ>5</SEQ><RECEIVED>1970-01-01T00:00:01.000000Z</RECEIVED>{data}")),

@@ -63,10 +63,12 @@ fn record() -> impl Strategy<Value = Record> {
         ],
         any::<u8>(),
         any_bytes(),
+        prop_oneof![Just(0u64), any::<u64>()],
     )
-        .prop_map(|(port, seq, received_us, bits, bytes)| Record {
+        .prop_map(|(port, seq, received_us, bits, bytes, epoch)| Record {
             port: Arc::from(port.as_str()),
             seq,
+            epoch: billbox_record::Epoch::from_u64(epoch),
             received_us,
             flags: RecordFlags::from_bits(bits),
             bytes,
@@ -79,7 +81,13 @@ fn check(gateway: &str, r: &Record, c: &ReceivedCdr) -> Result<(), TestCaseError
     prop_assert_eq!(c.seq, r.seq);
     prop_assert_eq!(&c.gateway, gateway);
     prop_assert_eq!(&c.port, &*r.port);
-    prop_assert_eq!(&c.rec_id, &format!("{gateway}/{}/{}", r.port, r.seq));
+    let id = format!("{gateway}/{}/{}", r.port, r.seq);
+    if r.epoch.is_none() {
+        prop_assert_eq!(&c.rec_id, &id);
+    } else {
+        prop_assert_eq!(&c.rec_id, &format!("{id}@{:016x}", r.epoch.get()));
+    }
+    prop_assert_eq!(c.epoch, r.epoch);
     let clamped = r.received_us.clamp(MIN_RECEIVED_US, MAX_RECEIVED_US);
     prop_assert_eq!(c.received_us, clamped);
     prop_assert_eq!(&c.received, &format_received(r.received_us));
@@ -135,6 +143,7 @@ proptest! {
         let r = Record {
             port: Arc::from("pbx1"),
             seq: 1,
+            epoch: billbox_record::Epoch::NONE,
             received_us: 0,
             flags: RecordFlags::NONE,
             bytes,

@@ -39,6 +39,7 @@ pub fn record(port: &str, seq: u64, received: &str, flags: RecordFlags, bytes: &
     Record {
         port: Arc::from(port),
         seq,
+        epoch: EPOCH,
         received_us: micros(received),
         flags,
         bytes: bytes.to_vec(),
@@ -46,6 +47,9 @@ pub fn record(port: &str, seq: u64, received: &str, flags: RecordFlags, bytes: &
 }
 
 pub const GATEWAY: &str = "gw-lobby";
+
+/// The epoch of the documented examples' records.
+pub const EPOCH: billbox_record::Epoch = billbox_record::Epoch::from_u64(0x3f9a_0c1d_2e4b_5a67);
 
 /// Example `cdr-text`: a Panasonic SMDR line (CR LF, and `<I>` for incoming).
 pub fn text_record() -> Record {
