@@ -393,7 +393,12 @@ impl Store {
         let journal = db.open_tree("journal")?;
         let db_file = std::fs::File::open(dir.join("db"))
             .and_then(|f| {
-                // A new store's directory entries must survive a power cut too.
+                // sled writes its `conf` file (settings and their checksum,
+                // in two writes) when it creates a store and never syncs it:
+                // a power cut could keep one write and not the other, and
+                // sled refuses such a store. A new store's directory entries
+                // must survive a power cut too.
+                std::fs::File::open(dir.join("conf"))?.sync_all()?;
                 std::fs::File::open(dir)?.sync_all()?;
                 Ok(f)
             })
