@@ -250,7 +250,11 @@ impl Rotator {
         if let Some(open) = self.state.open.clone() {
             let tmp = self.path(&open.stem, TMP);
             match open.closing_last {
-                Some(last) if tmp.exists() => {
+                // Neither name: the `.tmp` was created, filled and synced,
+                // but a power cut took its directory entry (a file's fsync
+                // does not make its name durable; the rename's directory
+                // fsync would have). Written again, like a `.tmp` left over.
+                Some(last) if tmp.exists() || !self.path(&open.stem, TXT).exists() => {
                     self.write_whole(&open.stem, open.first, last)?;
                     self.rename_closed(&open.stem, open.first, last)?;
                 }
