@@ -217,7 +217,7 @@ fn run(path: &Path) -> ExitCode {
                 why = &mut fatal => {
                     tracing::error!(
                         reason = %why,
-                        "Stopping because an actor keeps failing: no more reading, committing what was read."
+                        "Stopping because billbox cannot go on safely; exiting 3 so that the container or unit starts it again."
                     );
                     break Some(why);
                 }

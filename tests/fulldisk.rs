@@ -95,7 +95,7 @@ fn a_full_data_disk_holds_input_and_recovers_when_space_returns() {
         "everything was taken in: the disk never filled"
     );
     assert_eq!(
-        bb.count_logs("could not flush", None),
+        bb.count_logs("The store's disk failed a sync", None),
         0,
         "sled hit the full disk"
     );

@@ -23,73 +23,14 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use billbox_faultfs::{available, Action, Control, Cut, CutReport, Fault, FaultFs, Op};
+use billbox_faultfs::{Action, Control, Cut, CutReport, Fault, Op};
+use billbox_testkit::disk::{metrics_within, CutOnDrop, Disk};
 use billbox_testkit::pbx::PtyPbx;
 use billbox_testkit::receiver::Receiver;
 use billbox_testkit::stream::{self, Rng, Stream};
 use billbox_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// The faultfs under a site: the site's `data` and `spool` are symlinks to
-/// directories on the mount, so the site's helpers (files, `inspect`) read
-/// through it.
-struct Disk {
-    fs: FaultFs,
-    control: Control,
-}
-
-impl Disk {
-    fn under(site: &Site) -> Option<Disk> {
-        if let Err(why) = available() {
-            eprintln!("SKIPPED: the power-cut suite needs faultfs: {why}");
-            return None;
-        }
-        let mnt = site.dir.path().join("disk");
-        std::fs::create_dir(&mnt).unwrap();
-        let fs = FaultFs::mount(&site.dir.path().join("backing"), &mnt).unwrap();
-        for name in ["data", "spool"] {
-            std::fs::create_dir(mnt.join(name)).unwrap();
-            std::os::unix::fs::symlink(mnt.join(name), site.dir.path().join(name)).unwrap();
-        }
-        // The directories exist before billbox's first start, durably.
-        std::fs::File::open(&mnt).unwrap().sync_all().unwrap();
-        let control = fs.control();
-        Some(Disk { fs, control })
-    }
-}
-
-/// Cuts the power if the disk is still frozen when it is dropped (a test
-/// that failed while frozen): a process blocked on a held request cannot
-/// die until it is answered. Declared after the billbox it guards, so it is
-/// dropped first.
-struct CutOnDrop(Control);
-
-impl Drop for CutOnDrop {
-    fn drop(&mut self) {
-        if self.0.frozen().is_some() {
-            self.0.cut(Cut::All);
-        }
-    }
-}
-
-/// `/metrics` with a short timeout (the page may wait on a frozen disk).
-fn metrics_within(bb: &Billbox, limit: Duration) -> Option<String> {
-    use std::net::TcpStream;
-    let addr = bb.metrics_addr();
-    let mut conn = TcpStream::connect_timeout(&addr, limit).ok()?;
-    conn.set_read_timeout(Some(limit)).ok()?;
-    let r = billbox_testkit::http::request_on(
-        &mut conn,
-        &addr.to_string(),
-        "GET",
-        "/metrics",
-        &[],
-        b"",
-    )
-    .ok()?;
-    (r.status == 200).then(|| r.text())
-}
 
 /// Each port's committed sequence on a metrics page.
 fn committed(page: &str) -> Option<HashMap<&'static str, u64>> {

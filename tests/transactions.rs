@@ -779,23 +779,31 @@ fn a_full_store_answers_503_and_loses_nothing_once_space_returns() {
 }
 
 #[test]
-fn while_the_store_cannot_flush_new_submissions_are_answered_503_at_once() {
+fn a_failed_store_flush_stops_billbox_without_acknowledging_and_a_restart_takes_the_retry() {
     let hotel = Hotel::new("", "");
-    // Every flush from the second on fails (test builds' fault injection).
-    let (billbox, addr) = hotel.start_with_env(&[("BILLBOX_FAILPOINTS", "store.flush=error@2+")]);
+    // The second flush fails (test builds' fault injection).
+    let (mut billbox, addr) =
+        hotel.start_with_env(&[("BILLBOX_FAILPOINTS", "store.flush=error@2")]);
     assert_eq!(submit(addr, &transaction(1)).0, 201);
-    // This one's flush fails: it waits (and would be answered once the
-    // disk works again), so the submitter times out.
+    // This one's flush fails: it is never acknowledged, and billbox stops
+    // (exit 3), for its unit or container to start it again.
     let waiting =
         std::thread::spawn(move || std::panic::catch_unwind(|| submit(addr, &transaction(2))).ok());
-    billbox
-        .wait_log("The store could not flush", None, WAIT)
-        .expect("the flush failure is logged");
-    let (status, head, v) = post(addr, transaction(3).to_string().as_bytes(), &[]);
-    assert_eq!(status, 503, "{v}");
-    assert!(head.to_ascii_lowercase().contains("retry-after"), "{head}");
-    assert!(v["error"].as_str().unwrap().contains("cannot flush"), "{v}");
-    billbox.kill9();
-    // Killed while waiting: that submitter never got a 201.
+    assert_eq!(billbox.wait_exit(WAIT), Some(3), "{:?}", billbox.dump());
+    assert_eq!(
+        billbox.count_logs("The store's disk failed a sync", None),
+        1
+    );
     assert_ne!(waiting.join().unwrap().map(|(s, _)| s), Some(201));
+    // Started again, it writes the store again first and takes the retry.
+    let (billbox, addr) = hotel.start();
+    assert_eq!(billbox.count_logs("were written again", None), 1);
+    let (status, v) = submit(addr, &transaction(2));
+    assert!(status == 201 || status == 200, "{status} {v}");
+    assert_eq!(
+        submit(addr, &transaction(1)).0,
+        200,
+        "stored before the failure"
+    );
+    assert_eq!(billbox.terminate(), Some(0));
 }

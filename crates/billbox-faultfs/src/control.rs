@@ -92,6 +92,13 @@ pub enum Action {
     /// Answer with this errno (e.g. `libc::EIO`, `libc::ENOSPC`) without
     /// applying the request: a failed write wrote nothing.
     Error(i32),
+    /// Like [`Action::Error`]; on an fsync of a file, also what Linux does
+    /// after a writeback error: the file's unsynced writes are forgotten
+    /// without becoming durable. Readers still see them, and a later fsync
+    /// succeeds without making them durable, so a cut drops them even then
+    /// (the "fsyncgate" behaviour: an fsync that failed once must never be
+    /// retried as if the data were still waiting).
+    ErrorLosingWrites(i32),
     /// Answer after this long, applying the request then (a slow disk). The
     /// request waits on a timer thread; every other request goes on being
     /// served meanwhile. A freeze or cut before it is due catches it unapplied.

@@ -359,6 +359,13 @@ impl FaultFsImpl {
                 drop(st);
                 job.fail(Errno::from_i32(code));
             }
+            Action::ErrorLosingWrites(code) => {
+                if let (Op::Fsync, Target::Ino(ino)) = (op, &target) {
+                    st.model.forget_unsynced(*ino);
+                }
+                drop(st);
+                job.fail(Errno::from_i32(code));
+            }
             Action::Delay(d) => {
                 st.delayed.push(Delayed {
                     due: Instant::now() + d,

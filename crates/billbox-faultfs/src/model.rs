@@ -74,6 +74,10 @@ struct FileData {
     /// Operations since the last fsync, in the order they were applied to
     /// `cur`; replaying them over `<backing>/dur/<ino>` makes it equal `cur`.
     pending: Vec<DataOp>,
+    /// A writeback error forgot pending operations: `cur` holds data that
+    /// `dur` never will, so a cut restores `cur` from `dur` even with
+    /// nothing pending.
+    diverged: bool,
 }
 
 #[derive(Debug)]
@@ -510,6 +514,7 @@ impl Model {
                     size: 0,
                     cur,
                     pending: Vec::new(),
+                    diverged: false,
                 })
             }
         };
@@ -882,6 +887,17 @@ impl Model {
         Ok(())
     }
 
+    /// A writeback error: the file's unsynced data operations are dropped
+    /// from the pending list without being applied to its durable copy. The
+    /// current contents keep them (what readers see), the durable contents
+    /// never get them.
+    pub(crate) fn forget_unsynced(&mut self, ino: u64) {
+        if let Some(d) = self.inodes.get_mut(&ino).and_then(|n| n.data.as_mut()) {
+            d.diverged |= !d.pending.is_empty();
+            d.pending.clear();
+        }
+    }
+
     /// fsync of a directory: commits every pending namespace operation up to
     /// and including the last one that touches it.
     pub(crate) fn fsyncdir(&mut self, ino: u64, fh: u64) -> Result<(), Errno> {
@@ -1174,7 +1190,11 @@ impl Model {
         let inos: Vec<u64> = self
             .inodes
             .iter()
-            .filter(|(_, n)| n.data.as_ref().is_some_and(|d| !d.pending.is_empty()))
+            .filter(|(_, n)| {
+                n.data
+                    .as_ref()
+                    .is_some_and(|d| !d.pending.is_empty() || d.diverged)
+            })
             .map(|(ino, _)| *ino)
             .collect();
         for ino in inos {
@@ -1183,6 +1203,7 @@ impl Model {
                 continue;
             };
             let pending = std::mem::take(&mut d.pending);
+            d.diverged = false;
             if let Err(e) = restore(d, &pending, &keep, &cur_path, &dur_path, &mut r) {
                 tracing::error!("faultfs: cut of inode {ino}: {e}");
                 r.backing_errors += 1;

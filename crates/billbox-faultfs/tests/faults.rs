@@ -44,6 +44,33 @@ fn error_fault_fires_on_the_nth_matching_write_only() {
     assert_eq!(r.ctl.stats().faults_fired, 1);
 }
 
+/// What Linux does after a writeback error: the failed fsync's data stays
+/// readable, a second fsync succeeds, and the data is still not durable.
+#[test]
+fn an_fsync_that_failed_losing_writes_loses_them_even_after_a_good_fsync() {
+    let r = rig!();
+    r.durable_file("db", b"");
+    r.ctl.add_fault(Fault::once(
+        Op::Fsync,
+        "db",
+        1,
+        Action::ErrorLosingWrites(libc::EIO),
+    ));
+    let f = OpenOptions::new().write(true).open(r.p("db")).unwrap();
+    f.write_all_at(b"lost", 0).unwrap();
+    let e = f.sync_data().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    assert_eq!(r.read("db").unwrap(), b"lost", "still readable");
+    f.write_all_at(b"kept", 4).unwrap();
+    f.sync_data().unwrap();
+    drop(f);
+    r.ctl.cut(Cut::All);
+    let after = r.read("db").unwrap();
+    assert_eq!(after.len(), 8);
+    assert_eq!(&after[..4], &[0u8; 4], "the forgotten write is a hole");
+    assert_eq!(&after[4..], b"kept");
+}
+
 #[test]
 fn enospc_fault_on_fsync_makes_nothing_durable() {
     let r = rig!();

@@ -208,18 +208,49 @@ impl CommitFailed<'_> {
     }
 }
 
-/// The store's flush failed.
-pub struct StoreFlushFailed<'a> {
+/// A sync of the store failed: what it wrote since the last good sync may
+/// never reach the disk, so nothing more is committed in this process and
+/// billbox stops; its next start writes the store's files again.
+pub struct StoreSyncFailed<'a> {
     pub error: &'a billbox_store::StoreError,
+    /// Whether the mark that makes the next start write the files again
+    /// could be left.
+    pub marked: Result<(), &'a std::io::Error>,
+    /// Records whose commit is given up (never acknowledged).
+    pub records: usize,
 }
 
-impl StoreFlushFailed<'_> {
+impl StoreSyncFailed<'_> {
     pub fn emit(self) {
-        error!(
-            error = %self.error,
-            "The store could not flush; the records of this commit wait (their readers too) and the flush is tried again."
-        );
         counter!("billbox_store_flush_failures_total").increment(1);
+        match self.marked {
+            Ok(()) => error!(
+                error = %self.error,
+                records = self.records,
+                "The store's disk failed a sync: records committed since the last good sync may not be on the disk. billbox commits nothing more and stops; its next start writes the store again before using it."
+            ),
+            Err(e) => error!(
+                error = %self.error,
+                mark_error = %e,
+                records = self.records,
+                "The store's disk failed a sync, and the mark for the next start could not be written either: the disk is failing. billbox commits nothing more and stops; check the disk before starting it again."
+            ),
+        }
+    }
+}
+
+/// The store's files were written again at start, after a failed sync in
+/// the last run.
+pub struct StoreResynced {
+    pub bytes: u64,
+}
+
+impl StoreResynced {
+    pub fn emit(self) {
+        warn!(
+            bytes = self.bytes,
+            "The store's files were written again and synced, because a sync failed in the last run."
+        );
     }
 }
 

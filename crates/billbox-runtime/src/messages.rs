@@ -24,6 +24,10 @@ pub enum AppendError {
     /// append of that commit).
     #[error("the records were not committed: {0}")]
     Store(#[source] Arc<StoreError>),
+    /// A sync of the store failed earlier: the store takes nothing more in
+    /// this process, which stops (its next start writes the store again).
+    #[error("the records were not committed: the store's disk failed a sync and billbox stops")]
+    StoreFailed,
     /// The store actor restarted before the commit.
     #[error("the records were not committed: the store actor restarted")]
     Restarted,

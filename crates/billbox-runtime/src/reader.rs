@@ -25,8 +25,8 @@ use crate::events::{
     CommitFailed, PortConnectionReplaced, PortLinkDown, PortLinkUp, PortListening, PortOpenFailed,
     RecordUnterminated, RecordsTruncated, TruncationEnded,
 };
-use crate::messages::Append;
 use crate::messages::Stop;
+use crate::messages::{Append, AppendError};
 use crate::store_actor::StoreActor;
 use crate::supervise::{spawn_work, ActorName, Recovering, Recovery, Restart, Restarts, Stopping};
 
@@ -568,6 +568,12 @@ impl Link {
                     if last_log.is_some() {
                         tracing::info!(port = %self.name, records = records.len(), "The held records are committed; reading the port again.");
                     }
+                    return;
+                }
+                Ok(Err(AppendError::StoreFailed)) => {
+                    // The store takes nothing more in this process, which
+                    // stops; these records were never committed.
+                    self.kept.unsubmitted = None;
                     return;
                 }
                 Ok(Err(e)) => e.to_string(),

@@ -115,6 +115,9 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         })?;
     }
     let store = open_store(config, &store_dir)?;
+    if let Some(bytes) = store.resynced_bytes() {
+        crate::events::StoreResynced { bytes }.emit();
+    }
     tracing::info!(
         path = %store_dir.display(),
         ports = config.ports.len(),

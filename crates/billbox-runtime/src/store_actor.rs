@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 
 use crate::events::{
     DataDiskLow, DataDiskOk, MirrorQueueFull, RecordsDropped, RecordsReceived, RecordsRemoved,
-    StoreFlushFailed, StoreFull, StoreHasSpace,
+    StoreFull, StoreHasSpace, StoreSyncFailed,
 };
 use crate::messages::{
     Acked, Append, AppendError, Committed, CopyBatch, Drain, DrainEnd, FilesChanged, Flush,
@@ -196,9 +196,6 @@ pub const SYNC_SOON: Duration = Duration::from_millis(2);
 /// batch in flight, at most ten flushes a second for them.
 pub const ACKS_FLUSH_AFTER: Duration = Duration::from_millis(100);
 
-/// How long after a failed flush the store tries it again.
-pub const FLUSH_RETRY: Duration = Duration::from_millis(200);
-
 /// How often a store held by a low disk checks its free space again.
 pub const FULL_RECHECK: Duration = Duration::from_millis(100);
 
@@ -239,8 +236,9 @@ pub struct StoreActor {
     disk_low: Latch,
     /// The data file system's lack of a size was logged.
     size_unknown_said: bool,
-    /// Flushes fail: the commit waits and is flushed again.
-    flush_failing: Latch,
+    /// A sync of the store failed: nothing more is committed in this process,
+    /// which stops ([`StoreActor::give_up`]).
+    failed: bool,
     recheck_scheduled: bool,
     /// Ports whose cursors moved since the last removal.
     removal_due: std::collections::HashSet<Arc<str>>,
@@ -286,7 +284,7 @@ impl StoreActor {
             draining: false,
             disk_low: Latch::default(),
             size_unknown_said: false,
-            flush_failing: Latch::default(),
+            failed: false,
             recheck_scheduled: false,
             removal_due: Default::default(),
             removal_scheduled: false,
@@ -327,6 +325,10 @@ impl StoreActor {
     }
 
     fn try_commit(&mut self, ctx: &mut Context<Self>) {
+        if self.failed {
+            self.refuse_all();
+            return;
+        }
         if self.flushing {
             return;
         }
@@ -388,13 +390,11 @@ impl StoreActor {
         let assigned = match self.store.append_indexed(&refs, &ids) {
             Ok(a) => a,
             Err(e) => {
-                StoreFlushFailed { error: &e }.emit();
-                let e = Arc::new(e);
-                for p in batch {
-                    p.reply.fail(AppendError::Store(e.clone()));
-                }
-                // Their changes are applied: the next flush takes them.
+                // sled refuses writes only once its own I/O failed (it keeps
+                // the error): it cannot be used again in this process.
+                self.pending = batch;
                 self.unsynced = synced;
+                self.give_up(e);
                 return;
             }
         };
@@ -408,10 +408,10 @@ impl StoreActor {
         self.flush(ctx);
     }
 
-    /// Flushes the commit in flight and answers it. A failed flush is tried
-    /// again (after [`FLUSH_RETRY`]) with the commit's appends still
-    /// waiting: its records are in sled already, so answering "not
-    /// committed" would make the readers append them a second time.
+    /// Flushes the commit in flight and answers it. A failed flush is not
+    /// tried again: after a failed `fdatasync` Linux drops the data it
+    /// could not write and the next one succeeds, and sled keeps the error
+    /// of a failed write; so the store gives up ([`StoreActor::give_up`]).
     fn flush(&mut self, ctx: &mut Context<Self>) {
         let store = self.store.clone();
         Guarded::new(async move { store.flush().await })
@@ -425,25 +425,11 @@ impl StoreActor {
                     return;
                 };
                 if let Err(e) = res {
-                    if act.flush_failing.set(true) == Change::Started {
-                        StoreFlushFailed { error: &e }.emit();
-                    }
-                    // A rotator is told at once (it retries its file
-                    // later); appends wait for the retried flush.
-                    let e = Arc::new(e);
-                    for waiter in commit.synced.drain(..) {
-                        waiter.answer(&act.store, Err(&e));
-                    }
-                    ctx.run_later(FLUSH_RETRY, |act, ctx| act.flush(ctx));
+                    act.give_up(e);
                     return;
                 }
                 for waiter in commit.synced.drain(..) {
                     waiter.answer(&act.store, Ok(()));
-                }
-                if act.flush_failing.set(false) == Change::Ended {
-                    tracing::info!(
-                        "The store flushes again; the records that waited are committed."
-                    );
                 }
                 act.flushing = false;
                 let Some(commit) = act.in_flight.take() else {
@@ -458,6 +444,63 @@ impl StoreActor {
                 }
             })
             .spawn(ctx);
+    }
+
+    /// A write or sync of the store failed. Nothing of the commit in
+    /// flight is answered as committed, and nothing more will be: its
+    /// records may be on the disk or not (the next start tells), and the
+    /// data a failed writeback dropped can only be written again by a new
+    /// process, which writes the store's files again before opening it
+    /// (`billbox_store::resync`). So: leave that mark, log at ERROR, refuse
+    /// every append from now on, and stop billbox (exit 3).
+    fn give_up(&mut self, e: billbox_store::StoreError) {
+        let marked = self.store.note_failed_sync();
+        let waiting = |p: &Pending| p.records.len();
+        let records: usize = self.pending.iter().map(waiting).sum::<usize>()
+            + self
+                .in_flight
+                .as_ref()
+                .map_or(0, |c| c.batch.iter().map(waiting).sum());
+        StoreSyncFailed {
+            error: &e,
+            marked: marked.as_ref().map(|_| ()),
+            records,
+        }
+        .emit();
+        self.failed = true;
+        self.flushing = false;
+        let e = Arc::new(e);
+        if let Some(commit) = self.in_flight.take() {
+            for waiter in commit.synced {
+                waiter.answer(&self.store, Err(&e));
+            }
+            for p in commit.batch {
+                p.reply.fail(AppendError::StoreFailed);
+            }
+        }
+        self.refuse_all();
+        self.recovery
+            .restarts()
+            .stop_for(format!("the store's disk failed a sync ({e})"));
+    }
+
+    /// After [`StoreActor::give_up`]: answers everything waiting "not
+    /// committed, and never will be".
+    fn refuse_all(&mut self) {
+        for p in std::mem::take(&mut self.pending) {
+            p.reply.fail(AppendError::StoreFailed);
+        }
+        let e = Arc::new(billbox_store::StoreError::SyncFailed {
+            path: "the store".into(),
+            source: std::io::Error::other("an earlier sync of the store failed"),
+        });
+        for waiter in std::mem::take(&mut self.unsynced) {
+            waiter.answer(&self.store, Err(&e));
+        }
+        self.acks_unflushed = false;
+        for d in self.drained.drain(..) {
+            let _ = d.send(());
+        }
     }
 
     /// Has a write that is not a record append (a file state change, an
@@ -908,8 +951,8 @@ impl Handler<Submit> for StoreActor {
     type Result = ResponseFuture<Result<Submitted, SubmitError>>;
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) -> Self::Result {
-        // Submitters are told at once while flushes fail (a reader waits).
-        if self.flush_failing.is_on() {
+        // Submitters are told at once once the store gave up.
+        if self.failed {
             return Box::pin(async { Err(SubmitError::Failing) });
         }
         let (tx, rx) = oneshot::channel();
@@ -1006,6 +1049,9 @@ impl Handler<Flush> for StoreActor {
     type Result = ResponseFuture<Result<(), AppendError>>;
 
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        if self.failed {
+            return Box::pin(async { Err(AppendError::StoreFailed) });
+        }
         let (tx, rx) = oneshot::channel();
         self.unsynced.push(SyncWaiter::Flush(tx));
         self.commit_next(ctx);

@@ -193,6 +193,11 @@ impl Recovery {
         }
     }
 
+    /// The restart budgets and the process's stop, shared by all actors.
+    pub fn restarts(&self) -> &Restarts {
+        &self.restarts
+    }
+
     /// The actor's work panicked with `cause`; the actor stops next.
     pub fn failed(&mut self, cause: String) {
         self.cause = Some(cause);
@@ -276,6 +281,15 @@ impl Restarts {
     /// Changes to `Some(why)` once an actor spent its restart budget.
     pub fn fatal(&self) -> watch::Receiver<Option<String>> {
         self.fatal.subscribe()
+    }
+
+    /// billbox cannot go on safely (the store's disk failed a sync): stops
+    /// the process, which exits non-zero for its container or unit to start
+    /// it again. The first reason given is kept.
+    pub fn stop_for(&self, why: String) {
+        if self.fatal.borrow().is_none() {
+            self.fatal.send_replace(Some(why));
+        }
     }
 
     /// An actor is being restarted after `cause`: logs it at ERROR, counts

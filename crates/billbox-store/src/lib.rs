@@ -10,6 +10,9 @@
 //!   keeps sequences from ever being reused.
 //! - [`keys`]: how records and metadata are laid out in the single `journal`
 //!   tree, so one sled batch updates records and sequence counters atomically.
+//! - [`resync`]: after a failed sync, the next open writes the store's files
+//!   again before sled reads them, so data a failed writeback dropped
+//!   reaches the disk.
 //! - [`chunk`]: how a run of one port's records is packed into one sled value
 //!   (one insert per chunk, not per record), LZ4-compressed when that pays.
 //!
@@ -29,6 +32,7 @@
 pub mod chunk;
 pub mod guard;
 pub mod keys;
+pub mod resync;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -140,6 +144,21 @@ pub enum StoreError {
     /// store's lock.
     #[error("the store at {path} is in use by another process (its lock is held)")]
     Locked { path: String },
+    /// A sync of the store's files failed. What was written since the last
+    /// good sync may never reach the disk, whatever a later sync says
+    /// (Linux forgets the data of a failed writeback): the store must not be
+    /// used again in this process.
+    #[error("the store's files could not be synced ({path}): {source}")]
+    SyncFailed {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Writing the store's files again after a failed sync (at open) failed.
+    #[error("the store at {path} could not be written again after the failed sync of its last run: {source}")]
+    Resync {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the operating system's random source failed, so no epoch could be drawn: {0}")]
     Random(std::io::Error),
     #[error("the store lost records: port {port} has sequences up to {found}, but {confirmed} were flushed")]
@@ -199,6 +218,8 @@ fn epoch_at(epochs: &[(u64, Epoch)], seq: u64) -> Epoch {
 
 #[derive(Debug)]
 struct Inner {
+    /// Bytes written again at open, after a failed sync of the last run.
+    resynced: Option<u64>,
     /// This run's epoch: the records appended through this handle get it.
     epoch: Epoch,
     ports: Mutex<HashMap<Arc<str>, PortSeqs>>,
@@ -362,6 +383,10 @@ impl Store {
     }
 
     fn open_once(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        let resynced = resync::if_marked(dir).map_err(|source| StoreError::Resync {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let open = || {
             sled::Config::new()
                 .path(dir)
@@ -444,6 +469,7 @@ impl Store {
             }),
             journal,
             inner: Arc::new(Inner {
+                resynced,
                 epoch: draw_epoch()?,
                 guard: Mutex::new(None),
                 ports: Mutex::new(ports),
@@ -680,7 +706,15 @@ impl Store {
         tokio::task::spawn_blocking(move || files.sync())
             .await
             .map_err(|e| StoreError::Sled(sled::Error::ReportableBug(e.to_string())))?
-            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+            .map_err(|source| StoreError::SyncFailed {
+                path: self
+                    .db_file
+                    .blobs
+                    .with_file_name("db")
+                    .display()
+                    .to_string(),
+                source,
+            })?;
         Ok(())
     }
 
@@ -689,7 +723,15 @@ impl Store {
         self.db.flush()?;
         self.db_file
             .sync()
-            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+            .map_err(|source| StoreError::SyncFailed {
+                path: self
+                    .db_file
+                    .blobs
+                    .with_file_name("db")
+                    .display()
+                    .to_string(),
+                source,
+            })?;
         Ok(())
     }
 
@@ -809,6 +851,23 @@ impl Store {
                 })?;
                 Ok((k, first, n))
             })
+    }
+
+    /// Bytes of the store's files written again when it opened, because a
+    /// sync failed in the last run ([`Store::note_failed_sync`]).
+    pub fn resynced_bytes(&self) -> Option<u64> {
+        self.inner.resynced
+    }
+
+    /// Leaves the mark that makes the next open write the store's files
+    /// again (call after a failed sync, before the process stops).
+    pub fn note_failed_sync(&self) -> std::io::Result<()> {
+        let dir = self
+            .db_file
+            .blobs
+            .parent()
+            .expect("the store has a directory");
+        resync::mark(dir)
     }
 
     /// This run's epoch: records appended through this store get it.

@@ -27,6 +27,8 @@
 //!   (`billbox receive`) as a child process.
 //! - [`pbx`]: the PBX simulators of `billbox-sim`: [`pbx::PtyPbx`],
 //!   [`pbx::TcpPbx`], [`pbx::ListeningPbx`], record formats and `feed`.
+//! - [`disk`]: [`disk::Disk`], faultfs (a disk that loses what was not
+//!   synced at a power cut) under a site's `data` and `spool`.
 //! - [`stream`]: the crash and power-cut harness: [`stream::Stream`], a
 //!   steady numbered stream over a pty and TCP, [`stream::drain`] and
 //!   [`stream::check_delivered`], the checks once billbox drained.
@@ -39,6 +41,7 @@ use std::time::{Duration, Instant};
 
 pub mod billbox;
 pub mod billing;
+pub mod disk;
 pub mod http;
 pub mod metrics;
 pub mod receiver;

@@ -9,7 +9,7 @@
 //! - `fault OP PATH NTH TIMES|forever ACTION`: answers `ok ID`; OP is `open`,
 //!   `read`, `write`, `fsync`, `fsyncdir`, `create`, `mkdir`, `unlink`,
 //!   `rmdir`, `rename`, `setattr`, `fallocate` or `any`; ACTION is `eio`,
-//!   `enospc`, `errno N`, `delay-ms N`, `freeze-before` or `freeze-after`
+//!   `enospc`, `eio-losing-writes`, `errno N`, `delay-ms N`, `freeze-before` or `freeze-after`
 //! - `unfault ID`, `clear`
 //! - `space TOTAL FREE` (bytes), `space backing`
 //! - `stats`, `frozen`, `wait-frozen MS`
@@ -187,6 +187,7 @@ fn command(control: &Control, line: &str) -> Result<String, CommandError> {
             let action = match arg(&mut words, "ACTION")? {
                 "eio" => Action::Error(libc::EIO),
                 "enospc" => Action::Error(libc::ENOSPC),
+                "eio-losing-writes" => Action::ErrorLosingWrites(libc::EIO),
                 "errno" => Action::Error(num(arg(&mut words, "N")?, "errno")?),
                 "delay-ms" => {
                     Action::Delay(Duration::from_millis(num(arg(&mut words, "N")?, "delay")?))
