@@ -388,10 +388,10 @@ fn a_power_cut_during_a_quarantine_quarantines_again_and_loses_nothing() {
 
 /// One port, so no other file's rename syncs the spool directory: a file
 /// created, filled, synced and marked closing, when the power goes before
-/// its rename. Its `.tmp` was never made durable by a directory fsync, so
-/// after the cut neither name exists; billbox writes the file again from
-/// the store (it once took the missing `.tmp` for a finished rename and left
-/// those records in no file).
+/// (or just after) its rename. The `.tmp`'s name must have been made durable
+/// when it was created: it once was not, the cut left neither name, and
+/// recovery took that for a finished rename and left those records in no
+/// file.
 #[test]
 fn a_cut_before_a_spool_files_rename_loses_none_of_its_records() {
     let site = Site::new();

@@ -250,16 +250,14 @@ impl Rotator {
         if let Some(open) = self.state.open.clone() {
             let tmp = self.path(&open.stem, TMP);
             match open.closing_last {
-                // Neither name: the `.tmp` was created, filled and synced,
-                // but a power cut took its directory entry (a file's fsync
-                // does not make its name durable; the rename's directory
-                // fsync would have). Written again, like a `.tmp` left over.
-                Some(last) if tmp.exists() || !self.path(&open.stem, TXT).exists() => {
+                Some(last) if tmp.exists() => {
                     self.write_whole(&open.stem, open.first, last)?;
                     self.rename_closed(&open.stem, open.first, last)?;
                 }
                 Some(last) => {
-                    // The rename happened before the crash; only the cursor is behind.
+                    // The rename happened before the crash (the `.tmp`'s
+                    // name was durable since it was created, so only the
+                    // rename can have taken it); only the cursor is behind.
                     self.state.cursor = last;
                     self.state.open = None;
                     self.persist(false)?;
@@ -374,6 +372,12 @@ impl Rotator {
                 path: path.clone(),
                 source,
             })?;
+        // The `.tmp`'s name is made durable now (a file's fsync does not do
+        // it): otherwise a power cut after the file is marked closing and
+        // before the rename's directory fsync leaves neither name, which
+        // recovery cannot tell from a renamed file an operator's transfer
+        // job already took away.
+        sync_dir(&self.settings.dir)?;
         self.writing = Some(Writing {
             file: BufWriter::with_capacity(FILE_BUFFER, file),
             stem,
@@ -461,6 +465,8 @@ impl Rotator {
             });
         }
         file.sync_all().map_err(io("syncing", &path))?;
+        // Its name too, before it is marked closing (see `open_new`).
+        sync_dir(&self.settings.dir)?;
         Ok(())
     }
 
