@@ -439,3 +439,54 @@ fn a_cut_before_a_spool_files_rename_loses_none_of_its_records() {
     assert_eq!(unique.len(), filed.len(), "no record is in two files");
     drop(disk.fs);
 }
+
+/// billbox makes its data and spool directories (and their parents) at its
+/// first start; a power cut right after its first records are committed
+/// keeps them, and the records.
+#[test]
+fn a_cut_after_the_first_start_keeps_the_directories_billbox_made() {
+    let site = Site::new();
+    let Some(disk) = Disk::under(&site) else {
+        return;
+    };
+    let fresh = site.dir.path().join("disk").join("fresh").join("billbox");
+    let config = site.dir.path().join("fresh.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nname = \"gw-test\"\ndata_dir = \"{}\"\nspool_dir = \"{}\"\n\n\
+             [[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nalias = \"P\"\nbilling_eor = \"\\n\"\nbilling_records = 5\nbilling_timeout = \"1h\"\n",
+            fresh.join("data").display(),
+            fresh.join("spool").display()
+        ),
+    )
+    .unwrap();
+    let bb = Billbox::start(&config);
+    bb.wait_log("billbox is running", None, WAIT).unwrap();
+    let _cut_on_drop = CutOnDrop(disk.control.clone());
+    feed(&bb, "rec", 1, 10);
+    wait_until(WAIT, || {
+        let page = metrics_within(&bb, Duration::from_secs(2))?;
+        (metric(&page, "billbox_port_committed_sequence{port=\"p\"}")? >= 10.0).then_some(())
+    })
+    .expect("10 records committed");
+    disk.control.freeze();
+    let pid = nix::unistd::Pid::from_raw(bb.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    disk.control.cut(Cut::All);
+    drop(bb);
+    assert!(
+        fresh.join("data").join("store").is_dir(),
+        "the store is there"
+    );
+    let bb = Billbox::start(&config);
+    bb.wait_log("billbox is running", None, WAIT).unwrap();
+    let page = metrics_within(&bb, Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        metric(&page, "billbox_port_committed_sequence{port=\"p\"}"),
+        Some(10.0)
+    );
+    assert_eq!(bb.count_logs("moved aside", None), 0);
+    assert_eq!(bb.terminate(), Some(0));
+    drop(disk.fs);
+}

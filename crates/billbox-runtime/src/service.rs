@@ -105,11 +105,32 @@ struct Destinations {
 /// they are abandoned (their records stay stored and are sent again).
 pub const POST_GRACE: Duration = billbox_delivery::cursor::STOP_GRACE;
 
+/// Creates `dir` and its missing parents, and makes each new name durable
+/// (an fsync of the directory that holds it), so a power cut after the
+/// first start cannot take the data or spool directory away.
+fn create_dir_durably(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durably(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
 /// Starts every actor of `config`. Call inside a running actix `System`.
 pub fn start(config: &Config) -> Result<Running, StartError> {
     let store_dir = config.gateway.data_dir.join("store");
     for dir in [&config.gateway.data_dir, &config.gateway.spool_dir] {
-        std::fs::create_dir_all(dir).map_err(|source| StartError::Dir {
+        create_dir_durably(dir).map_err(|source| StartError::Dir {
             path: dir.clone(),
             source,
         })?;

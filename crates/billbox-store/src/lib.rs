@@ -425,6 +425,11 @@ impl Store {
                 // must survive a power cut too.
                 std::fs::File::open(dir.join("conf"))?.sync_all()?;
                 std::fs::File::open(dir)?.sync_all()?;
+                // And the store directory's own name (sled may just have
+                // made it, or a quarantine renamed the old one).
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::File::open(parent)?.sync_all()?;
+                }
                 Ok(f)
             })
             .map_err(|e| StoreError::Open {
