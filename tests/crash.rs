@@ -28,11 +28,7 @@ fn records_survive_repeated_sigkill_with_delivery() {
     let mut receiver = Receiver::start_in(&received, true, &[]);
     let pty = PtyPbx::open().unwrap();
     let tcp_addr = free_addr();
-    let config = site.config(&format!(
-        "{}\n[delivery]\nprimary = \"http://{}/billing\"\nretry_delay = \"50ms\"\nrequest_timeout = \"2s\"\nbatch_max = 5\n",
-        stream::ports_toml(pty.path(), tcp_addr),
-        receiver.addr
-    ));
+    let config = stream::site_config(&site, pty.path(), tcp_addr, receiver.addr);
     let feed = Stream::start(pty, tcp_addr);
 
     for cycle in 0..cycles {

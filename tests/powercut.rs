@@ -185,11 +185,7 @@ fn no_committed_record_is_lost_across_power_cuts() {
     let mut receiver = Receiver::start_in(&received, true, &[]);
     let pty = PtyPbx::open().unwrap();
     let tcp_addr = free_addr();
-    let config = site.config(&format!(
-        "{}\n[delivery]\nprimary = \"http://{}/billing\"\nretry_delay = \"50ms\"\nrequest_timeout = \"2s\"\nbatch_max = 5\n",
-        stream::ports_toml(pty.path(), tcp_addr),
-        receiver.addr
-    ));
+    let config = stream::site_config(&site, pty.path(), tcp_addr, receiver.addr);
     let feed = Stream::start(pty, tcp_addr);
 
     let mut highest: HashMap<&str, u64> = HashMap::new();

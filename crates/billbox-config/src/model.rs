@@ -217,6 +217,11 @@ pub struct StoreConfig {
     /// is touched), logs at ERROR, and resumes by itself when space
     /// returns. 0 means no check. Default 64.
     pub min_free_mb: u64,
+    /// How long a flush of the store may take before it is taken as
+    /// failed, 1 s to 1 h. A failed flush stops billbox (exit 3) and its
+    /// next start writes the store again; sled's flush can wait forever
+    /// once one of its writes failed. Default 30 s.
+    pub flush_timeout: Duration,
 }
 
 impl StoreConfig {
@@ -226,6 +231,14 @@ impl StoreConfig {
             max_records: t.num("max_records", 1_000_000, 1..=1_000_000_000, "records"),
             when_full: t.word("when_full", WhenFull::Block),
             min_free_mb: t.num("min_free_mb", 64, 0..=1_048_576, "MiB"),
+            flush_timeout: t
+                .seconds(
+                    "flush_timeout",
+                    secs(1),
+                    secs(HOUR),
+                    Some("0 would fail every flush; use at least 1s"),
+                )
+                .unwrap_or(secs(30)),
         }
     }
 }

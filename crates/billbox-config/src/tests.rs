@@ -119,6 +119,7 @@ fn full_config_parses_with_defaults_filled() {
             max_records: 1_000_000,
             when_full: WhenFull::Block,
             min_free_mb: 64,
+            flush_timeout: Duration::from_secs(30),
         },
         ports: vec![
             PortConfig {
@@ -325,6 +326,9 @@ fn every_invalid_value_names_its_key() {
         (serial_port("[store]\ncache_mb = 0"), "store.cache_mb: 0 is out of range; use 1 to 4096"),
         (serial_port("[store]\ncache_mb = 4097"), "store.cache_mb: 4097 is out of range"),
         (serial_port("[store]\nmin_free_mb = -1"), "store.min_free_mb: -1 is out of range; use 0 to 1048576 (MiB)"),
+        (serial_port("[store]\nflush_timeout = \"0s\""), "store.flush_timeout: 0 would fail every flush; use at least 1s"),
+        (serial_port("[store]\nflush_timeout = \"500ms\""), "store.flush_timeout: 500ms is too short; at least 1s"),
+        (serial_port("[store]\nflush_timeout = \"2h\""), "store.flush_timeout: 2h is too long; at most 1h"),
         (serial_port("[store]\nmin_free_mb = 1048577"), "store.min_free_mb: 1048577 is out of range; use 0 to 1048576 (MiB)"),
         (serial_port("[store]\nmin_free_mb = \"64M\""), "store.min_free_mb: expected a whole number"),
         // records
@@ -811,6 +815,7 @@ cache_mb = 64
 max_records = 5000
 when_full = "drop_oldest"
 min_free_mb = 512
+flush_timeout = "90s"
 
 [delivery]
 method = "failover"
@@ -852,6 +857,7 @@ fn full_delivery_config() {
             max_records: 5000,
             when_full: WhenFull::DropOldest,
             min_free_mb: 512,
+            flush_timeout: Duration::from_secs(90),
         }
     );
     assert_eq!(

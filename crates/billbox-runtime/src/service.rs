@@ -293,6 +293,7 @@ fn start_destinations(
 ) -> (Consumers, Vec<Recipient<Stop>>) {
     let mut consumers = Consumers {
         removal_cursors: vec![FILES_CURSOR.to_string()],
+        flush_timeout: Some(config.store.flush_timeout),
         remember_ids: config.transactions.as_ref().map(|t| t.remember),
         min_free: (config.store.min_free_mb > 0).then(|| {
             (

@@ -217,6 +217,9 @@ pub struct Consumers {
     /// (`store.min_free_mb`); sled cannot recover from a full disk while
     /// running, so new records wait while less is free.
     pub min_free: Option<(std::path::PathBuf, DiskReserve)>,
+    /// `store.flush_timeout`: a flush that has not returned after this long
+    /// is taken as failed (`None`: the config's default).
+    pub flush_timeout: Option<Duration>,
     /// How long the submitters' ids of delivered and filed transactions
     /// are remembered (`transactions.remember`); `None`: no transactions.
     pub remember_ids: Option<Duration>,
@@ -414,36 +417,46 @@ impl StoreActor {
     /// of a failed write; so the store gives up ([`StoreActor::give_up`]).
     fn flush(&mut self, ctx: &mut Context<Self>) {
         let store = self.store.clone();
-        Guarded::new(async move { store.flush().await })
-            .into_actor(self)
-            .map(move |res, act, ctx| {
-                let res = match res {
-                    Ok(res) => res,
-                    Err(panic) => return act.fail(panic, ctx),
-                };
-                let Some(commit) = act.in_flight.as_mut() else {
-                    return;
-                };
-                if let Err(e) = res {
-                    act.give_up(e);
-                    return;
-                }
-                for waiter in commit.synced.drain(..) {
-                    waiter.answer(&act.store, Ok(()));
-                }
-                act.flushing = false;
-                let Some(commit) = act.in_flight.take() else {
-                    return;
-                };
-                // Answered first: a fault in what follows cannot take the
-                // answers of durable records with it.
-                let received = act.answer(commit);
-                match guard(|| act.committed(received, ctx)) {
-                    Ok(()) => act.commit_next(ctx),
-                    Err(panic) => act.fail(panic, ctx),
-                }
-            })
-            .spawn(ctx);
+        let limit = self
+            .consumers
+            .flush_timeout
+            .unwrap_or_else(|| billbox_config::StoreConfig::default().flush_timeout);
+        Guarded::new(async move {
+            match tokio::time::timeout(limit, store.flush()).await {
+                Ok(result) => result,
+                // sled's flush can wait forever once its own write failed.
+                Err(_) => Err(billbox_store::StoreError::FlushStuck { after: limit }),
+            }
+        })
+        .into_actor(self)
+        .map(move |res, act, ctx| {
+            let res = match res {
+                Ok(res) => res,
+                Err(panic) => return act.fail(panic, ctx),
+            };
+            let Some(commit) = act.in_flight.as_mut() else {
+                return;
+            };
+            if let Err(e) = res {
+                act.give_up(e);
+                return;
+            }
+            for waiter in commit.synced.drain(..) {
+                waiter.answer(&act.store, Ok(()));
+            }
+            act.flushing = false;
+            let Some(commit) = act.in_flight.take() else {
+                return;
+            };
+            // Answered first: a fault in what follows cannot take the
+            // answers of durable records with it.
+            let received = act.answer(commit);
+            match guard(|| act.committed(received, ctx)) {
+                Ok(()) => act.commit_next(ctx),
+                Err(panic) => act.fail(panic, ctx),
+            }
+        })
+        .spawn(ctx);
     }
 
     /// A write or sync of the store failed. Nothing of the commit in

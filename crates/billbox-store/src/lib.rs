@@ -153,6 +153,10 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    /// A flush did not return in time (sled waits forever for a write of
+    /// its own that failed).
+    #[error("the store's flush did not return within {after:?}")]
+    FlushStuck { after: std::time::Duration },
     /// Writing the store's files again after a failed sync (at open) failed.
     #[error("the store at {path} could not be written again after the failed sync of its last run: {source}")]
     Resync {
@@ -711,16 +715,20 @@ impl Store {
         tokio::task::spawn_blocking(move || files.sync())
             .await
             .map_err(|e| StoreError::Sled(sled::Error::ReportableBug(e.to_string())))?
-            .map_err(|source| StoreError::SyncFailed {
-                path: self
-                    .db_file
-                    .blobs
-                    .with_file_name("db")
-                    .display()
-                    .to_string(),
-                source,
-            })?;
+            .map_err(|source| self.sync_failed(source))?;
         Ok(())
+    }
+
+    fn sync_failed(&self, source: std::io::Error) -> StoreError {
+        StoreError::SyncFailed {
+            path: self
+                .db_file
+                .blobs
+                .with_file_name("db")
+                .display()
+                .to_string(),
+            source,
+        }
     }
 
     /// The blocking form of [`Store::flush`], for threads that may block.
@@ -728,15 +736,7 @@ impl Store {
         self.db.flush()?;
         self.db_file
             .sync()
-            .map_err(|source| StoreError::SyncFailed {
-                path: self
-                    .db_file
-                    .blobs
-                    .with_file_name("db")
-                    .display()
-                    .to_string(),
-                source,
-            })?;
+            .map_err(|source| self.sync_failed(source))?;
         Ok(())
     }
 

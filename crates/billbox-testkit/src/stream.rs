@@ -80,6 +80,20 @@ billing_timeout = "1s"
     )
 }
 
+/// A site's config for the stream's ports, delivering to `receiver`
+/// (`billbox receive`) with short retries and small batches.
+pub fn site_config(
+    site: &Site,
+    pty: &Path,
+    tcp_addr: SocketAddr,
+    receiver: SocketAddr,
+) -> std::path::PathBuf {
+    site.config(&format!(
+        "{}\n[delivery]\nprimary = \"http://{receiver}/billing\"\nretry_delay = \"50ms\"\nrequest_timeout = \"2s\"\nbatch_max = 5\n",
+        ports_toml(pty, tcp_addr),
+    ))
+}
+
 /// The feeders: the serial PBX writes into its pty (bytes wait in the
 /// terminal while billbox is down); the TCP PBX reconnects after each kill
 /// and goes on with the next record. One record every 3 ms on each.
