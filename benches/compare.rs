@@ -44,6 +44,22 @@
 //!    the bench waits until the sink stops receiving. Lost of taken in: of
 //!    the first records the peer counted as taken in before the kill, those
 //!    never at the sink; duplicates = lines − distinct.
+//! 5. power cut with a backlog: 4a, except that the peer's queue and state
+//!    directories (billbox: `data_dir` and `spool_dir`; syslog-ng: its
+//!    disk-buffer directory; rsyslog: its work directory) are on a faultfs
+//!    mount (`crates/billbox-faultfs`, a disk with a volatile write cache),
+//!    made durable before the peer starts; once the peer has taken
+//!    everything in, the disk freezes (the power is lost), the peer gets
+//!    SIGKILL, the power is cut (every write not fsynced and every
+//!    directory change not made durable by a directory fsync is dropped),
+//!    and it restarts on what survived. `COMPARE_CUTS` times (default 5)
+//!    on one mount, new directories each time; each cut is printed (with
+//!    what the peer did on the disk and what the cut dropped), then the
+//!    total. syslog-ng cannot run there: it maps its disk-buffer file's
+//!    header and its persist file with `mmap(MAP_SHARED)`, which faultfs
+//!    refuses (ENODEV), so its figure 5 fails, saying so, and its persist
+//!    file is never on the mount. Without faultfs (not root, no
+//!    /dev/fuse) figure 5 prints `SKIPPED: <reason>`.
 //!
 //! Waits end when the count is reached, when the sink has received nothing
 //! new for `COMPARE_STALL_S` seconds (default 5), or after
@@ -53,10 +69,12 @@
 //! `bash benches/compare.sh` fetches the peers into target/compare-peers and
 //! runs `cargo bench --bench compare`. Without `--bench` (as `cargo test`
 //! runs bench targets) this is a smoke run: 2,000 records, the billbox
-//! columns with every figure, asserting no billbox record is lost (counts
-//! only, never speed); peers only when `COMPARE_SMOKE_PEERS=1`.
-//! Environment: COMPARE_RECORDS, COMPARE_TIMEOUT_S, COMPARE_STALL_S,
-//! COMPARE_COLUMNS (comma-separated keys, e.g. `billbox-1,rsyslog-disk`),
+//! columns with figures 1 to 4 and the first of them with figure 5 (1 cut,
+//! when faultfs is available), asserting no billbox record is lost (counts
+//! only, never speed); peers only when `COMPARE_SMOKE_PEERS=1` (without
+//! figure 5). Environment: COMPARE_RECORDS, COMPARE_TIMEOUT_S,
+//! COMPARE_STALL_S, COMPARE_CUTS (0: no figure 5), COMPARE_COLUMNS
+//! (comma-separated keys, e.g. `billbox-1,rsyslog-disk`),
 //! COMPARE_PEERS_DIR (default `target/compare-peers`), COMPARE_SMOKE_PEERS.
 
 use std::collections::HashMap;
@@ -70,6 +88,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use billbox_faultfs::{Control, Cut, FaultFs};
 use billbox_testkit::pbx::{Link, TcpPbx};
 use billbox_testkit::server::{self, Answer, HttpServer, Options, Served};
 use billbox_testkit::{bin, env_or, free_addr};
@@ -84,6 +103,8 @@ struct Settings {
     timeout: Duration,
     stall: Duration,
     slow_rate: u64,
+    /// Figure 5's power cuts per column.
+    cuts: u64,
     peers_dir: PathBuf,
 }
 
@@ -96,6 +117,7 @@ fn main() {
         timeout: Duration::from_secs(env_or("COMPARE_TIMEOUT_S", if full { 120 } else { 20 })),
         stall: Duration::from_secs(env_or("COMPARE_STALL_S", if full { 5 } else { 3 })),
         slow_rate: (records / 20).max(100),
+        cuts: env_or("COMPARE_CUTS", if full { 5 } else { 1 }),
         peers_dir: std::env::var_os("COMPARE_PEERS_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/compare-peers")),
@@ -126,6 +148,20 @@ fn main() {
             Some(e) => println!("{name}: {} ({})", e.version, e.path.display()),
             None => println!("{name}: not installed (bash benches/compare.sh fetches it)"),
         }
+    }
+    let faultfs = billbox_faultfs::available();
+    match &faultfs {
+        Ok(()) if s.cuts > 0 => println!(
+            "faultfs: available; figure 5: {} power cut(s) a column{}",
+            s.cuts,
+            if full {
+                ""
+            } else {
+                ", the first billbox column only"
+            }
+        ),
+        Ok(()) => println!("SKIPPED: figure 5 (power cut with a backlog): COMPARE_CUTS=0"),
+        Err(why) => println!("SKIPPED: figure 5 (power cut with a backlog): {why}"),
     }
 
     let mut columns = Vec::new();
@@ -161,23 +197,18 @@ fn main() {
             continue;
         }
         println!("\n== {} ==", kind.title());
+        // The smoke run cuts the power under the first billbox column only.
+        let power_cuts = faultfs.is_ok()
+            && s.cuts > 0
+            && (full || kind.is_billbox() && !columns.iter().any(|c: &Column| c.kind.is_billbox()));
         let col = if kind.is_billbox() {
             // billbox's figures are checked: a failure fails the bench.
-            run_column(kind, exe, &s, &payload)
+            run_column(kind, exe, &s, &payload, power_cuts)
         } else {
             // A peer that fails is reported, and the other columns go on.
-            let p = payload.clone();
-            let exe2 = exe.clone();
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_column(kind, exe2, &s, &p)
-            })) {
+            match caught(|| run_column(kind, exe, &s, &payload, power_cuts)) {
                 Ok(c) => c,
-                Err(e) => {
-                    let msg = e
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
+                Err(msg) => {
                     println!("FAILED: {}: {msg}", kind.title());
                     Column {
                         failed: Some(msg),
@@ -192,6 +223,16 @@ fn main() {
         columns.push(col);
     }
     print_tables(&columns, records);
+}
+
+/// Runs `f`; a panic comes back as its message.
+fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|e| {
+        e.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+    })
 }
 
 /// No billbox record may be lost or altered, whatever the speed.
@@ -210,9 +251,23 @@ fn check_billbox(c: &Column, n: u64) {
     let drain = c.drain.as_ref().expect("drain ran");
     assert_eq!(drain.distinct, n, "{t}: the drain lost records");
     assert_eq!(drain.bad, 0, "{t}: the sink got records that were not sent");
-    for (fig, kill) in [("4a", &c.kill_down), ("4b", &c.kill_slow)] {
-        let kill = kill.as_ref().expect("SIGKILL ran");
+    let kills = [("4a", &c.kill_down), ("4b", &c.kill_slow)]
+        .map(|(fig, kill)| (fig.to_string(), *kill.as_ref().expect("SIGKILL ran")));
+    let cuts = match &c.power_cuts {
+        None => &[][..],
+        Some(Ok(cuts)) => cuts,
+        Some(Err(msg)) => panic!("{t}: figure 5 failed: {msg}"),
+    };
+    let cuts = cuts.iter().enumerate();
+    for (fig, kill) in kills
+        .into_iter()
+        .chain(cuts.map(|(i, k)| (format!("5, cut {}", i + 1), *k)))
+    {
         assert!(kill.ingest.complete, "{t}: {fig}: ingest did not finish");
+        assert_eq!(
+            kill.lost_of_taken, 0,
+            "{t}: {fig}: records taken in were lost"
+        );
         assert_eq!(
             kill.after.distinct, n,
             "{t}: {fig}: records lost across SIGKILL"
@@ -760,10 +815,25 @@ impl Drop for Peer {
 }
 
 impl Peer {
-    fn new(kind: Kind, exe: Option<Exe>, records: u64) -> Peer {
+    /// A column with its queue and state directories (billbox: `data`
+    /// and `spool`; syslog-ng: `buffer`; rsyslog: `work`) in `state`,
+    /// made here, or in its own temporary directory. syslog-ng's persist
+    /// file stays in the latter: syslog-ng maps it with `mmap(MAP_SHARED)`,
+    /// which faultfs refuses (ENODEV), so it is never on figure 5's disk.
+    fn new(kind: Kind, exe: Option<Exe>, records: u64, state: Option<&Path>) -> Peer {
         let mut taken = Vec::new();
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
+        let state = state.unwrap_or(d).to_path_buf();
+        let dirs: &[&str] = match kind {
+            Kind::Billbox(_) => &["data", "spool"],
+            Kind::SyslogNg { durable: true } => &["buffer"],
+            Kind::SyslogNg { durable: false } => &[],
+            Kind::Rsyslog { .. } => &["work"],
+        };
+        for name in dirs {
+            fs::create_dir_all(state.join(name)).expect("state dir");
+        }
         let (in_port, sink_port, metrics_port) = (
             free_port(&mut taken),
             free_port(&mut taken),
@@ -777,18 +847,17 @@ impl Peer {
                  billing_records = 1000\nbilling_timeout = \"1s\"\n\
                  [delivery]\nprimary = \"http://127.0.0.1:{sink_port}/billing\"\nbatch_max = {batch}\nretry_delay = \"1s\"\n\
                  [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
-                data = d.join("data").display(),
-                spool = d.join("spool").display(),
+                data = state.join("data").display(),
+                spool = state.join("spool").display(),
                 max = (records * 2).max(1_000_000),
             ),
             Kind::SyslogNg { durable } => {
                 let (buffer, flags) = if durable {
-                    fs::create_dir_all(d.join("buffer")).expect("buffer dir");
                     (
                         format!(
                             " disk-buffer(reliable(yes) disk-buf-size({}) dir(\"{}\"))",
                             (records * 1024).max(1 << 30),
-                            d.join("buffer").display()
+                            state.join("buffer").display()
                         ),
                         " flags(flow-control);",
                     )
@@ -804,7 +873,6 @@ impl Peer {
                 )
             }
             Kind::Rsyslog { durable } => {
-                fs::create_dir_all(d.join("work")).expect("work dir");
                 let (main_queue, queue) = if durable {
                     (
                         "main_queue(queue.type=\"Direct\")\n",
@@ -828,7 +896,7 @@ impl Peer {
                      ruleset(name=\"fwd\") {{\n  action(type=\"omfwd\" name=\"out\" target=\"127.0.0.1\" port=\"{sink_port}\" \
                      protocol=\"tcp\" template=\"raw\" action.resumeInterval=\"1\" action.resumeIntervalMax=\"1\"{queue})\n}}\n\
                      input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{in_port}\" ruleset=\"fwd\" supportOctetCountedFraming=\"off\")\n",
-                    work = d.join("work").display(),
+                    work = state.join("work").display(),
                     stats = d.join("stats.json").display(),
                 )
             }
@@ -942,8 +1010,16 @@ impl Peer {
     }
 
     fn kill9(&mut self) {
+        self.kill9_then(|| {});
+    }
+
+    /// SIGKILL, then `meanwhile` (figure 5's power cut: a process blocked
+    /// on the frozen disk dies only once the cut answers it), then waits
+    /// for the exit.
+    fn kill9_then(&mut self, meanwhile: impl FnOnce()) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
+            meanwhile();
             let _ = c.wait();
         }
     }
@@ -1085,7 +1161,7 @@ fn ctl_stats(path: &Path) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------
-// The waits and the four figures.
+// The waits and the five figures.
 
 /// Records that reached the sink during one wait.
 #[derive(Clone, Copy, Debug, Default)]
@@ -1228,6 +1304,8 @@ struct Column {
     drain: Option<Delivery>,
     kill_down: Option<Kill>,
     kill_slow: Option<Kill>,
+    /// Figure 5, a `Kill` a cut, or why it failed; `None`: not run.
+    power_cuts: Option<Result<Vec<Kill>, String>>,
     failed: Option<String>,
 }
 
@@ -1241,6 +1319,7 @@ impl Column {
             drain: None,
             kill_down: None,
             kill_slow: None,
+            power_cuts: None,
             failed: None,
         }
     }
@@ -1253,7 +1332,14 @@ fn join_sender(h: JoinHandle<Sent>) -> Sent {
     })
 }
 
-fn run_column(kind: Kind, exe: Option<Exe>, s: &Settings, payload: &Arc<Vec<u8>>) -> Column {
+/// Runs figures 1 to 4 and, with `power_cuts`, 5.
+fn run_column(
+    kind: Kind,
+    exe: Option<Exe>,
+    s: &Settings,
+    payload: &Arc<Vec<u8>>,
+    power_cuts: bool,
+) -> Column {
     let n = s.records;
     let mut col = Column::new(kind);
 
@@ -1261,7 +1347,7 @@ fn run_column(kind: Kind, exe: Option<Exe>, s: &Settings, payload: &Arc<Vec<u8>>
     {
         let tally = Tally::new(payload);
         let rate = Arc::new(AtomicU64::new(0));
-        let mut peer = Peer::new(kind, exe.clone(), n);
+        let mut peer = Peer::new(kind, exe.clone(), n, None);
         let _sink = Sink::start(peer.sink_port, kind.proto(), &tally, &rate, false);
         peer.spawn();
         let (t0, sender) = send(peer.in_port, payload, s.timeout);
@@ -1296,7 +1382,7 @@ fn run_column(kind: Kind, exe: Option<Exe>, s: &Settings, payload: &Arc<Vec<u8>>
     {
         let tally = Tally::new(payload);
         let rate = Arc::new(AtomicU64::new(0));
-        let mut peer = Peer::new(kind, exe.clone(), n);
+        let mut peer = Peer::new(kind, exe.clone(), n, None);
         peer.spawn();
         let (t0, sender) = send(peer.in_port, payload, s.timeout);
         let ingest = wait_ingest(&mut peer, t0, &sender, n, s);
@@ -1334,34 +1420,121 @@ fn run_column(kind: Kind, exe: Option<Exe>, s: &Settings, payload: &Arc<Vec<u8>>
     }
 
     // 4. SIGKILL with a backlog: a. the sink down, b. the sink slow.
-    col.kill_down = Some(kill_test(kind, exe.clone(), s, payload, false));
-    col.kill_slow = Some(kill_test(kind, exe, s, payload, true));
+    let sigkill = |fig, slow| kill_test(kind, exe.clone(), s, payload, fig, slow, None);
+    col.kill_down = Some(sigkill("4a. SIGKILL, sink down", false));
+    col.kill_slow = Some(sigkill("4b. SIGKILL, sink slow", true));
+
+    // 5. Power cut with a backlog: 4a with the power cut after the SIGKILL.
+    // A peer that cannot run on the disk keeps its figures 1 to 4.
+    if power_cuts {
+        let cuts = caught(|| {
+            let disk = Disk::mount();
+            (1..=s.cuts)
+                .map(|i| {
+                    let fig = format!("5. power cut {i} of {}, sink down", s.cuts);
+                    kill_test(kind, exe.clone(), s, payload, &fig, false, Some(&disk))
+                })
+                .collect()
+        });
+        if let Err(msg) = &cuts {
+            println!("  FAILED: 5. power cut: {msg}");
+        }
+        col.power_cuts = Some(cuts);
+    }
     col
+}
+
+/// Figure 5's disk: a faultfs mount (a disk with a volatile write cache)
+/// that holds the peer's queue and state directories, new ones each cut.
+struct Disk {
+    // Unmounted before its directory goes.
+    fs: FaultFs,
+    control: Control,
+    cuts: AtomicU64,
+    _dir: tempfile::TempDir,
+}
+
+impl Disk {
+    fn mount() -> Disk {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mnt = dir.path().join("mnt");
+        fs::create_dir(&mnt).expect("mount point");
+        let fs = FaultFs::mount(&dir.path().join("backing"), &mnt)
+            .unwrap_or_else(|e| panic!("faultfs does not mount: {e}"));
+        Disk {
+            control: fs.control(),
+            fs,
+            cuts: AtomicU64::new(0),
+            _dir: dir,
+        }
+    }
+
+    /// A new directory on the mount for the next cut's peer.
+    fn next_dir(&self) -> PathBuf {
+        let i = self.cuts.fetch_add(1, Ordering::Relaxed) + 1;
+        let dir = self.fs.path().join(format!("cut-{i}"));
+        fs::create_dir(&dir).expect("a directory on faultfs");
+        dir
+    }
 }
 
 /// Figure 4: the peer takes every record in while the sink is down
 /// (`slow` false: everything waits in the peer) or reads slowly (`slow`
 /// true: some is delivered, some in flight), is killed with SIGKILL,
 /// restarts on the same directories, and the sink reads at full speed
-/// until nothing new arrives.
+/// until nothing new arrives. Figure 5 (`disk`): the peer's directories
+/// are on the faultfs disk, made durable before it starts; the disk
+/// freezes before the SIGKILL and the power is cut (every unsynced write
+/// and directory change dropped) before the restart.
 fn kill_test(
     kind: Kind,
     exe: Option<Exe>,
     s: &Settings,
     payload: &Arc<Vec<u8>>,
+    fig: &str,
     slow: bool,
+    disk: Option<&Disk>,
 ) -> Kill {
     let n = s.records;
     let tally = Tally::new(payload);
     let rate = Arc::new(AtomicU64::new(s.slow_rate));
-    let mut peer = Peer::new(kind, exe, n);
+    let mut peer = Peer::new(kind, exe, n, disk.map(Disk::next_dir).as_deref());
+    let disk = disk.map(|d| {
+        // A known starting point: the new directories are on the disk.
+        d.control.sync();
+        (d, d.control.stats())
+    });
     let mut sink = slow.then(|| Sink::start(peer.sink_port, kind.proto(), &tally, &rate, true));
     peer.spawn();
     let (t0, sender) = send(peer.in_port, payload, s.timeout);
     let ingest = wait_ingest(&mut peer, t0, &sender, n, s);
     let at_kill = peer.stats().map(|(_, st)| st);
     let before = Tally::count(&tally);
-    peer.kill9();
+    let mut power_cut = String::new();
+    match disk {
+        Some((d, start)) => {
+            // Power lost now: requests that read or change data are held.
+            d.control.freeze();
+            let on_disk = d.control.stats();
+            peer.kill9_then(|| {
+                let cut = d.control.cut(Cut::All);
+                power_cut = format!(
+                    "; on the disk until the cut: {} writes, {} fsync, {} fdatasync, {} directory fsync, \
+                     {} renames; the cut dropped {} writes ({} bytes), {} size changes, {} directory changes",
+                    fmt_n(on_disk.writes - start.writes),
+                    fmt_n(on_disk.fsyncs - start.fsyncs),
+                    fmt_n(on_disk.fdatasyncs - start.fdatasyncs),
+                    fmt_n(on_disk.fsyncdirs - start.fsyncdirs),
+                    fmt_n(on_disk.renames - start.renames),
+                    fmt_n(cut.writes_dropped),
+                    fmt_n(cut.bytes_dropped),
+                    fmt_n(cut.size_changes_dropped),
+                    fmt_n(cut.namespace_ops_dropped),
+                );
+            });
+        }
+        None => peer.kill9(),
+    }
     let _ = join_sender(sender);
     rate.store(0, Ordering::Relaxed);
     peer.spawn();
@@ -1392,10 +1565,8 @@ fn kill_test(
         lost_of_taken: taken - kept,
     };
     println!(
-        "  4{}. SIGKILL, sink {}: taken in {}{}; at the kill: delivered {}, held {}, dropped {}; \
-         in the end {} distinct: lost {} of {} taken in, lost {} of {} sent, duplicates {}, bad {}{}",
-        if slow { "b" } else { "a" },
-        if slow { "slow" } else { "down" },
+        "  {fig}: taken in {}{}; at the kill: delivered {}, held {}, dropped {}; \
+         in the end {} distinct: lost {} of {} taken in, lost {} of {} sent, duplicates {}, bad {}{}{power_cut}",
         fmt_n(ingest.input),
         if ingest.complete {
             ""
@@ -1457,6 +1628,8 @@ fn fmt_rate(n: u64, secs: f64) -> String {
 
 /// A rate figure of a column.
 type RateOf = fn(&Column) -> Option<f64>;
+/// A cell of figure 5 from a column's cuts.
+type CutsCell = fn(&[Kill]) -> String;
 
 fn e2e_rate(c: &Column) -> Option<f64> {
     c.e2e.and_then(|d| rate(d.distinct, d.secs))
@@ -1477,6 +1650,11 @@ fn drain_flow_rate(c: &Column) -> Option<f64> {
 }
 fn drain_rate(c: &Column) -> Option<f64> {
     c.drain.and_then(|d| rate(d.distinct, d.secs))
+}
+
+/// One cell of figure 5: each cut's value, in order.
+fn per_cut(cuts: &[Kill], cell: fn(&Kill) -> String) -> String {
+    cuts.iter().map(cell).collect::<Vec<_>>().join(", ")
 }
 
 fn delivery_cell(d: &Option<Delivery>, n: u64) -> String {
@@ -1604,6 +1782,43 @@ fn print_tables(columns: &[Column], n: u64) {
                 k.at_kill.map_or("?".into(), |a| fmt_n(a.held))
             )))
     );
+    let cut_rows: [(&str, CutsCell); 5] = [
+        ("5. power cut, sink down: cuts", |k| fmt_n(k.len() as u64)),
+        ("   taken in, per cut", |k| {
+            per_cut(k, |k| {
+                fmt_n(k.taken) + if k.ingest.complete { "" } else { " (timeout)" }
+            })
+        }),
+        ("   lost of taken in, per cut", |k| {
+            per_cut(k, |k| {
+                fmt_n(k.lost_of_taken) + if k.after.timed_out { " (timeout)" } else { "" }
+            })
+        }),
+        ("   lost of taken in, total", |k| {
+            let sum = |f: fn(&Kill) -> u64| k.iter().map(f).sum::<u64>();
+            format!(
+                "{} of {}",
+                fmt_n(sum(|k| k.lost_of_taken)),
+                fmt_n(sum(|k| k.taken))
+            )
+        }),
+        ("   duplicates, total", |k| {
+            fmt_n(k.iter().map(|k| k.after.lines - k.after.distinct).sum())
+        }),
+    ];
+    for (name, cell) in cut_rows {
+        println!(
+            "{}",
+            row(
+                name,
+                &|c| match c.power_cuts.as_ref().map(Result::as_deref) {
+                    None => "-".into(),
+                    Some(Ok(cuts)) => cell(cuts),
+                    Some(Err(_)) => "failed".into(),
+                }
+            )
+        );
+    }
 
     let billboxes: Vec<&Column> = columns.iter().filter(|c| c.kind.is_billbox()).collect();
     let peers: Vec<&Column> = columns.iter().filter(|c| !c.kind.is_billbox()).collect();

@@ -5,8 +5,9 @@
 #   bash benches/compare.sh [arguments for the bench]
 #
 # Environment: COMPARE_RECORDS (default 200000), COMPARE_TIMEOUT_S (120),
-# COMPARE_STALL_S (5), COMPARE_COLUMNS (e.g. billbox-1,syslog-ng-disk),
-# COMPARE_PEERS_DIR (default target/compare-peers).
+# COMPARE_STALL_S (5), COMPARE_CUTS (5: figure 5's power cuts a column,
+# which need root and /dev/fuse), COMPARE_COLUMNS (e.g.
+# billbox-1,syslog-ng-disk), COMPARE_PEERS_DIR (default target/compare-peers).
 #
 # The peers: Debian's syslog-ng-core and rsyslog cannot be installed side by
 # side (both provide and conflict with system-log-daemon), and installing
