@@ -225,6 +225,9 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// The default of `flush_timeout`.
+    pub const DEFAULT_FLUSH_TIMEOUT: Duration = secs(30);
+
     fn read(t: &mut Table) -> StoreConfig {
         StoreConfig {
             cache_mb: t.num("cache_mb", 8, 1..=4096, "MiB"),
@@ -238,7 +241,7 @@ impl StoreConfig {
                     secs(HOUR),
                     Some("0 would fail every flush; use at least 1s"),
                 )
-                .unwrap_or(secs(30)),
+                .unwrap_or(Self::DEFAULT_FLUSH_TIMEOUT),
         }
     }
 }

@@ -239,9 +239,9 @@ pub struct StoreActor {
     disk_low: Latch,
     /// The data file system's lack of a size was logged.
     size_unknown_said: bool,
-    /// A sync of the store failed: nothing more is committed in this process,
-    /// which stops ([`StoreActor::give_up`]).
-    failed: bool,
+    /// A write or sync of the store failed (the error): nothing more is
+    /// committed in this process, which stops ([`StoreActor::give_up`]).
+    failed: Option<Arc<billbox_store::StoreError>>,
     recheck_scheduled: bool,
     /// Ports whose cursors moved since the last removal.
     removal_due: std::collections::HashSet<Arc<str>>,
@@ -287,7 +287,7 @@ impl StoreActor {
             draining: false,
             disk_low: Latch::default(),
             size_unknown_said: false,
-            failed: false,
+            failed: None,
             recheck_scheduled: false,
             removal_due: Default::default(),
             removal_scheduled: false,
@@ -328,7 +328,7 @@ impl StoreActor {
     }
 
     fn try_commit(&mut self, ctx: &mut Context<Self>) {
-        if self.failed {
+        if self.failed.is_some() {
             self.refuse_all();
             return;
         }
@@ -420,7 +420,7 @@ impl StoreActor {
         let limit = self
             .consumers
             .flush_timeout
-            .unwrap_or_else(|| billbox_config::StoreConfig::default().flush_timeout);
+            .unwrap_or(billbox_config::StoreConfig::DEFAULT_FLUSH_TIMEOUT);
         Guarded::new(async move {
             match tokio::time::timeout(limit, store.flush()).await {
                 Ok(result) => result,
@@ -480,9 +480,9 @@ impl StoreActor {
             records,
         }
         .emit();
-        self.failed = true;
-        self.flushing = false;
         let e = Arc::new(e);
+        self.failed = Some(e.clone());
+        self.flushing = false;
         if let Some(commit) = self.in_flight.take() {
             for waiter in commit.synced {
                 waiter.answer(&self.store, Err(&e));
@@ -503,12 +503,10 @@ impl StoreActor {
         for p in std::mem::take(&mut self.pending) {
             p.reply.fail(AppendError::StoreFailed);
         }
-        let e = Arc::new(billbox_store::StoreError::SyncFailed {
-            path: "the store".into(),
-            source: std::io::Error::other("an earlier sync of the store failed"),
-        });
-        for waiter in std::mem::take(&mut self.unsynced) {
-            waiter.answer(&self.store, Err(&e));
+        if let Some(e) = self.failed.clone() {
+            for waiter in std::mem::take(&mut self.unsynced) {
+                waiter.answer(&self.store, Err(&e));
+            }
         }
         self.acks_unflushed = false;
         for d in self.drained.drain(..) {
@@ -965,7 +963,7 @@ impl Handler<Submit> for StoreActor {
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) -> Self::Result {
         // Submitters are told at once once the store gave up.
-        if self.failed {
+        if self.failed.is_some() {
             return Box::pin(async { Err(SubmitError::Failing) });
         }
         let (tx, rx) = oneshot::channel();
@@ -1062,7 +1060,7 @@ impl Handler<Flush> for StoreActor {
     type Result = ResponseFuture<Result<(), AppendError>>;
 
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
-        if self.failed {
+        if self.failed.is_some() {
             return Box::pin(async { Err(AppendError::StoreFailed) });
         }
         let (tx, rx) = oneshot::channel();

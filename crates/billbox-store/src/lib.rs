@@ -431,9 +431,7 @@ impl Store {
                 std::fs::File::open(dir)?.sync_all()?;
                 // And the store directory's own name (sled may just have
                 // made it, or a quarantine renamed the old one).
-                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::File::open(parent)?.sync_all()?;
-                }
+                resync::sync_parent(dir)?;
                 Ok(f)
             })
             .map_err(|e| StoreError::Open {

@@ -26,8 +26,11 @@ pub fn marker(dir: &Path) -> PathBuf {
     dir.with_file_name(name)
 }
 
-fn sync_parent(path: &Path) -> io::Result<()> {
+/// Makes `path`'s name durable: an fsync of the directory holding it (`.`
+/// for a bare name).
+pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
     match path.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => File::open(".")?.sync_all(),
         Some(parent) => File::open(parent)?.sync_all(),
         None => Ok(()),
     }

@@ -152,8 +152,7 @@ fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(engine.encode(bytes).as_bytes());
 }
 
-/// Decimal digits of `n`, without allocating.
-/// `@` and the epoch's 16 lowercase hex digits.
+/// `@` and the epoch's 16 lowercase hex digits, without allocating.
 fn write_epoch(epoch: billbox_record::Epoch, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'@');
@@ -163,6 +162,7 @@ fn write_epoch(epoch: billbox_record::Epoch, out: &mut Vec<u8>) {
     }
 }
 
+/// Decimal digits of `n`, without allocating.
 pub(crate) fn write_u64(mut n: u64, out: &mut Vec<u8>) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();

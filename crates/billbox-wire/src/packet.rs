@@ -52,7 +52,9 @@ impl PacketError {
     pub fn without_contents(&self) -> String {
         match self {
             PacketError::Invalid { field, .. } => format!("{field} has a bad value"),
-            PacketError::RecIdMismatch { .. } => "REC_ID is not GATEWAY/PORT/SEQ@EPOCH".to_string(),
+            PacketError::RecIdMismatch { .. } => {
+                "REC_ID is not GATEWAY/PORT/SEQ@EPOCH or GATEWAY/PORT/SEQ".to_string()
+            }
             PacketError::Xml(XmlError::Syntax { position, .. }) => {
                 format!("the packet is not well-formed XML at byte {position}")
             }
