@@ -12,9 +12,7 @@
 
 use std::time::Duration;
 
-use billbox_testkit::pbx::PtyPbx;
-use billbox_testkit::receiver::Receiver;
-use billbox_testkit::stream::{self, Rng, Stream};
+use billbox_testkit::stream::{self, Rig, Rng};
 use billbox_testkit::*;
 
 #[test]
@@ -23,13 +21,12 @@ fn records_survive_repeated_sigkill_with_delivery() {
     eprintln!("crash harness: {cycles} cycles");
     let mut rng = Rng::from_env("CRASH_SEED");
     let site = Site::new();
-    let received = site.dir.path().join("received");
-    std::fs::create_dir_all(&received).unwrap();
-    let mut receiver = Receiver::start_in(&received, true, &[]);
-    let pty = PtyPbx::open().unwrap();
-    let tcp_addr = free_addr();
-    let config = stream::site_config(&site, pty.path(), tcp_addr, receiver.addr);
-    let feed = Stream::start(pty, tcp_addr);
+    let Rig {
+        received,
+        mut receiver,
+        config,
+        feed,
+    } = Rig::start(&site);
 
     for cycle in 0..cycles {
         let bb = Billbox::start(&config);

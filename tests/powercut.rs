@@ -25,9 +25,7 @@ use std::time::{Duration, Instant};
 
 use billbox_faultfs::{Action, Control, Cut, CutReport, Fault, Op};
 use billbox_testkit::disk::{metrics_within, CutOnDrop, Disk};
-use billbox_testkit::pbx::PtyPbx;
-use billbox_testkit::receiver::Receiver;
-use billbox_testkit::stream::{self, Rng, Stream};
+use billbox_testkit::stream::{self, Rig, Rng};
 use billbox_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -180,13 +178,12 @@ fn no_committed_record_is_lost_across_power_cuts() {
     };
     let cycles = env_or("POWERCUT_CYCLES", 10);
     let mut rng = Rng::from_env("POWERCUT_SEED");
-    let received = site.dir.path().join("received");
-    std::fs::create_dir_all(&received).unwrap();
-    let mut receiver = Receiver::start_in(&received, true, &[]);
-    let pty = PtyPbx::open().unwrap();
-    let tcp_addr = free_addr();
-    let config = stream::site_config(&site, pty.path(), tcp_addr, receiver.addr);
-    let feed = Stream::start(pty, tcp_addr);
+    let Rig {
+        received,
+        mut receiver,
+        config,
+        feed,
+    } = Rig::start(&site);
 
     let mut highest: HashMap<&str, u64> = HashMap::new();
     let mut lines = Vec::new();

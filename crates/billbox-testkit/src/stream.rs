@@ -94,6 +94,33 @@ pub fn site_config(
     ))
 }
 
+/// The harness a crash or power-cut test runs: a durable receiver filing
+/// under `<site>/received`, the site's config for the stream's ports, and
+/// the [`Stream`] feeding them.
+pub struct Rig {
+    pub received: std::path::PathBuf,
+    pub receiver: Receiver,
+    pub config: std::path::PathBuf,
+    pub feed: Stream,
+}
+
+impl Rig {
+    pub fn start(site: &Site) -> Rig {
+        let received = site.dir.path().join("received");
+        std::fs::create_dir_all(&received).unwrap();
+        let receiver = Receiver::start_in(&received, true, &[]);
+        let pty = PtyPbx::open().unwrap();
+        let tcp_addr = crate::free_addr();
+        let config = site_config(site, pty.path(), tcp_addr, receiver.addr);
+        Rig {
+            received,
+            receiver,
+            config,
+            feed: Stream::start(pty, tcp_addr),
+        }
+    }
+}
+
 /// The feeders: the serial PBX writes into its pty (bytes wait in the
 /// terminal while billbox is down); the TCP PBX reconnects after each kill
 /// and goes on with the next record. One record every 3 ms on each.
