@@ -90,7 +90,10 @@ impl Op {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Answer with this errno (e.g. `libc::EIO`, `libc::ENOSPC`) without
-    /// applying the request: a failed write wrote nothing.
+    /// applying the request: a failed write wrote nothing. Not `ENOSYS`
+    /// (nor 0): the kernel takes ENOSYS from fsync, open or flush as "not
+    /// supported", never asks again and reports success, which would break
+    /// the mount for good; [`Control::add_fault`] refuses it.
     Error(i32),
     /// Like [`Action::Error`]; on an fsync of a file, also what Linux does
     /// after a writeback error: the file's unsynced writes are forgotten
@@ -133,6 +136,17 @@ pub struct Fault {
     pub times: Option<u64>,
     /// What happens to them.
     pub action: Action,
+}
+
+impl Fault {
+    /// Whether the errno of an [`Action::Error`] or
+    /// [`Action::ErrorLosingWrites`] can be injected (not 0, not ENOSYS).
+    pub fn errno_ok(&self) -> bool {
+        match self.action {
+            Action::Error(n) | Action::ErrorLosingWrites(n) => n > 0 && n != libc::ENOSYS,
+            _ => true,
+        }
+    }
 }
 
 impl Fault {
@@ -347,19 +361,15 @@ impl Control {
     /// unfreezes. Works frozen or not.
     pub fn cut(&self, how: Cut) -> CutReport {
         let mut st = self.shared.lock();
-        let held = std::mem::take(&mut st.held);
-        let delayed = std::mem::take(&mut st.delayed);
+        let waiting = st.take_waiting();
         let mut report = st.model.cut(how);
-        report.requests_failed = (held.len() + delayed.len()) as u64;
+        report.requests_failed = waiting.len() as u64;
         st.frozen = None;
         st.cuts += 1;
         drop(st);
         self.shared.changed.notify_all();
-        for h in held {
+        for h in waiting {
             h.fail(Errno::EIO);
-        }
-        for d in delayed {
-            d.job.fail(Errno::EIO);
         }
         report
     }
@@ -393,8 +403,18 @@ impl Control {
         }
     }
 
-    /// Adds a fault; its match count starts at 0.
+    /// Adds a fault; its match count starts at 0. Matched when a request
+    /// arrives: a request held by a freeze is applied as it is at
+    /// [`Control::thaw`], whatever faults were added meanwhile.
+    ///
+    /// # Panics
+    /// On an errno that is not an error FUSE can pass on ([`Fault::errno_ok`]).
     pub fn add_fault(&self, fault: Fault) -> FaultId {
+        assert!(
+            fault.errno_ok(),
+            "faultfs: {:?} cannot be injected: ENOSYS and 0 are not errors to the kernel (ENOSYS disables the operation for good)",
+            fault.action
+        );
         let mut st = self.shared.lock();
         let id = FaultId(st.next_fault);
         st.next_fault += 1;

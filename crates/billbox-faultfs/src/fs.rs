@@ -189,16 +189,12 @@ impl Shared {
         let mut st = self.lock();
         st.shutdown = true;
         st.frozen = None;
-        let held = std::mem::take(&mut st.held);
-        let delayed = std::mem::take(&mut st.delayed);
+        let waiting = st.take_waiting();
         drop(st);
         self.timer.notify_all();
         self.changed.notify_all();
-        for h in held {
+        for h in waiting {
             h.fail(Errno::EIO);
-        }
-        for d in delayed {
-            d.job.fail(Errno::EIO);
         }
     }
 }
@@ -213,7 +209,8 @@ pub(crate) fn timer_loop(shared: Arc<Shared>) {
         }
         let now = Instant::now();
         if let Some(i) = st.delayed.iter().position(|d| d.due <= now) {
-            let d = st.delayed.swap_remove(i);
+            // In arrival order (a freeze holds them in that order too).
+            let d = st.delayed.remove(i);
             if st.frozen.is_some() {
                 st.held.push(Held::Unapplied(d.job));
                 continue;
@@ -247,6 +244,15 @@ enum Target {
 }
 
 impl State {
+    /// Takes every held and delayed request, to be failed (a cut, the
+    /// mount going away).
+    pub(crate) fn take_waiting(&mut self) -> Vec<Held> {
+        let mut out = std::mem::take(&mut self.held);
+        let delayed = std::mem::take(&mut self.delayed);
+        out.extend(delayed.into_iter().map(|d| Held::Unapplied(d.job)));
+        out
+    }
+
     fn count(&mut self, name: &'static str) {
         *self.requests.entry(name).or_insert(0) += 1;
     }
@@ -318,6 +324,37 @@ fn empty_reply(reply: ReplyEmpty) -> impl FnOnce(Result<(), Errno>) + Send + 'st
     move |r| match r {
         Ok(()) => reply.ok(),
         Err(e) => reply.error(e),
+    }
+}
+
+impl FaultFsImpl {
+    /// mknod (a regular file) or mkdir: a new entry `name` in `parent`.
+    fn make_entry(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        kind: Kind,
+        mode: u32,
+        reply: ReplyEntry,
+    ) {
+        let (parent, name, owner) = (parent.0, name.to_os_string(), owner(req));
+        let (request, op) = match kind {
+            Kind::Dir => ("mkdir", Op::Mkdir),
+            _ => ("mknod", Op::Create),
+        };
+        self.submit(
+            request,
+            Some(op),
+            Target::Entry(parent, name.clone(), kind == Kind::Dir),
+            job(
+                move |m| {
+                    m.create(parent, &name, kind, mode, owner, false)
+                        .map(|(attr, _)| attr)
+                },
+                entry_reply(reply),
+            ),
+        );
     }
 }
 
@@ -493,19 +530,7 @@ impl Filesystem for FaultFsImpl {
             reply.error(Errno::ENOSYS);
             return;
         }
-        let (parent, name, owner) = (parent.0, name.to_os_string(), owner(req));
-        self.submit(
-            "mknod",
-            Some(Op::Create),
-            Target::Entry(parent, name.clone(), false),
-            job(
-                move |m| {
-                    m.create(parent, &name, Kind::File, mode, owner, false)
-                        .map(|(attr, _)| attr)
-                },
-                entry_reply(reply),
-            ),
-        );
+        self.make_entry(req, parent, name, Kind::File, mode, reply);
     }
 
     fn mkdir(
@@ -517,19 +542,7 @@ impl Filesystem for FaultFsImpl {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        let (parent, name, owner) = (parent.0, name.to_os_string(), owner(req));
-        self.submit(
-            "mkdir",
-            Some(Op::Mkdir),
-            Target::Entry(parent, name.clone(), true),
-            job(
-                move |m| {
-                    m.create(parent, &name, Kind::Dir, mode, owner, false)
-                        .map(|(attr, _)| attr)
-                },
-                entry_reply(reply),
-            ),
-        );
+        self.make_entry(req, parent, name, Kind::Dir, mode, reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -689,10 +702,7 @@ impl Filesystem for FaultFsImpl {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.query("flush", |st| st.model.flush(ino.0, fh.0)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        empty_reply(reply)(self.query("flush", |st| st.model.flush(ino.0, fh.0)));
     }
 
     fn release(
@@ -827,10 +837,7 @@ impl Filesystem for FaultFsImpl {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        match self.query("access", |st| st.model.access(ino.0)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        empty_reply(reply)(self.query("access", |st| st.model.access(ino.0)));
     }
 
     fn create(

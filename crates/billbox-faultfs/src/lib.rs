@@ -12,7 +12,9 @@
 //! the disk would hold after a power cut now; absent means empty). Each file
 //! keeps in memory the data operations since its last fsync (writes with
 //! their bytes, truncates, fallocates), in order: replaying them over
-//! `dur/<ino>` gives `cur/<ino>`. Memory use is bounded by the unsynced
+//! `dur/<ino>` gives `cur/<ino>` (except after an
+//! [`Action::ErrorLosingWrites`]: the ops it forgot are in `cur` only, until
+//! [`Control::sync`] or a cut). Memory use is bounded by the unsynced
 //! volume. Directories, names and attributes live in memory only; the state
 //! lasts as long as the mount (the backing directory is not a format that
 //! can be mounted again).
@@ -82,16 +84,21 @@
 //! [`Action::FreezeAfter`]) stops the disk: every request that reads or
 //! changes files or directories is held, unanswered and unapplied. Requests
 //! that only look at the namespace (statfs, lookup, getattr, access,
-//! opendir, readdir) go on being answered, so that a daemon's free-space
-//! metric and path lookups keep working; so does flush (close(2) waits for
-//! it; it makes nothing durable). [`Control::cut`] then drops the
+//! opendir, readdir, releasedir, forget) go on being answered, so that a
+//! daemon's free-space metric and path lookups keep working; so does flush
+//! (close(2) waits for it; it makes nothing durable), and so do the
+//! operations faultfs does not implement (ENOSYS at once; a shared `mmap`
+//! fails with ENODEV in the kernel, since files are opened with
+//! FOPEN_DIRECT_IO). [`Control::cut`] then drops the
 //! volatile state as a [`Cut`] says, answers every held request with EIO,
 //! makes every open handle stale (EIO) and unfreezes: the program (or its
 //! next run) sees what survived. A process blocked on a held request cannot
 //! die, even of SIGKILL, until the cut answers it; so for a daemon run as a
 //! child process the recipe is: freeze (or let a fault freeze), kill it,
 //! cut, then wait for it to exit, and start it again on the same mount.
-//! [`Control::thaw`] instead resumes without a cut (a pause), and
+//! [`Control::thaw`] instead resumes without a cut (a pause: held requests
+//! are applied as they arrived; faults are matched on arrival, not at the
+//! thaw), and
 //! [`Control::sync`] makes everything durable (a known starting point).
 //!
 //! # Example

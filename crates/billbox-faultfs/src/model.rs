@@ -874,12 +874,7 @@ impl Model {
         if d.pending.is_empty() {
             return Ok(());
         }
-        let f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(errno)?;
+        let f = open_dur(&path).map_err(errno)?;
         for op in &d.pending {
             op.apply(&f, None).map_err(errno)?;
         }
@@ -1083,6 +1078,15 @@ impl Model {
         let inos: Vec<u64> = self.inodes.keys().copied().collect();
         for ino in inos {
             self.make_durable(ino)?;
+            // A file whose writeback failed has current contents its
+            // durable copy never got: a sync(2) that works writes them.
+            let (cur, dur) = (self.cur_path(ino), self.dur_path(ino));
+            if let Some(d) = self.inodes.get_mut(&ino).and_then(|n| n.data.as_mut()) {
+                if d.diverged {
+                    std::fs::copy(&cur, &dur).map_err(errno)?;
+                    d.diverged = false;
+                }
+            }
         }
         Ok(())
     }
@@ -1264,13 +1268,7 @@ fn restore(
             Keep::Prefix(p) => Some(p),
         };
         if dur.is_none() {
-            dur = Some(
-                OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(dur_path)?,
-            );
+            dur = Some(open_dur(dur_path)?);
         }
         if let Some(f) = &dur {
             op.apply(f, prefix)?;
@@ -1289,6 +1287,15 @@ fn restore(
 }
 
 /// The model without FUSE: these run where mounting is not possible.
+/// A file's durable copy, opened for writing (made when absent).
+fn open_dur(path: &Path) -> std::io::Result<std::fs::File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,6 +72,36 @@ fn an_fsync_that_failed_losing_writes_loses_them_even_after_a_good_fsync() {
 }
 
 #[test]
+fn a_sync_after_a_write_was_lost_writes_what_readers_see() {
+    let r = rig!();
+    r.durable_file("db", b"");
+    r.ctl.add_fault(Fault::once(
+        Op::Fsync,
+        "db",
+        1,
+        Action::ErrorLosingWrites(libc::EIO),
+    ));
+    let f = OpenOptions::new().write(true).open(r.p("db")).unwrap();
+    f.write_all_at(b"lost", 0).unwrap();
+    assert!(f.sync_data().is_err());
+    drop(f);
+    // Control::sync is a sync(2) of a disk that works: the page cache's
+    // contents reach it, the forgotten write too.
+    r.ctl.sync();
+    r.ctl.cut(Cut::All);
+    assert_eq!(r.read("db").unwrap(), b"lost");
+}
+
+#[test]
+#[should_panic(expected = "cannot be injected")]
+fn enosys_is_not_a_fault_that_can_be_injected() {
+    let r = rig!();
+    // The kernel would take it as "fsync not supported" for good.
+    r.ctl
+        .add_fault(Fault::once(Op::Fsync, "db", 1, Action::Error(libc::ENOSYS)));
+}
+
+#[test]
 fn enospc_fault_on_fsync_makes_nothing_durable() {
     let r = rig!();
     r.durable_file("db", b"");

@@ -188,7 +188,19 @@ fn command(control: &Control, line: &str) -> Result<String, CommandError> {
                 "eio" => Action::Error(libc::EIO),
                 "enospc" => Action::Error(libc::ENOSPC),
                 "eio-losing-writes" => Action::ErrorLosingWrites(libc::EIO),
-                "errno" => Action::Error(num(arg(&mut words, "N")?, "errno")?),
+                "errno" => {
+                    let n = arg(&mut words, "N")?;
+                    match num(n, "errno")? {
+                        // The kernel would take ENOSYS as "not supported".
+                        e if e > 0 && e != libc::ENOSYS => Action::Error(e),
+                        _ => {
+                            return Err(CommandError::Bad {
+                                what: "errno (not 0 or ENOSYS)",
+                                value: n.to_string(),
+                            })
+                        }
+                    }
+                }
                 "delay-ms" => {
                     Action::Delay(Duration::from_millis(num(arg(&mut words, "N")?, "delay")?))
                 }
