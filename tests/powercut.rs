@@ -400,6 +400,10 @@ fn a_cut_before_a_spool_files_rename_loses_none_of_its_records() {
     {
         let bb = Billbox::start(&config);
         bb.wait_log("billbox is running", None, WAIT).unwrap();
+        // The last round's file is renamed first, by recovery: the fault
+        // is for this round's file (within one second both can have the
+        // same name).
+        wait_filed(&site, round * 20);
         let from = round as u64 * 30 + 1;
         disk.control
             .add_fault(Fault::once(Op::Rename, "spool/cycP-", 1, action));
