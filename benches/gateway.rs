@@ -71,7 +71,7 @@ fn backlog(full: bool) {
     let receiver_addr = free_addr();
     let mut toml = gateway_toml("bench", dir.path());
     toml.push_str(&format!(
-        "[store]\nmax_records = {}\n[delivery]\nprimary = \"http://{receiver_addr}/billing\"\nbatch_max = {batch}\nmax_in_flight = 2\nretry_delay = \"200ms\"\n",
+        "[store]\nmax_records = {}\n[delivery]\nprimary = \"http://{receiver_addr}/billing\"\nbatch_max = {batch}\nconnections = 2\nretry_delay = \"200ms\"\n",
         total * 2
     ));
     for p in 0..ports {
@@ -123,6 +123,9 @@ fn backlog(full: bool) {
     // The server comes up: drain.
     let out = dir.path().join("received");
     let (tx, rx) = std::sync::mpsc::channel();
+    // The receiver stops only once billbox has every answer (it counts a
+    // record when it files it, before its answer is on the way).
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let receiver = std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
             let r = billbox_receiver::serve(billbox_receiver::ReceiverOptions {
@@ -138,13 +141,16 @@ fn backlog(full: bool) {
                 actix_rt::time::sleep(Duration::from_millis(5)).await;
             }
             tx.send(drain_start.elapsed()).unwrap();
+            let _ = actix_rt::task::spawn_blocking(move || {
+                stop_rx.recv_timeout(Duration::from_secs(60))
+            })
+            .await;
             r.stop(true).await;
         })
     });
     let drain = rx
         .recv_timeout(Duration::from_secs(700))
         .expect("drain finished");
-    receiver.join().unwrap();
     let peak = bb.proc_status("VmHWM:");
     wait_sum(
         &bb,
@@ -152,6 +158,8 @@ fn backlog(full: bool) {
         total as f64,
         Duration::from_secs(30),
     );
+    let _ = stop_tx.send(());
+    receiver.join().unwrap();
     println!(
         "backlog: {ports} TCP ports, {total} SMDR records of about {record_bytes} bytes: durable ingest {:.3} s = {:.0} records/s; \
          drain (batch_max {batch}) {:.3} s = {:.0} records/s acknowledged",

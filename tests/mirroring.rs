@@ -88,7 +88,10 @@ fn failover_tries_the_primary_attempts_times_then_the_secondary_and_returns() {
         delivery(
             &a,
             Some(&b),
-            "method = \"failover\"\nattempts = 3\nfailback_after = \"2s\"\n"
+            // One packet at a time: each request is one attempt (with a
+            // window, the packets in flight when a server starts failing
+            // are one attempt; see failing_window_is_one_attempt_...).
+            "method = \"failover\"\nattempts = 3\nfailback_after = \"2s\"\nwindow = 1\n"
         )
     ));
     let bb = Billbox::start(&config);
@@ -155,7 +158,7 @@ fn round_robin_alternates_servers_on_every_failed_attempt() {
     let config = site.config(&format!(
         "{}{}",
         port_toml(),
-        delivery(&a, Some(&b), "method = \"round_robin\"\n")
+        delivery(&a, Some(&b), "method = \"round_robin\"\nwindow = 1\n")
     ));
     let bb = Billbox::start(&config);
     send(&bb, 1, 5);
@@ -563,7 +566,8 @@ fn sigterm_while_the_store_is_full_commits_what_was_read_and_exits() {
 // record arrives or `suspend` has passed; nothing is given up.
 
 /// A port and both servers, failing over after 2 attempts (the AG's
-/// retransmission settings), plus `extra` [delivery] lines.
+/// retransmission settings), one packet at a time (so each request the
+/// servers see is one attempt), plus `extra` [delivery] lines.
 fn retransmission_config(
     site: &Site,
     a: &BillingServer,
@@ -571,7 +575,7 @@ fn retransmission_config(
     extra: &str,
 ) -> std::path::PathBuf {
     site.config(&format!(
-        "{}[delivery]\nprimary = \"{}\"\nsecondary = \"{}\"\nretry_delay = \"100ms\"\nrequest_timeout = \"5s\"\nattempts = 2\n{extra}",
+        "{}[delivery]\nprimary = \"{}\"\nsecondary = \"{}\"\nretry_delay = \"100ms\"\nrequest_timeout = \"5s\"\nattempts = 2\nwindow = 1\n{extra}",
         port_toml(),
         a.url(),
         b.url(),

@@ -71,7 +71,7 @@ pub use escape::{decode_escapes, EscapeError};
 pub use model::{
     default_file_limits, CarbonCopyConfig, Config, DeliveryConfig, Flow, GatewayConfig, Method,
     MetricsConfig, Parity, PortConfig, PortSource, SerialSettings, StoreConfig, UnknownName,
-    WhenFull, MAX_PORTS,
+    WhenFull, DEFAULT_WINDOW, MAX_PORTS,
 };
 pub use security::{
     crypto_provider, read_certificates, read_private_key, read_roots, KeyError, SecretKey,

@@ -353,9 +353,16 @@ pub struct DeliveryConfig {
     /// go back by itself. Default 5 minutes. Only [`Method::Failover`]
     /// takes it.
     pub failback_after: Option<Duration>,
-    /// POSTs awaiting an answer at once, 1 to 64. Default 1, which keeps
-    /// the attempt order strict.
-    pub max_in_flight: usize,
+    /// Packets awaiting an answer on one connection (HTTP/1.1
+    /// pipelining), 1 to 1024. Default [`DEFAULT_WINDOW`]. 1: each
+    /// connection waits for an answer before it sends the next packet.
+    pub window: usize,
+    /// Keep-alive connections to the server in use, 1 to 64. Default 4.
+    /// Each port always posts on the same one (port *i* on connection
+    /// *i* mod `connections`), so its records reach the server in order;
+    /// the ports on one connection share its `window`. `max_in_flight` is
+    /// this key's older name, still read.
+    pub connections: usize,
     /// The section's `ca_file`, `client_cert`, `client_key` and
     /// `secret_key` (or `secret_key_file`), for both servers.
     pub security: ServerSecurity,
@@ -405,7 +412,13 @@ impl DeliveryConfig {
         }
         let failback_after = t.seconds("failback_after", Duration::ZERO, secs(7 * DAY), None);
         t.unused(None);
-        let max_in_flight = t.num("max_in_flight", 1, 1..=64, "POSTs awaiting an answer");
+        let window = t.num(
+            "window",
+            DEFAULT_WINDOW,
+            1..=1024,
+            "packets awaiting an answer on one connection",
+        );
+        let connections = read_connections(t);
         // Whether a server is https, when that is known.
         let https = match (&primary, &secondary) {
             (Some(p), Some(s)) => Some(p.is_https() || s.is_https()),
@@ -424,9 +437,31 @@ impl DeliveryConfig {
             batch_max,
             failback_after: failback_after
                 .map_or(Some(secs(5 * MINUTE)), |d| Some(d).filter(|d| !d.is_zero())),
-            max_in_flight,
+            window,
+            connections,
             security: security?,
         })
+    }
+}
+
+/// The default of `delivery.window` (see docs/configuration.md for why).
+pub const DEFAULT_WINDOW: usize = 32;
+
+/// `connections`, or its older name `max_in_flight` (not both).
+fn read_connections(t: &mut Table) -> usize {
+    const WHAT: &str = "connections to each server";
+    let connections = t.num("connections", 4, 1..=64, WHAT);
+    let older = t.num("max_in_flight", 4, 1..=64, WHAT);
+    match (t.given("connections"), t.given("max_in_flight")) {
+        (true, true) => {
+            t.problem(
+                "max_in_flight",
+                "given with connections, its newer name; give connections only",
+            );
+            connections
+        }
+        (false, true) => older,
+        _ => connections,
     }
 }
 

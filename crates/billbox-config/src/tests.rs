@@ -827,7 +827,8 @@ suspend = "10m"
 request_timeout = "30s"
 batch_max = 50
 failback_after = "10m"
-max_in_flight = 4
+window = 8
+connections = 4
 
 [[carbon_copy]]
 name = "audit"
@@ -872,7 +873,8 @@ fn full_delivery_config() {
             request_timeout: Duration::from_secs(30),
             batch_max: 50,
             failback_after: Some(Duration::from_secs(600)),
-            max_in_flight: 4,
+            window: 8,
+            connections: 4,
             security: ServerSecurity::default(),
         })
     );
@@ -940,7 +942,8 @@ fn delivery_defaults() {
             request_timeout: Duration::from_secs(10),
             batch_max: 1,
             failback_after: Some(Duration::from_secs(300)),
-            max_in_flight: 1,
+            window: crate::DEFAULT_WINDOW,
+            connections: 4,
             security: ServerSecurity::default(),
         }
     );
@@ -1014,7 +1017,11 @@ fn delivery_value_forms() {
     assert_eq!(delivery("attempts = 1").attempts, 1);
     assert_eq!(delivery("attempts = 100").attempts, 100);
     assert_eq!(delivery("batch_max = 10000").batch_max, 10000);
-    assert_eq!(delivery("max_in_flight = 64").max_in_flight, 64);
+    assert_eq!(delivery("connections = 64").connections, 64);
+    assert_eq!(delivery("window = 1024").window, 1024);
+    assert_eq!(delivery("window = 1").window, 1);
+    // The older name of connections is still read.
+    assert_eq!(delivery("max_in_flight = 2").connections, 2);
     // Same server by another spelling is still the same server.
     assert!(from_toml_str(&serial_port(
         "[delivery]\nprimary = \"http://a/x\"\nsecondary = \"http://a/y\""
@@ -1138,7 +1145,10 @@ fn every_invalid_delivery_value_names_its_key() {
         (with_delivery("failback_after = \"8days\""), "delivery.failback_after: 8days is too long; at most 7days"),
         (with_delivery("failback_after = 1.5"), "delivery.failback_after: expected a duration"),
         (with_delivery("max_in_flight = 0"), "delivery.max_in_flight: 0 is out of range; use 1 to 64"),
-        (with_delivery("max_in_flight = 65"), "delivery.max_in_flight: 65 is out of range; use 1 to 64"),
+        (with_delivery("connections = 65"), "delivery.connections: 65 is out of range; use 1 to 64"),
+        (with_delivery("window = 0"), "delivery.window: 0 is out of range; use 1 to 1024"),
+        (with_delivery("window = 1025"), "delivery.window: 1025 is out of range; use 1 to 1024"),
+        (with_delivery("connections = 2\nmax_in_flight = 2"), "delivery.max_in_flight: given with connections, its newer name; give connections only"),
         (with_delivery("method = \"round_robin\"\nfailback_after = \"5m\""), "delivery.failback_after: only method = \"failover\" takes failback_after"),
         // Without effect, the value is not judged.
         (with_delivery("method = \"round_robin\"\nfailback_after = \"soon\""), "delivery.failback_after: only method = \"failover\" takes failback_after"),
@@ -1309,7 +1319,8 @@ fn env_overrides_delivery_and_store() {
             request_timeout: Duration::from_secs(60),
             batch_max: 20,
             failback_after: None,
-            max_in_flight: 2,
+            window: crate::DEFAULT_WINDOW,
+            connections: 2,
             security: ServerSecurity::default(),
         })
     );

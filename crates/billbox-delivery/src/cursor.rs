@@ -1,20 +1,23 @@
 //! Delivery from the store by a durable cursor.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use billbox_record::Record;
 use billbox_store::{Store, StoreError};
 use billbox_transactions::StreamKind;
+use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use crate::acks::{Ack, AckSink};
 use crate::endpoint::Endpoint;
-use crate::events::{Delivered, Outage};
+use crate::endpoint::PostError;
+use crate::events::{Delivered, DeliveredTally, Outage};
 use crate::policy::{AfterFailure, Retransmission, Server};
+use crate::window::PortWindow;
 
 /// How long a POST in flight when billbox stops may still take: its answer
 /// is waited for, then it is abandoned (its records stay stored).
@@ -23,13 +26,24 @@ pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Delivers every stored record past its cursor, in order per port, until a
 /// server acknowledges it; the cursor then moves past it.
 ///
-/// Ports take turns one batch at a time, so a busy port does not starve a
-/// quiet one. With `max_in_flight = 1` one POST is in flight at a time, which
-/// keeps the attempt order exactly as the retransmission method says; more
-/// lets that many ports post at once (each port still in order).
+/// Packets go out several at once: each port posts on one of
+/// `connections` keep-alive connections (port *i* on connection *i* mod
+/// `connections`), and each connection carries up to `window` packets
+/// awaiting their answer (HTTP/1.1 pipelining), so a port's records reach
+/// the server in sequence order. Ports take turns one packet at a time, so
+/// a busy port does not starve a quiet one. A port's cursor moves only over
+/// its contiguous acknowledged prefix ([`PortWindow`]).
+///
+/// A failed packet is one failed attempt of the retransmission method:
+/// no new packet goes out until every packet in flight has its answer (the
+/// acknowledged ones are kept), then, after `retry_delay` (or a
+/// suspension), packets go one at a time to the server the method names,
+/// the first unacknowledged record first, until one is acknowledged: then
+/// the window opens again. So while a server fails, the attempts follow
+/// A-A-B-B (or A-B-A-B) exactly, one packet each, as with `window = 1`.
 ///
 /// After a whole round of failed attempts the policy may suspend the task
-/// (`delivery.suspend`): no worker attempts anything until a new record is
+/// (`delivery.suspend`): nothing is attempted until a new record is
 /// flushed to one of `ports` or the suspension interval has passed; then a
 /// new round starts with the primary.
 pub struct CursorDestination {
@@ -47,25 +61,14 @@ pub struct CursorDestination {
     pub store: Store,
     /// Where acknowledgements are recorded (the store's one writer).
     pub acks: Rc<dyn AckSink>,
-    /// News for the workers: bumped by the actor when the store says
-    /// records were committed (its `Committed` message), and by the workers
-    /// themselves after a delivery or a resumption (so news alone does not
-    /// mean a new record). An idle worker waits for it; nothing polls.
+    /// News for the loop: bumped by the actor when the store says records
+    /// were committed (its `Committed` message). An idle loop waits for it;
+    /// nothing polls.
     pub news: Arc<watch::Sender<u64>>,
-    /// POSTs awaiting an answer at once, each for a different port (a port's
-    /// records are always posted one batch at a time, in order).
-    pub max_in_flight: usize,
-}
-
-/// What the workers of one destination share (they run on one thread).
-struct Shared {
-    policy: RefCell<Retransmission>,
-    outage: RefCell<Outage>,
-    /// Ports a worker is posting for right now.
-    busy: RefCell<HashSet<Arc<str>>>,
-    turn: Cell<usize>,
-    /// While the task is suspended: what was flushed then, and until when.
-    suspension: RefCell<Option<Suspension>>,
+    /// Packets awaiting an answer on one connection.
+    pub window: usize,
+    /// Connections to the server in use.
+    pub connections: usize,
 }
 
 /// A suspension of the retransmission task.
@@ -123,198 +126,422 @@ impl CursorDestination {
             store,
             acks,
             news,
-            max_in_flight: d.max_in_flight,
+            window: d.window,
+            connections: d.connections,
         }
     }
 }
 
-enum Next {
-    Batch(Arc<str>, Vec<Record>),
-    Idle,
+/// One packet awaiting its answer.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    /// Index into the destination's ports.
+    port: usize,
+    first: u64,
+    last: u64,
+    server: Server,
+    /// Index into the endpoints.
+    endpoint: usize,
+}
+
+type Answered = Pin<Box<dyn Future<Output = (InFlight, Result<(), PostError>)>>>;
+
+/// A port as the loop sees it.
+struct PortState {
+    name: Arc<str>,
+    kind: StreamKind,
+    /// The connection its packets go on.
+    lane: usize,
+    /// `None` until its cursor was read from the store.
+    window: Option<PortWindow>,
+}
+
+/// How packets go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Up to `window` packets on each connection.
+    Open,
+    /// An attempt failed: nothing new goes out until every packet in
+    /// flight is answered; then `after` is applied.
+    Draining { after: AfterFailure },
+    /// After a failure: one packet at a time until one is acknowledged.
+    Probing,
+}
+
+/// Acknowledgements waiting to be recorded by the store's writer: at most
+/// one recording at a time, and while one runs, later cursor moves of a
+/// port fold into one.
+#[derive(Default)]
+struct AckQueue {
+    /// Transactions' notes (one per record), in order.
+    notes: Vec<Ack>,
+    /// The newest cursor of each port not yet handed over.
+    cursors: BTreeMap<usize, u64>,
+    job: Option<Pin<Box<dyn Future<Output = ()>>>>,
+}
+
+impl AckQueue {
+    fn is_idle(&self) -> bool {
+        self.job.is_none() && self.notes.is_empty() && self.cursors.is_empty()
+    }
+
+    /// Starts recording what is waiting, unless a recording runs.
+    fn start(&mut self, d: &CursorDestination, ports: &[PortState]) {
+        if self.job.is_some() || (self.notes.is_empty() && self.cursors.is_empty()) {
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.notes);
+        batch.extend(
+            std::mem::take(&mut self.cursors)
+                .into_iter()
+                .map(|(i, seq)| Ack {
+                    port: ports[i].name.clone(),
+                    cursor: Some(d.cursor.clone()),
+                    first: seq,
+                    last: seq,
+                    note: None,
+                }),
+        );
+        let (sink, name) = (d.acks.clone(), d.name.clone());
+        self.job = Some(Box::pin(async move {
+            for ack in batch {
+                let port = ack.port.clone();
+                // The server has them: the acknowledgement is recorded
+                // (tried again while the store actor restarts) rather
+                // than the records sent again.
+                if let Err(e) = crate::acks::record_with_retries(&*sink, ack).await {
+                    tracing::error!(destination = %name, port = %port, error = %e, "Recording a delivery failed; the records will be sent again.");
+                }
+            }
+        }));
+    }
+
+    /// Waits for the running recording (never returns when none runs).
+    async fn recorded(&mut self) {
+        match self.job.as_mut() {
+            Some(job) => {
+                job.await;
+                self.job = None;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// What the loop holds while it runs.
+struct Run {
+    ports: Vec<PortState>,
+    /// Packets in flight on each connection.
+    load: Vec<usize>,
+    flying: futures_util::stream::FuturesUnordered<Answered>,
+    mode: Mode,
+    outage: Outage,
+    suspension: Option<Suspension>,
+    acks: AckQueue,
+    tally: DeliveredTally,
+    /// The port whose turn it is to send next.
+    turn: usize,
+    /// The packet body, reused.
+    body: Vec<u8>,
+    policy: Retransmission,
 }
 
 impl CursorDestination {
-    /// Runs until `stop` turns true. An unanswered POST is abandoned then;
-    /// its records stay stored and are sent again at the next start.
-    pub async fn run(mut self, stop: watch::Receiver<bool>) {
-        let policy = self.policy.clone();
-        let shared = Shared {
-            policy: RefCell::new(policy),
-            outage: RefCell::new(Outage::default()),
-            busy: RefCell::new(HashSet::new()),
-            turn: Cell::new(0),
-            suspension: RefCell::new(None),
+    /// Runs until `stop` turns true. Answers to packets in flight then are
+    /// waited for a little ([`STOP_GRACE`]); packets still unanswered are
+    /// abandoned, their records stay stored and are sent again at the next
+    /// start.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let connections = self.connections.clamp(1, self.ports.len().max(1));
+        let ports = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, name)| PortState {
+                name: name.clone(),
+                kind: StreamKind::of(name),
+                lane: i % connections,
+                window: None,
+            })
+            .collect();
+        let mut run = Run {
+            ports,
+            load: vec![0; connections],
+            flying: Default::default(),
+            mode: Mode::Open,
+            outage: Outage::default(),
+            suspension: None,
+            acks: AckQueue::default(),
+            tally: DeliveredTally::new(&self.name),
+            turn: 0,
+            body: Vec::new(),
+            policy: self.policy.clone(),
         };
-        self.max_in_flight = self.max_in_flight.clamp(1, self.ports.len().max(1));
-        let me = &self;
-        let workers = (0..self.max_in_flight).map(|_| me.worker(&shared, stop.clone()));
-        futures_util::future::join_all(workers).await;
-    }
-
-    /// Tells every worker to look again.
-    fn tell_workers(&self) {
-        self.news.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    async fn worker(&self, shared: &Shared, mut stop: watch::Receiver<bool>) {
-        let mut body = Vec::new();
         let mut news = self.news.subscribe();
         loop {
             if *stop.borrow() {
-                return;
+                break;
             }
             if self
-                .wait_while_suspended(shared, &mut news, &mut stop)
+                .wait_while_suspended(&mut run, &mut news, &mut stop)
                 .await
             {
-                return;
+                break;
             }
             // What is stored now is looked at below: older news is stale.
             news.mark_unchanged();
-            let next = match self.next_batch(shared) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!(destination = %self.name, error = %e, "Reading the store for delivery failed; retrying.");
-                    Next::Idle
-                }
-            };
-            let (port, records) = match next {
-                Next::Idle => {
-                    tokio::select! {
-                        _ = news.changed() => {}
-                        _ = stop.wait_for(|s| *s) => return,
+            self.fill(&mut run);
+            run.acks.start(&self, &run.ports);
+            if let Mode::Draining { after } = run.mode {
+                if run.flying.is_empty() {
+                    if self.after_failure(&mut run, after, &mut stop).await {
+                        break;
                     }
                     continue;
                 }
-                Next::Batch(port, records) => (port, records),
-            };
-            let stopped = self
-                .deliver(shared, &port, &records, &mut body, &mut news, &mut stop)
-                .await;
-            shared.busy.borrow_mut().remove(&port);
-            if stopped {
+            }
+            tokio::select! {
+                Some((sent, result)) = run.flying.next() => self.answered(&mut run, sent, result),
+                _ = run.acks.recorded() => {}
+                _ = news.changed() => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+        self.finish(&mut run).await;
+    }
+
+    /// Stopping: waits a little for answers on their way (so acknowledged
+    /// records are not sent again), then for their recording.
+    async fn finish(&self, run: &mut Run) {
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        while !run.flying.is_empty() {
+            match tokio::time::timeout_at(deadline, run.flying.next()).await {
+                Ok(Some((sent, result))) => self.answered(run, sent, result),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::info!(destination = %self.name, packets = run.flying.len(),
+                        "Stopping: unanswered POSTs were abandoned; their records stay stored and are sent again.");
+                    break;
+                }
+            }
+        }
+        run.flying = Default::default();
+        loop {
+            run.acks.start(self, &run.ports);
+            if run.acks.is_idle() {
                 return;
             }
-            // Another worker may be idle while this port has more.
-            self.tell_workers();
+            run.acks.recorded().await;
         }
     }
 
-    /// Posts one batch until it is acknowledged (or given up by the store).
-    /// Returns true when billbox is stopping.
-    async fn deliver(
-        &self,
-        shared: &Shared,
-        port: &Arc<str>,
-        records: &[Record],
-        body: &mut Vec<u8>,
-        news: &mut watch::Receiver<u64>,
-        stop: &mut watch::Receiver<bool>,
-    ) -> bool {
-        let (first, last) = (records[0].seq, records[records.len() - 1].seq);
-        let kind = StreamKind::of(port);
-        let packet = crate::encode_packet(&self.gateway, kind, records, body);
+    /// Sends packets while the mode, the windows and the store allow.
+    fn fill(&self, run: &mut Run) {
+        let n = run.ports.len();
+        if n == 0 {
+            return;
+        }
         loop {
-            if self.wait_while_suspended(shared, news, stop).await {
-                return true;
+            let mut sent_any = false;
+            for step in 0..n {
+                let allowed = match run.mode {
+                    Mode::Open => true,
+                    Mode::Probing => run.flying.is_empty(),
+                    Mode::Draining { .. } => false,
+                };
+                if !allowed {
+                    return;
+                }
+                let i = (run.turn + step) % n;
+                if run.load[run.ports[i].lane] >= self.window.max(1) {
+                    continue;
+                }
+                match self.send_next(run, i) {
+                    Ok(true) => {
+                        sent_any = true;
+                        run.turn = (i + 1) % n;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(destination = %self.name, port = %run.ports[i].name, error = %e,
+                            "Reading the store for delivery failed; retrying.");
+                    }
+                }
             }
-            let server = shared.policy.borrow_mut().target(Instant::now());
-            let endpoint = match server {
-                Server::Secondary if self.endpoints.len() > 1 => &self.endpoints[1],
-                _ => &self.endpoints[0],
-            };
-            // Test builds: an injected panic, or an attempt that fails as
-            // one without an answer would.
-            let injected = billbox_failpoints::check_at("destination.post", &self.name);
-            let post = async {
-                if injected {
-                    return Err(crate::PostError::Timeout(Duration::ZERO));
+            if !sent_any {
+                return;
+            }
+        }
+    }
+
+    /// Sends port `i`'s next packet, if it has one.
+    fn send_next(&self, run: &mut Run, i: usize) -> Result<bool, StoreError> {
+        let port = run.ports[i].name.clone();
+        if run.ports[i].window.is_none() {
+            run.ports[i].window = Some(PortWindow::new(self.store.cursor(&port, &self.cursor)?));
+        }
+        let durable = self.store.durable_seq(&port);
+        let kind = run.ports[i].kind;
+        // An AG server takes one ADD_REC per POST.
+        let batch_max = if kind.is_transactions() {
+            1
+        } else {
+            self.batch_max as u64
+        };
+        let window = run.ports[i].window.as_mut().expect("read above");
+        // Records the store gave up (when_full = drop_oldest) are past:
+        // it moved the cursor over them, or removed them.
+        let stored = self.store.cursor(&port, &self.cursor)?;
+        let held = self.store.first_held(&port).unwrap_or(0);
+        window.given_up_below(held.max(stored + 1));
+        let Some((from, to)) = window.next_range(durable, batch_max) else {
+            return Ok(false);
+        };
+        let records = self
+            .store
+            .records(&port, from, to)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(false);
+        };
+        let (first, last) = (first.seq, last.seq);
+        window.sent(first, last);
+        crate::encode_packet(&self.gateway, kind, &records, &mut run.body);
+        let server = run.policy.target(Instant::now());
+        let e = match server {
+            Server::Secondary if self.endpoints.len() > 1 => 1,
+            _ => 0,
+        };
+        let lane = run.ports[i].lane;
+        run.load[lane] += 1;
+        let sent = InFlight {
+            port: i,
+            first,
+            last,
+            server,
+            endpoint: e,
+        };
+        // Test builds: an injected panic, or an attempt that fails as one
+        // without an answer would.
+        let answer = if billbox_failpoints::check_at("destination.post", &self.name) {
+            Box::pin(async { Err(PostError::Timeout(Duration::ZERO)) })
+        } else {
+            self.endpoints[e].send(lane, &run.body)
+        };
+        run.flying
+            .push(Box::pin(async move { (sent, answer.await) }));
+        Ok(true)
+    }
+
+    /// Takes one packet's answer.
+    fn answered(&self, run: &mut Run, sent: InFlight, result: Result<(), PostError>) {
+        let lane = run.ports[sent.port].lane;
+        run.load[lane] -= 1;
+        let port = &run.ports[sent.port];
+        match result {
+            Ok(()) => {
+                if run.mode == Mode::Probing {
+                    run.mode = Mode::Open;
                 }
-                endpoint.post(packet.clone()).await
-            };
-            tokio::pin!(post);
-            let mut stopping = false;
-            let result = tokio::select! {
-                r = &mut post => r,
-                stop_seen = stop.wait_for(|s| *s) => {
-                    // The watch's read lock must not be held while waiting:
-                    // the stopping side sends on it again.
-                    drop(stop_seen);
-                    // Stopping: an answer may be on its way; wait for it a
-                    // little, so acknowledged records are not sent again.
-                    stopping = true;
-                    match tokio::time::timeout(STOP_GRACE, &mut post).await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            tracing::info!(destination = %self.name, port = %port, first_seq = first, last_seq = last,
-                                "Stopping: an unanswered POST was abandoned; its records stay stored and are sent again.");
-                            return true;
-                        }
-                    }
+                run.policy.on_success();
+                run.outage.succeeded(&self.name, sent.server.as_str());
+                if port.kind.is_transactions() {
+                    run.acks.notes.push(Ack {
+                        port: port.name.clone(),
+                        cursor: None,
+                        first: sent.first,
+                        last: sent.last,
+                        note: Some((self.name.clone(), sent.server.as_str())),
+                    });
                 }
-            };
-            match result {
-                Ok(()) => {
-                    shared.policy.borrow_mut().on_success();
-                    shared
-                        .outage
-                        .borrow_mut()
-                        .succeeded(&self.name, server.as_str());
-                    let ack = Ack {
-                        port: port.clone(),
-                        cursor: Some(self.cursor.clone()),
-                        first,
-                        last,
-                        note: kind
-                            .is_transactions()
-                            .then(|| (self.name.clone(), server.as_str())),
-                    };
-                    // The server has them: the acknowledgement is recorded
-                    // (tried again while the store actor restarts) rather
-                    // than the records sent again.
-                    if let Err(e) = crate::acks::record_with_retries(&*self.acks, ack).await {
-                        tracing::error!(destination = %self.name, port = %port, error = %e, "Recording a delivery failed; the records will be sent again.");
-                    }
+                let moved = run.ports[sent.port]
+                    .window
+                    .as_mut()
+                    .and_then(|w| w.acked(sent.first, sent.last));
+                if let Some(cursor) = moved {
+                    run.acks.cursors.insert(sent.port, cursor);
+                }
+                run.tally.emit(
+                    (sent.port, sent.server.as_str()),
                     Delivered {
                         destination: &self.name,
-                        server: server.as_str(),
-                        port,
-                        first_seq: first,
-                        last_seq: last,
-                    }
-                    .emit();
-                    return stopping;
+                        server: sent.server.as_str(),
+                        port: &run.ports[sent.port].name,
+                        first_seq: sent.first,
+                        last_seq: sent.last,
+                    },
+                );
+            }
+            Err(e) => {
+                if let Some(w) = run.ports[sent.port].window.as_mut() {
+                    w.failed(sent.first, sent.last);
                 }
-                Err(_) if stopping => return true,
-                Err(e) => {
-                    let after = shared.policy.borrow_mut().on_failure(Instant::now());
-                    let backlog = self.store.backlog(port, &self.cursor).unwrap_or(0);
-                    shared.outage.borrow_mut().failed(
-                        &self.name,
-                        server.as_str(),
-                        endpoint.url().as_str(),
-                        &e.to_string(),
-                        backlog,
-                    );
-                    match after {
-                        // The suspension takes the place of retry_delay;
-                        // the next turn of this loop waits it out.
-                        AfterFailure::Suspend => self.begin_suspension(shared, backlog),
-                        AfterFailure::Retry => {
-                            tokio::select! {
-                                _ = tokio::time::sleep(self.retry_delay) => {}
-                                _ = stop.wait_for(|s| *s) => return true,
-                            }
-                        }
-                    }
-                    // The store may have given these records up meanwhile
-                    // (when_full = drop_oldest): then move on.
-                    if self.store.cursor(port, &self.cursor).unwrap_or(0) >= last {
-                        return false;
+                // Not taken up behind a server's close: sent again, not
+                // an attempt. Nor is the fallout of an attempt that failed
+                // already (the rest of its window).
+                if e.not_taken() || matches!(run.mode, Mode::Draining { .. }) {
+                    return;
+                }
+                let after = run.policy.on_failure(Instant::now());
+                let port = &run.ports[sent.port].name;
+                let backlog = self.store.backlog(port, &self.cursor).unwrap_or(0);
+                let endpoint = &self.endpoints[sent.endpoint];
+                run.outage.failed(
+                    &self.name,
+                    sent.server.as_str(),
+                    endpoint.url().as_str(),
+                    &e.to_string(),
+                    backlog,
+                );
+                if e.broke_connection() {
+                    // What else is on its connections fails fast now.
+                    endpoint.reset();
+                }
+                run.mode = Mode::Draining { after };
+            }
+        }
+    }
+
+    /// Every packet of a failed attempt's window is answered: waits
+    /// `retry_delay` (or begins a suspension), then sends one packet at a
+    /// time. Returns true when billbox is stopping.
+    async fn after_failure(
+        &self,
+        run: &mut Run,
+        after: AfterFailure,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        run.mode = Mode::Probing;
+        match after {
+            // The suspension takes the place of retry_delay; the loop
+            // waits it out.
+            AfterFailure::Suspend => {
+                let backlog = self.backlog();
+                self.begin_suspension(run, backlog);
+                false
+            }
+            AfterFailure::Retry => {
+                // Recordings go on meanwhile.
+                let sleep = tokio::time::sleep(self.retry_delay);
+                tokio::pin!(sleep);
+                loop {
+                    run.acks.start(self, &run.ports);
+                    tokio::select! {
+                        _ = &mut sleep => return false,
+                        _ = run.acks.recorded() => {}
+                        _ = stop.wait_for(|s| *s) => return true,
                     }
                 }
             }
         }
+    }
+
+    /// Records past the cursor over all ports.
+    fn backlog(&self) -> u64 {
+        self.ports
+            .iter()
+            .map(|p| self.store.backlog(p, &self.cursor).unwrap_or(0))
+            .sum()
     }
 
     /// The total flushed sequence of this destination's ports: it grows
@@ -325,14 +552,14 @@ impl CursorDestination {
             .fold(0u64, |sum, p| sum.saturating_add(self.store.durable_seq(p)))
     }
 
-    /// A whole round failed: suspends the task (once, for every worker).
-    fn begin_suspension(&self, shared: &Shared, backlog: u64) {
-        if shared.suspension.borrow().is_some() {
+    /// A whole round failed: suspends the task.
+    fn begin_suspension(&self, run: &mut Run, backlog: u64) {
+        if run.suspension.is_some() {
             return;
         }
-        let interval = shared.policy.borrow().suspend();
-        let attempts = shared.policy.borrow().round();
-        *shared.suspension.borrow_mut() = Some(Suspension {
+        let interval = run.policy.suspend();
+        let attempts = run.policy.round();
+        run.suspension = Some(Suspension {
             flushed: self.flushed(),
             until: tokio::time::Instant::now() + interval,
         });
@@ -342,16 +569,15 @@ impl CursorDestination {
 
     /// Waits while the task is suspended: until a new record is flushed to
     /// one of the ports, the suspension interval has passed, or billbox
-    /// stops (returns true then). Any wake is checked against the flushed
-    /// sequence, since the workers' own wakes bring no new record.
+    /// stops (returns true then). Recordings go on meanwhile.
     async fn wait_while_suspended(
         &self,
-        shared: &Shared,
+        run: &mut Run,
         news: &mut watch::Receiver<u64>,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         loop {
-            let Some(s) = *shared.suspension.borrow() else {
+            let Some(s) = run.suspension else {
                 return false;
             };
             let why = if self.flushed() > s.flushed {
@@ -362,10 +588,8 @@ impl CursorDestination {
                 None
             };
             if let Some(why) = why {
-                *shared.suspension.borrow_mut() = None;
-                shared.policy.borrow_mut().resume(Instant::now());
-                // The other workers waiting out the suspension go on too.
-                self.tell_workers();
+                run.suspension = None;
+                run.policy.resume(Instant::now());
                 let (reason, message) = match why {
                     Resumed::NewRecord => (
                         "new_record",
@@ -379,50 +603,13 @@ impl CursorDestination {
                 tracing::info!(destination = %self.name, reason, "{message}");
                 return false;
             }
+            run.acks.start(self, &run.ports);
             tokio::select! {
                 _ = news.changed() => {}
+                _ = run.acks.recorded() => {}
                 _ = tokio::time::sleep_until(s.until) => {}
                 _ = stop.wait_for(|s| *s) => return true,
             }
         }
-    }
-
-    /// The next port's records past the cursor, up to `batch_max`.
-    fn next_batch(&self, shared: &Shared) -> Result<Next, StoreError> {
-        let n = self.ports.len();
-        let turn = shared.turn.get();
-        for i in 0..n {
-            let port = &self.ports[(turn + i) % n];
-            if shared.busy.borrow().contains(port) {
-                continue;
-            }
-            let cursor = self.store.cursor(port, &self.cursor)?;
-            let durable = self.store.durable_seq(port);
-            if durable <= cursor {
-                continue;
-            }
-            let from = self
-                .store
-                .first_held(port)
-                .map_or(cursor + 1, |held| held.max(cursor + 1));
-            // An AG server takes one ADD_REC per POST.
-            let batch_max = if StreamKind::of(port).is_transactions() {
-                1
-            } else {
-                self.batch_max as u64
-            };
-            let to = durable.min(from + batch_max - 1);
-            let records = self
-                .store
-                .records(port, from, to)
-                .collect::<Result<Vec<_>, _>>()?;
-            if records.is_empty() {
-                continue;
-            }
-            shared.turn.set((turn + i + 1) % n);
-            shared.busy.borrow_mut().insert(port.clone());
-            return Ok(Next::Batch(port.clone(), records));
-        }
-        Ok(Next::Idle)
     }
 }

@@ -1,27 +1,36 @@
-//! One billing server, reached with HTTP POST over a keep-alive connection,
-//! over TLS for `https://` servers, each body signed when the server has a
-//! `secret_key`.
+//! One billing server, reached with HTTP POST over pipelined keep-alive
+//! connections ([`crate::http::Pipeline`]), over TLS for `https://` servers,
+//! each body signed when the server has a `secret_key`.
+//!
+//! An endpoint keeps one connection per *lane* (a destination sends each
+//! port's packets on the same lane, so they reach the server in order);
+//! a lane's connection is made when a request needs it and dropped after a
+//! failure (a timeout, a broken connection, an answer that is not HTTP).
 
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use awc::error::{ConnectError, PayloadError, SendRequestError};
 use billbox_config::{SecretKey, ServerSecurity, ServerUrl, TlsFileError};
 use billbox_wire::{delivery_verdict, Reason, Verdict, SIGNATURE_HEADER};
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
+use rustls::pki_types::ServerName;
 
-/// The largest answer body read from a server (an ack is a few hundred bytes).
-pub const ANSWER_LIMIT: usize = 64 * 1024;
+use crate::http::{HttpError, Pipeline};
+
+pub use crate::http::ANSWER_LIMIT;
 
 /// Why a POST did not deliver.
 #[derive(Debug, thiserror::Error)]
 pub enum PostError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    #[error("sending failed: {0}")]
-    Send(#[source] SendRequestError),
-    #[error("reading the answer failed: {0}")]
-    Answer(#[source] PayloadError),
+    /// Connecting, sending or reading the answer failed.
+    #[error("{0}")]
+    Http(#[source] HttpError),
     /// The TLS handshake or connection failed: the server's certificate
     /// does not verify, or the server refused billbox's.
     #[error("TLS failed: {hint}: {source}")]
@@ -39,44 +48,87 @@ pub enum PostError {
     TlsFiles(#[source] Arc<TlsFileError>),
 }
 
+impl PostError {
+    /// The server closed the connection after answering an earlier
+    /// request, so this one was never taken up: send it again, without
+    /// counting a failed attempt.
+    pub fn not_taken(&self) -> bool {
+        matches!(self, PostError::Http(HttpError::NotTaken))
+    }
+
+    /// Whether the connection the request went on is unusable now (every
+    /// other request on it fails too).
+    pub fn broke_connection(&self) -> bool {
+        !matches!(self, PostError::Refused(_))
+    }
+}
+
+/// A POST's outcome, once the answer is in.
+pub type PostFuture = Pin<Box<dyn Future<Output = Result<(), PostError>>>>;
+
+/// How to reach the server: plain TCP, or TLS with this configuration.
+#[derive(Clone)]
+enum Transport {
+    Plain,
+    Tls(tokio_rustls::TlsConnector, ServerName<'static>),
+}
+
 /// A billing server.
 pub struct Endpoint {
     url: ServerUrl,
-    client: Result<awc::Client, Arc<TlsFileError>>,
+    transport: Result<Transport, Arc<TlsFileError>>,
     timeout: Duration,
     secret_key: Option<SecretKey>,
+    /// The start of every request: request line, Host, fixed headers.
+    head: Bytes,
+    /// Each lane's connection, once made.
+    lanes: Rc<RefCell<Vec<Option<Pipeline>>>>,
 }
 
 impl Endpoint {
     /// A server reached at `url`; `timeout` bounds each whole request
-    /// (connect, TLS handshake, send, answer and its body). An `https://`
+    /// (connect, TLS handshake, send, answer and its body, and the wait
+    /// behind the requests before it on its connection). An `https://`
     /// server is reached with the TLS files of `security` (its `ca_file`
     /// or the built-in roots, and its client certificate, if any), read
     /// now; when they cannot be, every post fails with
     /// [`PostError::TlsFiles`]. With a `secret_key`, every body is signed.
     pub fn new(url: ServerUrl, security: &ServerSecurity, timeout: Duration) -> Endpoint {
-        let client = (|| -> Result<awc::Client, TlsFileError> {
-            let mut connector = awc::Connector::new()
-                .timeout(timeout)
-                .handshake_timeout(timeout)
-                .limit(8);
-            if url.is_https() {
-                connector = connector.rustls_0_23(crate::tls::client_config(&security.tls)?);
-            }
-            Ok(awc::Client::builder()
-                .connector(connector)
-                .timeout(timeout)
-                .disable_redirects()
-                .finish())
-        })();
-        if let Err(e) = &client {
+        let transport = if url.is_https() {
+            crate::tls::client_config(&security.tls).map(|config| {
+                let host = url.host().trim_start_matches('[').trim_end_matches(']');
+                let name = ServerName::try_from(host.to_string())
+                    .unwrap_or_else(|_| ServerName::try_from("invalid.invalid").expect("a name"));
+                Transport::Tls(tokio_rustls::TlsConnector::from(config), name)
+            })
+        } else {
+            Ok(Transport::Plain)
+        };
+        if let Err(e) = &transport {
             tracing::error!(url = %url, error = %e, key = e.key(), "The server's TLS files are unusable.");
         }
+        let u = url.url();
+        let mut target = u.path().to_string();
+        if let Some(q) = u.query() {
+            target.push('?');
+            target.push_str(q);
+        }
+        let host = match u.port() {
+            Some(port) => format!("{}:{port}", url.host()),
+            None => url.host().to_string(),
+        };
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: billbox/{}\r\n\
+             Content-Type: text/xml; charset=utf-8\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
         Endpoint {
             secret_key: security.secret_key.clone(),
             url,
-            client: client.map_err(Arc::new),
+            transport: transport.map_err(Arc::new),
             timeout,
+            head: Bytes::from(head),
+            lanes: Rc::default(),
         }
     }
 
@@ -84,74 +136,126 @@ impl Endpoint {
         &self.url
     }
 
-    /// Posts one packet; `Ok` only when the server acknowledged it.
-    ///
-    /// With a `secret_key`, an AG transaction packet (`ADD_REC`) gets its
-    /// `SIGNATURE` element first, and the body then an
-    /// `X-Billbox-Signature` header (`docs/security.md`).
-    pub async fn post(&self, body: Bytes) -> Result<(), PostError> {
-        let client = self
-            .client
-            .as_ref()
-            .map_err(|e| PostError::TlsFiles(e.clone()))?;
-        let mut request = client
-            .post(self.url.as_str())
-            .insert_header(("Content-Type", "text/xml; charset=utf-8"));
-        let body = match &self.secret_key {
+    /// The whole request posting `body`: with a `secret_key`, an AG
+    /// transaction packet (`ADD_REC`) gets its `SIGNATURE` element first,
+    /// and the body then an `X-Billbox-Signature` header
+    /// (`docs/security.md`).
+    fn request(&self, body: &[u8]) -> Bytes {
+        let signed;
+        let (body, signature) = match &self.secret_key {
             Some(key) => {
-                let body = billbox_wire::sign_transaction_packet(key.expose(), &body)
-                    .map_or(body, Bytes::from);
-                let value = billbox_wire::signature_value(key.expose(), &body);
-                request = request.insert_header((SIGNATURE_HEADER, value));
-                body
+                signed = billbox_wire::sign_transaction_packet(key.expose(), body);
+                let body = signed.as_deref().unwrap_or(body);
+                (
+                    body,
+                    Some(billbox_wire::signature_value(key.expose(), body)),
+                )
             }
-            None => body,
+            None => (body, None),
         };
-        let exchange = async {
-            let mut answer = request
-                .send_body(body)
-                .await
-                .map_err(|e| match tls_failure(&e) {
+        let mut out = BytesMut::with_capacity(self.head.len() + 128 + body.len());
+        out.put_slice(&self.head);
+        if let Some(value) = signature {
+            out.put_slice(SIGNATURE_HEADER.as_bytes());
+            out.put_slice(b": ");
+            out.put_slice(value.as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        out.put_slice(b"Content-Length: ");
+        out.put_slice(body.len().to_string().as_bytes());
+        out.put_slice(b"\r\n\r\n");
+        out.put_slice(body);
+        out.freeze()
+    }
+
+    /// The lane's connection, made now if it has none (or it ended).
+    fn pipeline<'a>(
+        &self,
+        lanes: &'a mut Vec<Option<Pipeline>>,
+        lane: usize,
+    ) -> Result<&'a Pipeline, PostError> {
+        let transport = self
+            .transport
+            .as_ref()
+            .map_err(|e| PostError::TlsFiles(e.clone()))?
+            .clone();
+        if lanes.len() <= lane {
+            lanes.resize_with(lane + 1, || None);
+        }
+        let slot = &mut lanes[lane];
+        if slot.as_ref().is_none_or(Pipeline::is_closed) {
+            let addr = format!("{}:{}", self.url.host(), self.url.port());
+            *slot = Some(match transport {
+                Transport::Plain => Pipeline::start(async move {
+                    let tcp = tokio::net::TcpStream::connect(addr).await?;
+                    tcp.set_nodelay(true)?;
+                    Ok(tcp)
+                }),
+                Transport::Tls(connector, name) => Pipeline::start(async move {
+                    let tcp = tokio::net::TcpStream::connect(addr).await?;
+                    tcp.set_nodelay(true)?;
+                    connector.connect(name, tcp).await
+                }),
+            });
+        }
+        Ok(slot.as_ref().expect("made above"))
+    }
+
+    /// Queues a POST of `body` on `lane` (requests on one lane reach the
+    /// server in the order they are queued) and returns its outcome's
+    /// future: `Ok` only when the server acknowledged it. A request that
+    /// breaks its connection (no answer in time, a connection error, an
+    /// answer that is not HTTP) drops that connection; the next request
+    /// on the lane makes a new one.
+    pub fn send(&self, lane: usize, body: &[u8]) -> PostFuture {
+        let request = self.request(body);
+        let answer = {
+            let mut lanes = self.lanes.borrow_mut();
+            match self.pipeline(&mut lanes, lane) {
+                Ok(p) => p.send(request),
+                Err(e) => return Box::pin(async move { Err(e) }),
+            }
+        };
+        let (lanes, timeout) = (Rc::downgrade(&self.lanes), self.timeout);
+        Box::pin(async move {
+            let result = match tokio::time::timeout(timeout, answer).await {
+                Err(_) => Err(PostError::Timeout(timeout)),
+                Ok(Err(e)) => Err(match e.io().and_then(tls_reason) {
                     Some((hint, source)) => PostError::Tls { hint, source },
-                    None => PostError::Send(e),
-                })?;
-            let status = answer.status().as_u16();
-            let body = answer.body().limit(ANSWER_LIMIT).await.map_err(|e| {
-                let io = match &e {
-                    PayloadError::Io(io) | PayloadError::Incomplete(Some(io)) => Some(io),
-                    _ => None,
-                };
-                match io.and_then(tls_reason) {
-                    Some((hint, source)) => PostError::Tls { hint, source },
-                    None => PostError::Answer(e),
+                    None => PostError::Http(e),
+                }),
+                Ok(Ok(answer)) => match delivery_verdict(answer.status, &answer.body) {
+                    Verdict::Delivered => Ok(()),
+                    Verdict::NotDelivered(reason) => Err(PostError::Refused(reason)),
+                },
+            };
+            if let Err(e) = &result {
+                if e.broke_connection() && !e.not_taken() {
+                    if let Some(lanes) = lanes.upgrade() {
+                        if let Some(slot) = lanes.borrow_mut().get_mut(lane) {
+                            *slot = None;
+                        }
+                    }
                 }
-            })?;
-            match delivery_verdict(status, &body) {
-                Verdict::Delivered => Ok(()),
-                Verdict::NotDelivered(reason) => Err(PostError::Refused(reason)),
             }
-        };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .unwrap_or(Err(PostError::Timeout(self.timeout)))
+            result
+        })
+    }
+
+    /// Drops every connection (requests on them fail).
+    pub fn reset(&self) {
+        self.lanes.borrow_mut().clear();
+    }
+
+    /// Posts one packet on lane 0; `Ok` only when the server acknowledged
+    /// it.
+    pub async fn post(&self, body: Bytes) -> Result<(), PostError> {
+        self.send(0, &body).await
     }
 }
 
-/// What went wrong with TLS, when `e` is a TLS failure: what it means for
+/// What went wrong with TLS, when `io` is a TLS failure: what it means for
 /// the operator, and the rustls error.
-fn tls_failure(e: &SendRequestError) -> Option<(&'static str, rustls::Error)> {
-    let io = match e {
-        SendRequestError::Connect(ConnectError::Io(io)) | SendRequestError::Send(io) => io,
-        // A refusal after the handshake (TLS 1.3 checks the client's
-        // certificate then) arrives while the answer is read.
-        SendRequestError::Response(parse) => {
-            std::error::Error::source(parse)?.downcast_ref::<std::io::Error>()?
-        }
-        _ => return None,
-    };
-    tls_reason(io)
-}
-
 fn tls_reason(io: &std::io::Error) -> Option<(&'static str, rustls::Error)> {
     let e = io.get_ref()?.downcast_ref::<rustls::Error>()?;
     let hint = match e {

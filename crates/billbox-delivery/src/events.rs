@@ -1,5 +1,7 @@
 //! Delivery events: each logs one structured line and counts itself.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metrics::counter;
@@ -18,7 +20,20 @@ pub struct Delivered<'a> {
 }
 
 impl Delivered<'_> {
+    /// Logs and counts (looking the counters up: see [`DeliveredTally`]
+    /// for a destination that delivers many packets).
     pub fn emit(self) {
+        let records = counter!(
+            "billbox_delivered_records_total",
+            "destination" => self.destination.to_owned(),
+            "server" => self.server.to_owned(),
+            "port" => self.port.to_owned()
+        );
+        let last = metrics::gauge!("billbox_last_delivery_timestamp_seconds", "destination" => self.destination.to_owned());
+        self.emit_to(&records, &last);
+    }
+
+    fn emit_to(self, records: &metrics::Counter, last: &metrics::Gauge) {
         debug!(
             destination = self.destination,
             server = self.server,
@@ -27,18 +42,45 @@ impl Delivered<'_> {
             last_seq = self.last_seq,
             "Records are acknowledged."
         );
-        counter!(
-            "billbox_delivered_records_total",
-            "destination" => self.destination.to_owned(),
-            "server" => self.server.to_owned(),
-            "port" => self.port.to_owned()
-        )
-        .increment(self.last_seq + 1 - self.first_seq);
+        records.increment(self.last_seq + 1 - self.first_seq);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        metrics::gauge!("billbox_last_delivery_timestamp_seconds", "destination" => self.destination.to_owned())
-            .set(now);
+        last.set(now);
+    }
+}
+
+/// One destination's [`Delivered`] counters, looked up once per server and
+/// port (not once per packet).
+pub struct DeliveredTally {
+    destination: Arc<str>,
+    /// By (the port's index in the destination, server).
+    records: HashMap<(usize, &'static str), metrics::Counter>,
+    last: metrics::Gauge,
+}
+
+impl DeliveredTally {
+    pub fn new(destination: &Arc<str>) -> DeliveredTally {
+        DeliveredTally {
+            destination: destination.clone(),
+            records: HashMap::new(),
+            last: metrics::gauge!("billbox_last_delivery_timestamp_seconds", "destination" => destination.to_string()),
+        }
+    }
+
+    /// Logs and counts `d` (whose destination is this tally's); `key` is
+    /// its port's index in the destination and its server.
+    pub fn emit(&mut self, key: (usize, &'static str), d: Delivered<'_>) {
+        let (destination, port) = (&self.destination, d.port);
+        let records = self.records.entry(key).or_insert_with(|| {
+            counter!(
+                "billbox_delivered_records_total",
+                "destination" => destination.to_string(),
+                "server" => key.1,
+                "port" => port.to_owned()
+            )
+        });
+        d.emit_to(records, &self.last);
     }
 }
 

@@ -3,8 +3,11 @@
 //! Layout:
 //! - [`policy`]: [`Retransmission`], the fail-over (A-A-B-B) and round-robin
 //!   (A-B-A-B) rules that pick the server for each attempt.
+//! - [`http`]: [`http::Pipeline`], one pipelined HTTP/1.1 connection:
+//!   requests written as they come, answers read in order and parsed
+//!   strictly.
 //! - [`endpoint`]: [`Endpoint`], one server reached by HTTP POST over
-//!   keep-alive connections; an attempt counts as delivered only on a 2xx
+//!   pipelined keep-alive connections (one per lane); an attempt counts as delivered only on a 2xx
 //!   answer whose ack says OK with error code 1 ([`billbox_wire::delivery_verdict`]).
 //!   `https://` servers are reached with rustls, trusting the server's
 //!   `ca_file` (or the built-in roots) and presenting its client
@@ -16,9 +19,12 @@
 //!   files ([`tls::client_config`]).
 //! - [`acks`]: [`Ack`] and [`AckSink`]: a loop hands each acknowledgement
 //!   to the store's one writer and waits until it is recorded.
+//! - [`window`]: [`PortWindow`], one port's packets in flight: the cursor
+//!   moves over the contiguous acknowledged prefix only.
 //! - [`cursor`]: [`CursorDestination`], delivery from the store by a durable
-//!   cursor, in order per port, retried until acknowledged: the
-//!   primary/secondary exchange and reliable carbon copies.
+//!   cursor, several packets in flight, in order per port, retried until
+//!   acknowledged: the primary/secondary exchange and reliable carbon
+//!   copies.
 //! - [`mirror`]: [`MirrorDestination`], a fire-once carbon copy fed with each
 //!   new record on arrival and never retransmitting (the AG's behaviour).
 //! - [`events`]: the log-and-count structs of delivery.
@@ -30,31 +36,29 @@ pub mod acks;
 pub mod cursor;
 pub mod endpoint;
 pub mod events;
+pub mod http;
 pub mod mirror;
 pub mod policy;
 pub mod tls;
+pub mod window;
 
 pub use acks::{Ack, AckError, AckFuture, AckSink, DirectAcks};
 pub use cursor::CursorDestination;
 pub use endpoint::{Endpoint, PostError};
 pub use mirror::MirrorDestination;
 pub use policy::{Retransmission, Server};
+pub use window::PortWindow;
 
 use std::sync::Arc;
 
 use billbox_record::Record;
 use billbox_transactions::StreamKind;
-use bytes::Bytes;
 
-/// The body of one POST of `records` (all of one stream of `kind`): call
-/// records as `ADD_CDR` (one) or `ADD_CDR_BATCH`, a transaction as its
-/// `ADD_REC` packet. `scratch` is reused between calls.
-pub fn encode_packet(
-    gateway: &Arc<str>,
-    kind: StreamKind,
-    records: &[Record],
-    scratch: &mut Vec<u8>,
-) -> Bytes {
+/// The body of one POST of `records` (all of one stream of `kind`), into
+/// `body` (cleared first, reused between calls): call records as `ADD_CDR`
+/// (one) or `ADD_CDR_BATCH`, a transaction as its `ADD_REC` packet.
+pub fn encode_packet(gateway: &Arc<str>, kind: StreamKind, records: &[Record], body: &mut Vec<u8>) {
+    let scratch = body;
     scratch.clear();
     match (kind, records) {
         (StreamKind::Calls, [one]) => billbox_wire::encode_cdr(gateway, one, scratch),
@@ -71,5 +75,4 @@ pub fn encode_packet(
         },
         (_, []) => {}
     }
-    Bytes::copy_from_slice(scratch)
 }

@@ -75,16 +75,15 @@ impl MirrorDestination {
             self.batch_max.max(1)
         };
         for chunk in batch.chunks(per_post) {
-            let packet =
-                crate::encode_packet(&self.gateway, kind, chunk, &mut self.body.borrow_mut());
             // Test builds: an injected panic, or a copy that fails.
-            let injected = billbox_failpoints::check_at("destination.post", &self.name);
-            let post = async {
-                if injected {
-                    return Err(crate::PostError::Timeout(std::time::Duration::ZERO));
-                }
-                self.endpoint.post(packet).await
-            };
+            let post: crate::endpoint::PostFuture =
+                if billbox_failpoints::check_at("destination.post", &self.name) {
+                    Box::pin(async { Err(crate::PostError::Timeout(std::time::Duration::ZERO)) })
+                } else {
+                    let mut body = self.body.borrow_mut();
+                    crate::encode_packet(&self.gateway, kind, chunk, &mut body);
+                    self.endpoint.send(0, &body)
+                };
             let result = tokio::select! {
                 r = post => r,
                 _ = stop.wait_for(|s| *s) => return Copied::Stopped,

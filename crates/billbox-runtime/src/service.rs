@@ -323,17 +323,24 @@ fn start_destinations(
         }
     }
     let delivery = config.delivery.clone();
-    let (retry_delay, timeout, batch_max, max_in_flight) =
-        delivery
-            .as_ref()
-            .map_or((CC_RETRY_DELAY, CC_REQUEST_TIMEOUT, 1, 1), |d| {
-                (
-                    d.retry_delay,
-                    d.request_timeout,
-                    d.batch_max,
-                    d.max_in_flight,
-                )
-            });
+    let (retry_delay, timeout, batch_max, window, connections) = delivery.as_ref().map_or(
+        (
+            CC_RETRY_DELAY,
+            CC_REQUEST_TIMEOUT,
+            1,
+            billbox_config::DEFAULT_WINDOW,
+            1,
+        ),
+        |d| {
+            (
+                d.retry_delay,
+                d.request_timeout,
+                d.batch_max,
+                d.window,
+                d.connections,
+            )
+        },
+    );
     if let Some(d) = delivery {
         consumers.removal_cursors.push(DELIVERY_CURSOR.to_string());
         consumers.capacity = Some(Capacity {
@@ -388,7 +395,8 @@ fn start_destinations(
                 store: store.clone(),
                 acks: Rc::new(StoreActorAcks(writer.clone())),
                 news,
-                max_in_flight,
+                window,
+                connections,
             };
             actors.push(start_cursor_destination(
                 name,

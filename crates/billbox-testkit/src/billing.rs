@@ -33,6 +33,9 @@ pub enum Mode {
     Body(&'static str),
     /// 200 with a body of this many bytes of XML-ish filler.
     Huge(usize),
+    /// 200 with an OK ack and `Connection: close`, then the connection
+    /// closes (one request per connection).
+    AckClose,
 }
 
 /// One request as the server saw it.
@@ -50,7 +53,7 @@ pub struct Request {
 
 impl Request {
     pub fn acked(&self) -> bool {
-        matches!(self.mode, Mode::Ack | Mode::Delay(_))
+        matches!(self.mode, Mode::Ack | Mode::Delay(_) | Mode::AckClose)
     }
 }
 
@@ -66,6 +69,8 @@ pub struct BillingServer {
     pub name: &'static str,
     pub addr: SocketAddr,
     mode: Arc<Mutex<Mode>>,
+    /// Sequences whose next packet is refused once (an ERROR ack).
+    refuse: Arc<Mutex<Vec<u64>>>,
     log: Log,
     server: HttpServer,
     /// While down: the address, bound but not listening, so connections are
@@ -77,15 +82,17 @@ pub struct BillingServer {
 impl BillingServer {
     pub fn start(name: &'static str, log: &Log) -> BillingServer {
         let mode = Arc::new(Mutex::new(Mode::Ack));
+        let refuse = Arc::new(Mutex::new(Vec::new()));
         let handler = {
-            let (mode, log) = (mode.clone(), log.clone());
-            Arc::new(move |r: &Served| answer(r, name, &mode, &log))
+            let (mode, log, refuse) = (mode.clone(), log.clone(), refuse.clone());
+            Arc::new(move |r: &Served| answer(r, name, &mode, &refuse, &log))
         };
         let server = HttpServer::start(handler);
         BillingServer {
             name,
             addr: server.addr(),
             mode,
+            refuse,
             log: log.clone(),
             server,
             held: None,
@@ -98,6 +105,12 @@ impl BillingServer {
 
     pub fn set(&self, mode: Mode) {
         *self.mode.lock().unwrap() = mode;
+    }
+
+    /// The next packet holding record `seq` is refused (an ERROR ack),
+    /// once; the server's mode answers the rest.
+    pub fn refuse_once(&self, seq: u64) {
+        self.refuse.lock().unwrap().push(seq);
     }
 
     /// Stops listening: connections are refused.
@@ -165,9 +178,25 @@ pub fn records_of(body: &[u8]) -> Vec<(String, u64)> {
     }
 }
 
-fn answer(r: &Served, name: &'static str, mode: &Mutex<Mode>, log: &Log) -> Answer {
+fn answer(
+    r: &Served,
+    name: &'static str,
+    mode: &Mutex<Mode>,
+    refuse: &Mutex<Vec<u64>>,
+    log: &Log,
+) -> Answer {
     let records = records_of(&r.body);
-    let m = *mode.lock().unwrap();
+    let mut m = *mode.lock().unwrap();
+    {
+        let mut refuse = refuse.lock().unwrap();
+        if let Some(i) = refuse
+            .iter()
+            .position(|s| records.iter().any(|(_, seq)| seq == s))
+        {
+            refuse.remove(i);
+            m = Mode::AckError;
+        }
+    }
     log.lock().unwrap().push(Request {
         server: name,
         at: Instant::now(),
@@ -181,6 +210,10 @@ fn answer(r: &Served, name: &'static str, mode: &Mutex<Mode>, log: &Log) -> Answ
     };
     match m {
         Mode::Ack => ok(ACK_OK),
+        Mode::AckClose => Answer::ReplyAndClose {
+            status: 200,
+            body: ACK_OK.as_bytes().to_vec(),
+        },
         Mode::Delay(ms) => {
             std::thread::sleep(Duration::from_millis(ms));
             ok(ACK_OK)

@@ -48,6 +48,9 @@ pub enum Answer {
     Trickle { bytes: Vec<u8>, every: Duration },
     /// Closes the connection without answering.
     Close,
+    /// This status with this body and `Connection: close`, then closes
+    /// (a server that takes one request per connection).
+    ReplyAndClose { status: u16, body: Vec<u8> },
 }
 
 pub type Handler = Arc<dyn Fn(&Served) -> Answer + Send + Sync>;
@@ -373,6 +376,13 @@ fn connection(
                 return Ok(());
             }
             Answer::Close => return Ok(()),
+            Answer::ReplyAndClose { status, body } => {
+                let mut bytes = reply(status, &body);
+                let at = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
+                bytes.splice(at..at, b"\r\nConnection: close".iter().copied());
+                out.write_all(&bytes)?;
+                return Ok(());
+            }
         }
     }
 }
