@@ -52,9 +52,14 @@ alias = "Q"
 billing_records = 40
 billing_timeout = "1s"
 
+# One packet in flight: a destination loop that panics then has no
+# answer on its way, so every record is acknowledged exactly once (with a
+# window, the packets whose answers were on their way go again: at least
+# once, as after a SIGKILL).
 [delivery]
 primary = "{}"
 retry_delay = "100ms"
+window = 1
 {extra}
 "#,
         primary.url()

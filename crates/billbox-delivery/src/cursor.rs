@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use billbox_store::{Store, StoreError};
 use billbox_transactions::StreamKind;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
 use crate::acks::{Ack, AckSink};
@@ -168,62 +168,42 @@ enum Mode {
     Probing,
 }
 
-/// Acknowledgements waiting to be recorded by the store's writer: at most
-/// one recording at a time, and while one runs, later cursor moves of a
-/// port fold into one.
-#[derive(Default)]
+/// Acknowledgements waiting to be recorded by the store's writer. The loop
+/// records them as soon as the answers that are in are taken (before it
+/// sends anything more), so a loop that fails later never sends an
+/// acknowledged record again; cursor moves of a port that came together
+/// fold into one.
 struct AckQueue {
+    sink: Rc<dyn AckSink>,
+    cursor: String,
+    names: Vec<Arc<str>>,
+    destination: Arc<str>,
     /// Transactions' notes (one per record), in order.
     notes: Vec<Ack>,
-    /// The newest cursor of each port not yet handed over.
+    /// The newest cursor of each port not yet recorded.
     cursors: BTreeMap<usize, u64>,
-    job: Option<Pin<Box<dyn Future<Output = ()>>>>,
 }
 
 impl AckQueue {
-    fn is_idle(&self) -> bool {
-        self.job.is_none() && self.notes.is_empty() && self.cursors.is_empty()
-    }
-
-    /// Starts recording what is waiting, unless a recording runs.
-    fn start(&mut self, d: &CursorDestination, ports: &[PortState]) {
-        if self.job.is_some() || (self.notes.is_empty() && self.cursors.is_empty()) {
-            return;
-        }
+    /// Records what waits, each tried again while the store actor
+    /// restarts: the server has the records, so recording beats sending
+    /// them again.
+    async fn record(&mut self) {
         let mut batch = std::mem::take(&mut self.notes);
-        batch.extend(
-            std::mem::take(&mut self.cursors)
-                .into_iter()
-                .map(|(i, seq)| Ack {
-                    port: ports[i].name.clone(),
-                    cursor: Some(d.cursor.clone()),
-                    first: seq,
-                    last: seq,
-                    note: None,
-                }),
-        );
-        let (sink, name) = (d.acks.clone(), d.name.clone());
-        self.job = Some(Box::pin(async move {
-            for ack in batch {
-                let port = ack.port.clone();
-                // The server has them: the acknowledgement is recorded
-                // (tried again while the store actor restarts) rather
-                // than the records sent again.
-                if let Err(e) = crate::acks::record_with_retries(&*sink, ack).await {
-                    tracing::error!(destination = %name, port = %port, error = %e, "Recording a delivery failed; the records will be sent again.");
-                }
-            }
+        let cursors = std::mem::take(&mut self.cursors);
+        batch.extend(cursors.into_iter().map(|(i, seq)| Ack {
+            port: self.names[i].clone(),
+            cursor: Some(self.cursor.clone()),
+            first: seq,
+            last: seq,
+            note: None,
         }));
-    }
-
-    /// Waits for the running recording (never returns when none runs).
-    async fn recorded(&mut self) {
-        match self.job.as_mut() {
-            Some(job) => {
-                job.await;
-                self.job = None;
+        for ack in batch {
+            let port = ack.port.clone();
+            if let Err(e) = crate::acks::record_with_retries(&*self.sink, ack).await {
+                tracing::error!(destination = %self.destination, port = %port, error = %e,
+                    "Recording a delivery failed; the records will be sent again.");
             }
-            None => std::future::pending().await,
         }
     }
 }
@@ -271,7 +251,14 @@ impl CursorDestination {
             mode: Mode::Open,
             outage: Outage::default(),
             suspension: None,
-            acks: AckQueue::default(),
+            acks: AckQueue {
+                sink: self.acks.clone(),
+                cursor: self.cursor.clone(),
+                names: self.ports.clone(),
+                destination: self.name.clone(),
+                notes: Vec::new(),
+                cursors: BTreeMap::new(),
+            },
             tally: DeliveredTally::new(&self.name),
             turn: 0,
             body: Vec::new(),
@@ -291,7 +278,6 @@ impl CursorDestination {
             // What is stored now is looked at below: older news is stale.
             news.mark_unchanged();
             self.fill(&mut run);
-            run.acks.start(&self, &run.ports);
             if let Mode::Draining { after } = run.mode {
                 if run.flying.is_empty() {
                     if self.after_failure(&mut run, after, &mut stop).await {
@@ -301,8 +287,15 @@ impl CursorDestination {
                 }
             }
             tokio::select! {
-                Some((sent, result)) = run.flying.next() => self.answered(&mut run, sent, result),
-                _ = run.acks.recorded() => {}
+                Some((sent, result)) = run.flying.next() => {
+                    self.answered(&mut run, sent, result);
+                    // The other answers already in, then their
+                    // acknowledgements, before anything more is sent.
+                    while let Some(Some((sent, result))) = run.flying.next().now_or_never() {
+                        self.answered(&mut run, sent, result);
+                    }
+                    run.acks.record().await;
+                }
                 _ = news.changed() => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
@@ -326,13 +319,7 @@ impl CursorDestination {
             }
         }
         run.flying = Default::default();
-        loop {
-            run.acks.start(self, &run.ports);
-            if run.acks.is_idle() {
-                return;
-            }
-            run.acks.recorded().await;
-        }
+        run.acks.record().await;
     }
 
     /// Sends packets while the mode, the windows and the store allow.
@@ -493,10 +480,9 @@ impl CursorDestination {
                     &e.to_string(),
                     backlog,
                 );
-                if e.broke_connection() {
-                    // What else is on its connections fails fast now.
-                    endpoint.reset();
-                }
+                // (A request that broke its connection dropped it: the rest
+                // of that connection's window fails fast. Other connections
+                // go on: their answers are kept, not counted.)
                 run.mode = Mode::Draining { after };
             }
         }
@@ -521,16 +507,9 @@ impl CursorDestination {
                 false
             }
             AfterFailure::Retry => {
-                // Recordings go on meanwhile.
-                let sleep = tokio::time::sleep(self.retry_delay);
-                tokio::pin!(sleep);
-                loop {
-                    run.acks.start(self, &run.ports);
-                    tokio::select! {
-                        _ = &mut sleep => return false,
-                        _ = run.acks.recorded() => {}
-                        _ = stop.wait_for(|s| *s) => return true,
-                    }
+                tokio::select! {
+                    _ = tokio::time::sleep(self.retry_delay) => false,
+                    _ = stop.wait_for(|s| *s) => true,
                 }
             }
         }
@@ -603,10 +582,8 @@ impl CursorDestination {
                 tracing::info!(destination = %self.name, reason, "{message}");
                 return false;
             }
-            run.acks.start(self, &run.ports);
             tokio::select! {
                 _ = news.changed() => {}
-                _ = run.acks.recorded() => {}
                 _ = tokio::time::sleep_until(s.until) => {}
                 _ = stop.wait_for(|s| *s) => return true,
             }

@@ -242,11 +242,6 @@ impl Endpoint {
         })
     }
 
-    /// Drops every connection (requests on them fail).
-    pub fn reset(&self) {
-        self.lanes.borrow_mut().clear();
-    }
-
     /// Posts one packet on lane 0; `Ok` only when the server acknowledged
     /// it.
     pub async fn post(&self, body: Bytes) -> Result<(), PostError> {
