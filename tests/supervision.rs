@@ -52,14 +52,15 @@ alias = "Q"
 billing_records = 40
 billing_timeout = "1s"
 
-# One packet in flight: a destination loop that panics then has no
-# answer on its way, so every record is acknowledged exactly once (with a
-# window, the packets whose answers were on their way go again: at least
-# once, as after a SIGKILL).
+# One packet in flight (one connection, window 1): a destination loop that
+# panics then has no answer on its way, so every record is acknowledged
+# exactly once (with more in flight, the packets whose answers were on their
+# way go again: at least once, as after a SIGKILL).
 [delivery]
 primary = "{}"
 retry_delay = "100ms"
 window = 1
+connections = 1
 {extra}
 "#,
         primary.url()

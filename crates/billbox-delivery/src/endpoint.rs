@@ -187,14 +187,12 @@ impl Endpoint {
             let addr = format!("{}:{}", self.url.host(), self.url.port());
             *slot = Some(match transport {
                 Transport::Plain => Pipeline::start(async move {
-                    let tcp = tokio::net::TcpStream::connect(addr).await?;
-                    tcp.set_nodelay(true)?;
-                    Ok(tcp)
+                    let (tcp, socket) = connect_tcp(&addr).await?;
+                    Ok((tcp, Some(socket)))
                 }),
                 Transport::Tls(connector, name) => Pipeline::start(async move {
-                    let tcp = tokio::net::TcpStream::connect(addr).await?;
-                    tcp.set_nodelay(true)?;
-                    connector.connect(name, tcp).await
+                    let (tcp, socket) = connect_tcp(&addr).await?;
+                    Ok((connector.connect(name, tcp).await?, Some(socket)))
                 }),
             });
         }
@@ -247,6 +245,17 @@ impl Endpoint {
     pub async fn post(&self, body: Bytes) -> Result<(), PostError> {
         self.send(0, &body).await
     }
+}
+
+/// A TCP connection to `addr` with `TCP_NODELAY` (a request is not held
+/// back for the previous one's ACK), and a second handle on its socket
+/// (for [`crate::http::quick_acks`]).
+async fn connect_tcp(addr: &str) -> std::io::Result<(tokio::net::TcpStream, std::net::TcpStream)> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let std = tcp.into_std()?;
+    let socket = std.try_clone()?;
+    Ok((tokio::net::TcpStream::from_std(std)?, socket))
 }
 
 /// What went wrong with TLS, when `io` is a TLS failure: what it means for

@@ -7,7 +7,8 @@
 //! written: HTTP/1.1 pipelining, so several requests wait for their answers
 //! on one keep-alive connection and reach the server in the order they were
 //! queued. `TCP_NODELAY` is set: a request is not held back waiting for the
-//! previous one's ACK.
+//! previous one's ACK; and after every read `TCP_QUICKACK` ([`quick_acks`]):
+//! a server's answer is not held back waiting for billbox's ACK.
 //!
 //! Answers are parsed strictly ([`AnswerError`]): a status line and headers
 //! (`httparse`), a body by `Content-Length`, `chunked`, or up to the close,
@@ -112,13 +113,14 @@ pub type AnswerFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Answer, HttpError>>>>;
 
 impl Pipeline {
-    /// Starts a connection: `connect` makes the stream (TCP, maybe TLS);
-    /// requests queue meanwhile. Must run on a `LocalSet` (an actix
-    /// arbiter is one).
+    /// Starts a connection: `connect` makes the stream (TCP, maybe TLS)
+    /// and gives, beside it, the TCP socket under it, on which every
+    /// read asks for quick ACKs ([`quick_acks`]); requests queue meanwhile.
+    /// Must run on a `LocalSet` (an actix arbiter is one).
     pub fn start<S, F>(connect: F) -> Pipeline
     where
         S: AsyncRead + AsyncWrite + 'static,
-        F: std::future::Future<Output = io::Result<S>> + 'static,
+        F: std::future::Future<Output = io::Result<(S, Option<std::net::TcpStream>)>> + 'static,
     {
         let (queue, rx) = mpsc::unbounded_channel();
         let task = tokio::task::spawn_local(run(connect, rx));
@@ -153,9 +155,9 @@ type Owed = Rc<RefCell<VecDeque<oneshot::Sender<Result<Answer, HttpError>>>>>;
 async fn run<S, F>(connect: F, mut rx: mpsc::UnboundedReceiver<Queued>)
 where
     S: AsyncRead + AsyncWrite + 'static,
-    F: std::future::Future<Output = io::Result<S>>,
+    F: std::future::Future<Output = io::Result<(S, Option<std::net::TcpStream>)>>,
 {
-    let stream = match connect.await {
+    let (stream, socket) = match connect.await {
         Ok(s) => s,
         Err(e) => {
             rx.close();
@@ -172,7 +174,7 @@ where
     // gets the reason.
     let why = tokio::select! {
         e = write_requests(writer, &mut rx, &owed) => e,
-        e = read_answers(reader, &owed) => e,
+        e = read_answers(reader, socket.as_ref(), &owed) => e,
     };
     rx.close();
     // Every request still owed failed the same way: the connection ended
@@ -225,7 +227,22 @@ async fn write_requests<W: AsyncWrite>(
     }
 }
 
-async fn read_answers<R: AsyncRead>(reader: R, owed: &Owed) -> HttpError {
+/// Asks the kernel to ACK what arrives on `socket` at once rather than
+/// delayed (`TCP_QUICKACK`; the kernel drops back to delayed ACKs by
+/// itself, so it is asked again after every read). With several requests
+/// out, answers come back to back and no request of billbox's carries the
+/// ACK: a server with Nagle on (answers in two writes, or answers written
+/// one by one) would then hold each next answer until the delayed ACK,
+/// 40 ms.
+pub fn quick_acks(socket: &std::net::TcpStream) {
+    let _ = socket2::SockRef::from(socket).set_tcp_quickack(true);
+}
+
+async fn read_answers<R: AsyncRead>(
+    reader: R,
+    socket: Option<&std::net::TcpStream>,
+    owed: &Owed,
+) -> HttpError {
     tokio::pin!(reader);
     let mut buf = BytesMut::with_capacity(4096);
     let mut parser = AnswerParser::default();
@@ -265,7 +282,11 @@ async fn read_answers<R: AsyncRead>(reader: R, owed: &Owed) -> HttpError {
                 // with requests still owed).
                 return HttpError::Closed;
             }
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some(s) = socket {
+                    quick_acks(s);
+                }
+            }
             Err(e) => return HttpError::Io(Arc::new(e)),
         }
     }
