@@ -25,6 +25,7 @@
 //! layout of `OUT`.
 #![forbid(unsafe_code)]
 
+mod http;
 pub mod ledger;
 pub mod server;
 pub mod transactions;

@@ -8,15 +8,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use billbox_config::SecretKey;
 use billbox_record::Epoch;
 use billbox_wire::{
     decode_packet, encode_ack, verify_signature, verify_transaction_signature, AckValue, Packet,
-    ReceivedCdr, Transaction, MAX_PACKET_BYTES, SIGNATURE_HEADER,
+    ReceivedCdr, Transaction,
 };
+use hyper::StatusCode;
+use tokio::sync::watch;
 
+use crate::http::{self, Control, PacketRequest, Packets};
 use crate::ledger::Ledger;
 use crate::transactions::{self, transaction_files, Appender};
 
@@ -84,16 +85,38 @@ pub type PortGaps = ((String, String), Vec<(u64, u64)>);
 pub type PropertyGaps = ((String, String), Vec<(u64, u64)>);
 
 /// A running receiver.
+///
+/// It serves on a thread of its own until [`Running::stop`], or until it is
+/// dropped (which stops it at once).
 pub struct Running {
     pub addr: SocketAddr,
-    handle: ServerHandle,
+    control: watch::Sender<Control>,
+    done: watch::Receiver<bool>,
     state: Arc<Mutex<State>>,
 }
 
 impl Running {
-    /// Stops answering; with `graceful`, requests in progress finish first.
+    /// Stops answering and returns once every connection is closed. With
+    /// `graceful`, requests in progress are answered first (for at most 30
+    /// s) and idle connections close; without, every connection is closed
+    /// at once, as when a server goes down. A second call waits for the
+    /// first (and may turn a graceful stop into an immediate one).
     pub async fn stop(&self, graceful: bool) {
-        self.handle.stop(graceful).await;
+        let asked = if graceful {
+            Control::StopGraceful
+        } else {
+            Control::StopNow
+        };
+        self.control.send_if_modified(|now| {
+            let change = *now == Control::Serve || asked == Control::StopNow;
+            if change {
+                *now = asked;
+            }
+            change
+        });
+        let mut done = self.done.clone();
+        // An error: the server's thread is gone, so it is stopped too.
+        let _ = done.wait_for(|done| *done).await;
     }
 
     /// Records held and duplicates dropped so far.
@@ -142,8 +165,8 @@ impl Running {
     }
 }
 
-/// Starts the receiver on the current actix system (plain HTTP, no
-/// signatures checked).
+/// Starts the receiver on a thread of its own (plain HTTP, no signatures
+/// checked).
 pub fn serve(opts: ReceiverOptions) -> std::io::Result<Running> {
     serve_secure(opts, ReceiverSecurity::default())
 }
@@ -179,7 +202,7 @@ pub fn tls_server_config(tls: &ReceiverTls) -> std::io::Result<rustls::ServerCon
         .map_err(|e| invalid(("tls-key", format!("does not fit --tls-cert: {e}"))))
 }
 
-/// Starts the receiver on the current actix system, with `security`.
+/// Starts the receiver on a thread of its own, with `security`.
 pub fn serve_secure(opts: ReceiverOptions, security: ReceiverSecurity) -> std::io::Result<Running> {
     let tls = security.tls.as_ref().map(tls_server_config).transpose()?;
     std::fs::create_dir_all(&opts.out)?;
@@ -201,107 +224,98 @@ pub fn serve_secure(opts: ReceiverOptions, security: ReceiverSecurity) -> std::i
         tx_files: HashMap::new(),
         tx_repair: HashSet::new(),
     }));
-    let data = web::Data::from(state.clone());
-    let verifier = web::Data::new(Verifier {
+    let packets = Arc::new(Receiver {
+        state: state.clone(),
         key: security.secret_key.clone(),
     });
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .app_data(verifier.clone())
-            .app_data(web::PayloadConfig::new(MAX_PACKET_BYTES))
-            .default_service(web::to(receive))
-    })
-    .workers(1)
-    .disable_signals();
-    let server = match tls {
-        Some(config) => server.bind_rustls_0_23(&opts.listen, config)?,
-        None => server.bind(&opts.listen)?,
-    };
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let served = http::start(&opts.listen, tls, packets)?;
     tracing::info!(
-        listen = %addr,
+        listen = %served.addr,
         tls = security.tls.is_some(),
         client_certificates = security.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         signatures = security.secret_key.is_some(),
         "The receiver is listening for billing packets."
     );
     Ok(Running {
-        addr,
-        handle,
+        addr: served.addr,
+        control: served.control,
+        done: served.done,
         state,
     })
 }
 
-/// The key packets must be signed with, if any.
-struct Verifier {
+/// What answers packets: the filing state and the key packets must be
+/// signed with, if any.
+struct Receiver {
+    state: Arc<Mutex<State>>,
     key: Option<SecretKey>,
 }
 
-async fn receive(
-    state: web::Data<Mutex<State>>,
-    verifier: web::Data<Verifier>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> HttpResponse {
-    let ip = req.app_config().local_addr().ip().to_string();
-    let answer = |ok: bool, code: i64| {
-        let value = if ok { AckValue::Ok } else { AckValue::Error };
-        encode_ack(value, &ip, code)
-    };
-    if req.method() != actix_web::http::Method::POST {
-        return HttpResponse::MethodNotAllowed().body(answer(false, 3));
-    }
-    let refuse_signature = |reason: &dyn std::fmt::Display| {
-        tracing::warn!(
-            peer = %req.peer_addr().map_or_else(|| "?".to_string(), |a| a.to_string()),
-            reason = %reason,
-            bytes = body.len(),
-            "A packet's signature does not match; answering ERROR (403) so billbox retries."
-        );
-        HttpResponse::Forbidden()
-            .content_type("text/xml")
-            .body(answer(false, SIGNATURE_ERROR_CODE))
-    };
-    if let Some(key) = &verifier.key {
-        let header = req.headers().get(SIGNATURE_HEADER).map(|v| v.as_bytes());
-        if let Err(e) = verify_signature(key.expose(), &body, header) {
-            return refuse_signature(&e);
+/// An ack and its HTTP status.
+fn ack(status: StatusCode, ok: bool, ip: std::net::IpAddr, code: i64) -> (StatusCode, Vec<u8>) {
+    let value = if ok { AckValue::Ok } else { AckValue::Error };
+    (status, encode_ack(value, &ip.to_string(), code))
+}
+
+impl Packets for Receiver {
+    fn refuse_body(&self, ip: std::net::IpAddr, too_large: bool) -> (StatusCode, Vec<u8>) {
+        if too_large {
+            tracing::warn!(
+                limit = billbox_wire::MAX_PACKET_BYTES,
+                "A packet is larger than a packet may be; answering ERROR (413)."
+            );
+            ack(StatusCode::PAYLOAD_TOO_LARGE, false, ip, 2)
+        } else {
+            tracing::debug!("A packet's body could not be read to its end.");
+            ack(StatusCode::BAD_REQUEST, false, ip, 2)
         }
     }
-    let packet = match decode_packet(&body) {
-        Ok(p) => p,
-        Err(e) => {
-            // The full error may quote the packet's contents: DEBUG only.
-            tracing::debug!(error = %e, "The packet that could not be decoded.");
-            tracing::warn!(error = %e.without_contents(), bytes = body.len(), "A packet could not be decoded; answering ERROR.");
-            return HttpResponse::BadRequest()
-                .content_type("text/xml")
-                .body(answer(false, 2));
+
+    fn answer(&self, req: PacketRequest<'_>) -> (StatusCode, Vec<u8>) {
+        let ip = req.local_ip;
+        if !req.post {
+            return ack(StatusCode::METHOD_NOT_ALLOWED, false, ip, 3);
         }
-    };
-    if let (Some(key), Packet::Transaction(_)) = (&verifier.key, &packet) {
-        if let Err(e) = verify_transaction_signature(key.expose(), &body) {
-            return refuse_signature(&format!("SIGNATURE element: {e}"));
+        let body = req.body;
+        let refuse_signature = |reason: &dyn std::fmt::Display| {
+            tracing::warn!(
+                peer = %req.peer,
+                reason = %reason,
+                bytes = body.len(),
+                "A packet's signature does not match; answering ERROR (403) so billbox retries."
+            );
+            ack(StatusCode::FORBIDDEN, false, ip, SIGNATURE_ERROR_CODE)
+        };
+        if let Some(key) = &self.key {
+            if let Err(e) = verify_signature(key.expose(), body, req.signature) {
+                return refuse_signature(&e);
+            }
         }
-    }
-    let mut state = state.lock().expect("receiver state poisoned");
-    let result = match &packet {
-        Packet::Cdrs(cdrs) => state.file_cdrs(cdrs),
-        Packet::Transaction(tx) => state.file_transaction(tx, &body),
-    };
-    match result {
-        Ok(()) => HttpResponse::Ok()
-            .content_type("text/xml")
-            .body(answer(true, 1)),
-        Err(e) => {
-            tracing::error!(error = %e, "Filing received records failed; answering ERROR so billbox retries.");
-            HttpResponse::InternalServerError()
-                .content_type("text/xml")
-                .body(answer(false, 5))
+        let packet = match decode_packet(body) {
+            Ok(p) => p,
+            Err(e) => {
+                // The full error may quote the packet's contents: DEBUG only.
+                tracing::debug!(error = %e, "The packet that could not be decoded.");
+                tracing::warn!(error = %e.without_contents(), bytes = body.len(), "A packet could not be decoded; answering ERROR.");
+                return ack(StatusCode::BAD_REQUEST, false, ip, 2);
+            }
+        };
+        if let (Some(key), Packet::Transaction(_)) = (&self.key, &packet) {
+            if let Err(e) = verify_transaction_signature(key.expose(), body) {
+                return refuse_signature(&format!("SIGNATURE element: {e}"));
+            }
+        }
+        let mut state = self.state.lock().expect("receiver state poisoned");
+        let result = match &packet {
+            Packet::Cdrs(cdrs) => state.file_cdrs(cdrs),
+            Packet::Transaction(tx) => state.file_transaction(tx, body),
+        };
+        match result {
+            Ok(()) => ack(StatusCode::OK, true, ip, 1),
+            Err(e) => {
+                tracing::error!(error = %e, "Filing received records failed; answering ERROR so billbox retries.");
+                ack(StatusCode::INTERNAL_SERVER_ERROR, false, ip, 5)
+            }
         }
     }
 }

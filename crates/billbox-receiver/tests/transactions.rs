@@ -43,11 +43,11 @@ impl Receiver {
         let (tx, rx) = std::sync::mpsc::channel();
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
+            actix_rt::System::new().block_on(async move {
                 let running = Arc::new(serve_secure(opts, security).unwrap());
                 tx.send(running.clone()).unwrap();
                 while !stopping.load(Ordering::SeqCst) {
-                    actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+                    actix_rt::time::sleep(Duration::from_millis(5)).await;
                 }
                 running.stop(true).await;
             });
