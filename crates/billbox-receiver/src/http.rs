@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -280,6 +280,9 @@ async fn respond<P: Packets>(
             local_ip,
             peer,
         })
+    } else if body.size_hint().lower() > MAX_PACKET_BYTES as u64 {
+        // Its Content-Length says so: refused before it is read.
+        packets.refuse_body(local_ip, true)
     } else {
         match Limited::new(body, MAX_PACKET_BYTES).collect().await {
             Ok(collected) => {

@@ -1,101 +1,21 @@
 //! The receiver files the AG's `ADD_REC` transactions: real HTTP on
 //! 127.0.0.1, real files in temporary directories.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use billbox_receiver::{
-    read_packets, read_transactions, serve_secure, transaction_files, ReceiverOptions,
-    ReceiverSecurity, Running,
-};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use billbox_receiver::{read_packets, read_transactions, transaction_files};
 use billbox_wire::{encode_transaction, Amount, TransType, Transaction};
 use chrono::{NaiveDate, NaiveTime};
+use common::{delivered, post, Receiver};
 
 /// The contract, where the receiver's files are documented.
 const DOC: &str = include_str!("../../../docs/wire-format.md");
 
 const KEY: &str = "0123456789abcdef-receiver-test-key";
-
-/// A receiver on an actix system of its own, in its own thread, filing
-/// under `out`.
-struct Receiver {
-    running: Arc<Running>,
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Receiver {
-    fn start(out: &Path, key: Option<&str>) -> Receiver {
-        let security = ReceiverSecurity {
-            secret_key: key.map(|k| billbox_config::SecretKey::new(k).unwrap()),
-            tls: None,
-        };
-        let opts = ReceiverOptions {
-            listen: "127.0.0.1:0".into(),
-            out: out.to_path_buf(),
-            durable: true,
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stopping = stop.clone();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let running = Arc::new(serve_secure(opts, security).unwrap());
-                tx.send(running.clone()).unwrap();
-                while !stopping.load(Ordering::SeqCst) {
-                    actix_rt::time::sleep(Duration::from_millis(5)).await;
-                }
-                running.stop(true).await;
-            });
-        });
-        let running = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Receiver {
-            running,
-            stop,
-            thread,
-        }
-    }
-
-    fn post(&self, body: &[u8]) -> (u16, String) {
-        post(self.running.addr, body, None)
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.thread.join().unwrap();
-    }
-}
-
-/// One HTTP/1.1 POST with `Connection: close`: (status, body).
-fn post(addr: SocketAddr, body: &[u8], signature: Option<&str>) -> (u16, String) {
-    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut head = format!(
-        "POST /billing HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    if let Some(s) = signature {
-        head.push_str(&format!("{}: {s}\r\n", billbox_wire::SIGNATURE_HEADER));
-    }
-    head.push_str("\r\n");
-    conn.write_all(head.as_bytes()).unwrap();
-    conn.write_all(body).unwrap();
-    let mut answer = Vec::new();
-    conn.read_to_end(&mut answer).unwrap();
-    let answer = String::from_utf8_lossy(&answer);
-    let status = answer.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, body.to_string())
-}
-
-fn delivered((status, body): &(u16, String)) -> bool {
-    billbox_wire::delivery_verdict(*status, body.as_bytes()).is_delivered()
-}
 
 fn tx(property_id: &str, rec_num: u32) -> Transaction {
     Transaction {
