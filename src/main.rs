@@ -133,9 +133,26 @@ fn validate(path: &Path) -> ExitCode {
                 cfg.ports.len(),
                 cfg.gateway.name
             );
+            // Still valid: a setting without effect is never a reason not
+            // to start.
+            for warning in &cfg.warnings {
+                println!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+/// Logs each setting of `config` that has no effect where it stands, once.
+fn log_warnings(path: &Path, config: &billbox_config::Config) {
+    for warning in &config.warnings {
+        tracing::warn!(
+            config = %path.display(),
+            key = %warning.key,
+            why = %warning.message,
+            "A setting has no effect where it stands; billbox runs without it."
+        );
     }
 }
 
@@ -144,6 +161,7 @@ fn run(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    log_warnings(path, &config);
     // Before anything counts: counters counted earlier would be lost.
     let prometheus = if config.metrics.enabled {
         match billbox_monitor::install_recorder() {
@@ -294,6 +312,7 @@ async fn reload(
             return;
         }
     };
+    log_warnings(path, &new);
     match running.reload(&new).await {
         Ok(summary) => {
             if let Some(m) = monitor {

@@ -154,3 +154,52 @@ fn the_demo_runs_the_whole_pipeline_and_checks_itself() {
     );
     assert!(dir.path().join("billbox.toml").exists());
 }
+
+/// A known setting where it has no effect (a serial setting on a TCP port,
+/// `attempts` without a secondary or suspend) used to stop billbox from
+/// starting; it is a warning: `validate` prints it and exits 0, `run`
+/// logs it once at WARN and runs.
+#[test]
+fn settings_without_effect_are_warned_about_and_billbox_runs() {
+    let site = Site::new();
+    let ports = "[[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nspeed = 9600\n\
+                 billing_records = 1\nbilling_eor = \"\\n\"\n\n\
+                 [delivery]\nprimary = \"http://127.0.0.1:9/\"\nattempts = 5\n";
+    let out = validate(&site, ports);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{stdout}");
+    assert!(
+        warnings[0].starts_with("warning: ports[0].speed: has no effect"),
+        "{stdout}"
+    );
+    assert!(
+        warnings[1].starts_with("warning: delivery.attempts: has no effect"),
+        "{stdout}"
+    );
+
+    let bb = Billbox::start(&site.config(ports));
+    let warned = bb
+        .wait_log("A setting has no effect", None, Duration::from_secs(10))
+        .expect("the warning is logged");
+    assert_eq!(warned["level"], "WARN");
+    assert_eq!(warned["key"], "ports[0].speed");
+    TcpPbx::connect(bb.listen_addr("p"))
+        .unwrap()
+        .send(b"one record\n")
+        .unwrap();
+    wait_until(Duration::from_secs(30), || {
+        (!site.txt_files("gw-test").is_empty()).then_some(())
+    })
+    .expect("billbox runs: the record is filed");
+    assert_eq!(
+        bb.count_logs("A setting has no effect", None),
+        2,
+        "once each"
+    );
+    assert_eq!(bb.terminate(), Some(0));
+}

@@ -145,8 +145,9 @@ fn from_text(
     let mut top = read::Table::new(String::new(), root, &env.keys);
     let config = Config::read(&mut top);
     let mut problems = env.problems.clone();
+    let mut warnings = Vec::new();
     let first = problems.len();
-    top.finish(&mut problems);
+    top.finish(&mut problems, &mut warnings);
     for problem in &mut problems[first..] {
         // `delivery.primary: missing` when variables made [delivery].
         let note = env.note(&problem.key).or_else(|| {
@@ -158,7 +159,7 @@ fn from_text(
         }
     }
     match config {
-        Some(config) if problems.is_empty() => Ok(config),
+        Some(config) if problems.is_empty() => Ok(Config { warnings, ..config }),
         _ => Err(ConfigError::invalid(path, problems)),
     }
 }

@@ -13,6 +13,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::error::Problem;
 use crate::escape::decode_escapes;
 use crate::read::{check_path, Table, Unit};
 use crate::security::ServerSecurity;
@@ -59,6 +60,11 @@ pub struct Config {
     /// `[transactions]`: the submit API and AG relay. `None` when the
     /// section is absent: no transactions are taken in.
     pub transactions: Option<TransactionsConfig>,
+    /// Settings given where they have no effect (a serial setting on a TCP
+    /// port, `failback_after` with round robin, ...), one `key: why` each,
+    /// in file order: `billbox validate` prints them and `run` logs each
+    /// once at WARN. Never a reason not to start.
+    pub warnings: Vec<Problem>,
 }
 
 impl Config {
@@ -110,6 +116,7 @@ impl Config {
             carbon_copies,
             metrics,
             transactions,
+            warnings: Vec::new(),
         })
     }
 }
@@ -400,13 +407,33 @@ impl DeliveryConfig {
         let attempts = t.num("attempts", 3, 1..=100, "attempts on one server");
         let retry_delay = t.seconds("retry_delay", Duration::ZERO, secs(HOUR), None);
         let suspend = t.seconds("suspend", Duration::ZERO, secs(DAY), None);
+        let switches_on_attempts = method == Method::Failover && secondary_given;
+        if t.accepted("attempts")
+            && suspend.unwrap_or(Duration::ZERO).is_zero()
+            && !switches_on_attempts
+        {
+            let why = match secondary_given {
+                true => "round_robin moves to the other server after every failed attempt",
+                false => "without a secondary every failed attempt is retried on the primary",
+            };
+            t.warning(
+                "attempts",
+                format!("has no effect: {why}, and with suspend = 0 no round is counted"),
+            );
+        }
         let gt0 = Some("must be greater than 0");
         let request_timeout = t.seconds("request_timeout", Duration::ZERO, secs(10 * MINUTE), gt0);
         let batch_max = t.num("batch_max", 1, 1..=10_000, "records per POST");
         if method == Method::RoundRobin {
             t.unused(Some(
-                "only method = \"failover\" takes {key}; round_robin moves to the \
-                 other server after every failed attempt"
+                "has no effect: only method = \"failover\" uses {key}; round_robin \
+                 moves to the other server after every failed attempt"
+                    .to_string(),
+            ));
+        } else if !secondary_given {
+            t.unused(Some(
+                "has no effect: {key} says when to go back from the secondary, \
+                 and there is no secondary"
                     .to_string(),
             ));
         }
@@ -661,7 +688,10 @@ impl PortConfig {
         // Judged by the keys given, not by whether their values are valid,
         // so a TCP port with a bad address still has its serial keys flagged.
         if !t.given("device") && (t.given("listen") || t.given("connect")) {
-            t.unused(Some("only serial ports (device) take {key}".to_string()));
+            t.unused(Some(
+                "has no effect: only serial ports (device) use {key}, and this port is TCP"
+                    .to_string(),
+            ));
         }
         let serial = SerialSettings::read(t);
         t.unused(None);

@@ -47,6 +47,8 @@ pub(crate) struct Table<'a> {
     /// Values of the wrong type, reported before the other problems.
     typed: Vec<Problem>,
     problems: Vec<Problem>,
+    /// Keys given where they have no effect: reported, never refused.
+    warnings: Vec<Problem>,
     env: &'a EnvKeys,
     /// While set, a valid value is reported as having no effect here:
     /// the message, with `{key}` standing for the key.
@@ -63,6 +65,7 @@ impl<'a> Table<'a> {
             rejected: BTreeSet::new(),
             typed: Vec::new(),
             problems: Vec::new(),
+            warnings: Vec::new(),
             env,
             unused: None,
         }
@@ -140,11 +143,21 @@ impl<'a> Table<'a> {
         self.given(key) && !self.rejected.contains(key)
     }
 
-    /// Until called again with `None`, values of the right type are
-    /// reported as without effect here, with `message` (`{key}` is
-    /// replaced by the key), and not judged further.
+    /// Until called again with `None`, valid values are read as usual and
+    /// each key given is also reported as without effect here (a warning,
+    /// not a problem), with `message` (`{key}` is replaced by the key).
+    /// Invalid values stay problems.
     pub fn unused(&mut self, message: Option<String>) {
         self.unused = message;
+    }
+
+    /// `key` is given where it has no effect: a warning, `message` saying
+    /// why.
+    pub fn warning(&mut self, key: &str, message: impl Into<String>) {
+        let key = self.key(key);
+        if !self.warnings.iter().any(|w| w.key == key) {
+            self.warnings.push(Problem::new(key, message.into()));
+        }
     }
 
     fn take(&mut self, key: &'static str) -> Option<Value> {
@@ -154,12 +167,12 @@ impl<'a> Table<'a> {
         Some(value)
     }
 
-    /// `value`, unless the table is in an [`unused`](Self::unused) stretch.
+    /// `value`; in an [`unused`](Self::unused) stretch, with a warning.
     fn accept<T>(&mut self, key: &str, value: T) -> Option<T> {
-        match self.unused.clone() {
-            Some(message) => self.fail(key, message.replace("{key}", key)),
-            None => Some(value),
+        if let Some(message) = self.unused.clone() {
+            self.warning(key, message.replace("{key}", key));
         }
+        Some(value)
     }
 
     /// A value of the wrong type at `key`.
@@ -305,10 +318,6 @@ impl<'a> Table<'a> {
         if let ValueKind::U64(n) = value.kind {
             return self.wrong_type(key, format!("{n} is far too large"));
         }
-        // A value of the right type where it has no effect is not parsed.
-        if self.unused.is_some() && matches!(value.kind, ValueKind::I64(_) | ValueKind::String(_)) {
-            return self.accept(key, Duration::ZERO);
-        }
         let parsed = match &value.kind {
             ValueKind::I64(n) => number(*n),
             ValueKind::String(text) => {
@@ -391,14 +400,15 @@ impl<'a> Table<'a> {
     /// Reads the table `child` with `read`, then adds its problems here.
     pub fn read<R>(&mut self, mut child: Table<'a>, read: impl FnOnce(&mut Table<'a>) -> R) -> R {
         let value = read(&mut child);
-        child.finish(&mut self.problems);
+        child.finish(&mut self.problems, &mut self.warnings);
         value
     }
 
     /// Adds this table's problems to `out`: the unknown keys first (in
     /// sorted order), then the values of the wrong type, then the rest,
-    /// each in the order found.
-    pub fn finish(self, out: &mut Vec<Problem>) {
+    /// each in the order found; and its warnings to `warnings`.
+    pub fn finish(self, out: &mut Vec<Problem>, warnings: &mut Vec<Problem>) {
+        warnings.extend(self.warnings);
         let mut unknown: Vec<String> = self.map.into_keys().collect();
         unknown.sort();
         for key in unknown {

@@ -179,10 +179,9 @@ impl ServerSecurity {
         let tls_ok = t.value_problem_count() == paths_before;
         for key in ["ca_file", "client_cert", "client_key"] {
             if https == Some(false) && t.accepted(key) {
-                let why = format!("use an https:// URL or remove {key}");
-                t.problem(
+                t.warning(
                     key,
-                    format!("only https:// servers use TLS, and {no_https}; {why}"),
+                    format!("has no effect: only https:// servers use TLS, and {no_https}"),
                 );
             }
         }

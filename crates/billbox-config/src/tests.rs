@@ -164,6 +164,7 @@ fn full_config_parses_with_defaults_filled() {
         carbon_copies: Vec::new(),
         metrics: MetricsConfig::default(),
         transactions: None,
+        warnings: Vec::new(),
     };
     assert_eq!(config, expected);
 
@@ -303,11 +304,9 @@ fn every_invalid_value_names_its_key() {
         (serial_port("speed = 10"), "ports[0].speed: 10 is not a supported speed"),
         (serial_port("speed = 5000000"), "ports[0].speed: 5000000 is not a supported speed"),
         (serial_port("speed = -9600"), "ports[0].speed: -9600 is not a supported speed"),
-        (bare_port("listen = \"0.0.0.0:5101\"\nspeed = 9600"), "ports[0].speed: only serial ports (device) take speed"),
-        (bare_port("connect = \"h:1\"\ndata_bits = 8"), "ports[0].data_bits: only serial ports (device) take data_bits"),
-        (bare_port("connect = \"h:1\"\nparity = \"none\""), "ports[0].parity: only serial ports (device) take parity"),
-        (bare_port("connect = \"h:1\"\nstop_bits = 1"), "ports[0].stop_bits: only serial ports (device) take stop_bits"),
-        (bare_port("connect = \"h:1\"\nflow = \"none\""), "ports[0].flow: only serial ports (device) take flow"),
+        // Serial keys on a TCP port: checked all the same (and warned about).
+        (bare_port("listen = \"0.0.0.0:5101\"\nspeed = 10"), "ports[0].speed: 10 is not a supported speed"),
+        (bare_port("connect = \"h:1\"\nparity = \"foo\""), "ports[0].parity: \"foo\" is not a parity"),
         // names
         ("[[ports]]\ndevice = \"/dev/a\"\n".to_string(), "ports[0].name: missing"),
         (bare_port("").replace("pbx1", "pbx 1") + "device = \"/dev/a\"", "ports[0].name: \"pbx 1\" contains characters other than"),
@@ -504,7 +503,6 @@ fn all_problems_are_reported_at_once() {
             "ports[0].parity",
             "ports[0].billing_eor",
             "ports[1]",
-            "ports[2].speed",
             "ports[2].billing_timeout",
             "ports[2].reconnect_max",
             "ports[1].name",
@@ -786,12 +784,11 @@ fn documentation_matches_the_code() {
 }
 
 #[test]
-fn serial_keys_on_a_tcp_port_with_a_bad_address_are_still_flagged() {
+fn serial_keys_on_a_tcp_port_with_a_bad_address_are_no_problem_of_their_own() {
     assert_eq!(
         problems(&bare_port("listen = \"nowhere\"\nspeed = 9600")),
         [
             "ports[0].listen: \"nowhere\" is not an ip:port address; write e.g. \"0.0.0.0:5101\" or \"[::]:5101\"",
-            "ports[0].speed: only serial ports (device) take speed",
         ]
     );
     // With a serial device, they are checked as serial settings.
@@ -1058,13 +1055,13 @@ fn attempts_is_taken_with_both_methods() {
     assert_eq!(d.method, Method::RoundRobin);
     assert_eq!(d.attempts, 2);
     assert_eq!(d.suspend, Duration::from_secs(30));
-    // failback_after stays failover-only.
-    let err = from_toml_str(&serial_port(
-        "[delivery]\nprimary = \"http://a/\"\nmethod = \"round_robin\"\nattempts = 2\nfailback_after = \"5m\"",
+    // failback_after is failover's: with round robin, a warning.
+    let config = from_toml_str(&serial_port(
+        "[delivery]\nprimary = \"http://a/\"\nsecondary = \"http://b/\"\nmethod = \"round_robin\"\nattempts = 2\nsuspend = \"30s\"\nfailback_after = \"5m\"",
     ))
-    .unwrap_err();
-    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
-    assert_eq!(keys, ["delivery.failback_after"], "{err}");
+    .unwrap();
+    let keys: Vec<&str> = config.warnings.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["delivery.failback_after"]);
 }
 
 #[test]
@@ -1149,9 +1146,8 @@ fn every_invalid_delivery_value_names_its_key() {
         (with_delivery("window = 0"), "delivery.window: 0 is out of range; use 1 to 1024"),
         (with_delivery("window = 1025"), "delivery.window: 1025 is out of range; use 1 to 1024"),
         (with_delivery("connections = 2\nmax_in_flight = 2"), "delivery.max_in_flight: given with connections, its newer name; give connections only"),
-        (with_delivery("method = \"round_robin\"\nfailback_after = \"5m\""), "delivery.failback_after: only method = \"failover\" takes failback_after"),
-        // Without effect, the value is not judged.
-        (with_delivery("method = \"round_robin\"\nfailback_after = \"soon\""), "delivery.failback_after: only method = \"failover\" takes failback_after"),
+        // Without effect, the value is judged all the same.
+        (with_delivery("method = \"round_robin\"\nfailback_after = \"soon\""), "delivery.failback_after: \"soon\" is not a duration"),
         (with_delivery("method = \"round_robin\"\nattempts = 0"), "delivery.attempts: 0 is out of range; use 1 to 100"),
         (with_delivery("suspend = \"2d\""), "delivery.suspend: 2days is too long; at most 1day"),
         (with_delivery("suspend = -1"), "delivery.suspend: -1 is negative"),
@@ -1826,4 +1822,41 @@ fn duration_messages_name_the_unit() {
         found[1].ends_with("or a whole number of seconds"),
         "{found:#?}"
     );
+}
+
+/// A known key where it has no effect: the config loads, with a warning
+/// naming the key and why (each case used to be an error).
+#[test]
+fn settings_without_effect_are_warnings_not_errors() {
+    let delivery =
+        |extra: &str| serial_port(&format!("[delivery]\nprimary = \"http://a/\"\n{extra}"));
+    let both = |extra: &str| delivery(&format!("secondary = \"http://b/\"\n{extra}"));
+    #[rustfmt::skip]
+    let cases = [
+        (bare_port("listen = \"0.0.0.0:5101\"\nspeed = 9600"), "ports[0].speed: has no effect: only serial ports (device) use speed, and this port is TCP"),
+        (bare_port("connect = \"h:1\"\ndata_bits = 8"), "ports[0].data_bits: has no effect: only serial ports (device) use data_bits"),
+        (bare_port("connect = \"h:1\"\nparity = \"none\""), "ports[0].parity: has no effect"),
+        (bare_port("connect = \"h:1\"\nstop_bits = 1"), "ports[0].stop_bits: has no effect"),
+        (bare_port("connect = \"h:1\"\nflow = \"none\""), "ports[0].flow: has no effect"),
+        (both("method = \"round_robin\"\nfailback_after = \"5m\""), "delivery.failback_after: has no effect: only method = \"failover\" uses failback_after"),
+        (delivery("failback_after = \"5m\""), "delivery.failback_after: has no effect: failback_after says when to go back from the secondary, and there is no secondary"),
+        (both("method = \"round_robin\"\nattempts = 5"), "delivery.attempts: has no effect: round_robin moves to the other server after every failed attempt, and with suspend = 0 no round is counted"),
+        (delivery("attempts = 5"), "delivery.attempts: has no effect: without a secondary every failed attempt is retried on the primary"),
+    ];
+    for (text, expected) in cases {
+        let config = from_toml_str(&text).unwrap_or_else(|e| panic!("{text}\n{e}"));
+        let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(warnings.len(), 1, "{text}: {warnings:?}");
+        assert!(warnings[0].starts_with(expected), "{text}: {warnings:?}");
+    }
+    // Where they do have an effect: no warning.
+    for text in [
+        serial_port("speed = 19200"),
+        both("attempts = 5\nfailback_after = \"5m\""),
+        both("method = \"round_robin\"\nattempts = 5\nsuspend = \"1m\""),
+        delivery("attempts = 5\nsuspend = \"1m\""),
+    ] {
+        let config = from_toml_str(&text).unwrap();
+        assert!(config.warnings.is_empty(), "{text}: {:?}", config.warnings);
+    }
 }
