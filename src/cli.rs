@@ -71,6 +71,18 @@ pub enum Command {
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Print the billbox config of the billing ports (`protocol billing`) of
+    /// a Cyclades ACS `pslave.conf`: serial settings, alias, billing_records,
+    /// billing_timeout, billing_eor and the files directory; every other key
+    /// as a comment. The output passes `billbox validate`.
+    ImportAcs {
+        /// The ACS's /etc/portslave/pslave.conf.
+        file: PathBuf,
+        /// `gateway.name` (ACS named files after its hostname when a port has
+        /// no alias); `acs` when not given.
+        #[arg(long)]
+        gateway: Option<String>,
+    },
     /// Run the reference billing server: acknowledges billbox packets, files
     /// records per gateway and port, drops duplicates and reports gaps.
     Receive {

@@ -9,6 +9,7 @@
 mod cli;
 mod demo;
 mod health;
+mod import_acs;
 mod logging;
 mod salvage;
 
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Command::Validate { config } => validate(&config),
         Command::Inspect { config } => inspect(&config),
         Command::Demo(args) => demo::main(args),
+        Command::ImportAcs { file, gateway } => import_acs::main(&file, gateway),
         cmd @ Command::Receive { .. } => receive(cmd),
         Command::Salvage { config, wait, dir } => salvage::main(&config, &dir, wait),
         Command::Health {
