@@ -24,8 +24,8 @@ fn import_acs(file: &Path, gateway: Option<&str>) -> Output {
 }
 
 /// Imports `name`, writes the TOML into `dir`, checks it with `billbox
-/// validate`, and reads it back.
-fn imported(name: &str, dir: &Path) -> (billbox_config::Config, String) {
+/// validate`, and reads it back: (config, stderr's summary, the TOML).
+fn imported(name: &str, dir: &Path) -> (billbox_config::Config, String, String) {
     let out = import_acs(&fixture(name), Some("gw-acs"));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{name}: {stderr}");
@@ -39,13 +39,14 @@ fn imported(name: &str, dir: &Path) -> (billbox_config::Config, String) {
     assert_eq!(valid.status.code(), Some(0), "{name}: {valid:?}");
     let warnings = String::from_utf8_lossy(&valid.stdout);
     assert!(!warnings.contains("warning:"), "{name}: {warnings}");
-    (billbox_config::load(&path).unwrap(), stderr)
+    let toml = String::from_utf8(out.stdout).unwrap();
+    (billbox_config::load(&path).unwrap(), stderr, toml)
 }
 
 #[test]
 fn the_config_billing_wizards_ports_are_imported_and_the_rest_kept_as_comments() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, summary) = imported("acs5000-wizard.conf", dir.path());
+    let (config, summary, toml) = imported("acs5000-wizard.conf", dir.path());
     assert_eq!(config.gateway.name, "gw-acs");
     assert_eq!(config.gateway.spool_dir, Path::new("/var/run/DB"));
     let names: Vec<&str> = config.ports.iter().map(|p| p.name.as_str()).collect();
@@ -78,7 +79,6 @@ fn the_config_billing_wizards_ports_are_imported_and_the_rest_kept_as_comments()
         "{summary}"
     );
     // Nothing dropped silently: every key of the file is in the output.
-    let toml = std::fs::read_to_string(dir.path().join("acs5000-wizard.conf.toml")).unwrap();
     for kept in [
         "conf.eth_ip 192.168.160.10",
         "all.socket_port 7001+",
@@ -93,7 +93,7 @@ fn the_config_billing_wizards_ports_are_imported_and_the_rest_kept_as_comments()
 #[test]
 fn all_ports_take_the_all_defaults_and_a_second_billing_dir_is_a_comment() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, _) = imported("all-ports-billing.conf", dir.path());
+    let (config, _, toml) = imported("all-ports-billing.conf", dir.path());
     assert_eq!(config.gateway.spool_dir, Path::new("/var/billing"));
     let aliases: Vec<_> = config
         .ports
@@ -114,7 +114,6 @@ fn all_ports_take_the_all_defaults_and_a_second_billing_dir_is_a_comment() {
         assert_eq!(port.billing_eor, b"\r\n", "octal \\015\\012");
         assert_eq!(port.billing_timeout, Some(Duration::from_secs(30 * 60)));
     }
-    let toml = std::fs::read_to_string(dir.path().join("all-ports-billing.conf.toml")).unwrap();
     assert!(
         toml.contains("# Not mapped: s3.billing_dir /var/billing-conference"),
         "{toml}"
@@ -124,7 +123,7 @@ fn all_ports_take_the_all_defaults_and_a_second_billing_dir_is_a_comment() {
 #[test]
 fn escapes_continuations_and_a_port_turned_off_are_imported() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, _) = imported("escapes-and-continuations.conf", dir.path());
+    let (config, _, toml) = imported("escapes-and-continuations.conf", dir.path());
     let s7 = &config.ports[0];
     assert_eq!(s7.name, "s7");
     assert_eq!(
@@ -140,8 +139,6 @@ fn escapes_continuations_and_a_port_turned_off_are_imported() {
     let s12 = &config.ports[1];
     assert_eq!(s12.billing_eor, b"#\t\\");
     assert_eq!(s12.serial.speed, 9600, "billbox's default, as ACS's");
-    let toml =
-        std::fs::read_to_string(dir.path().join("escapes-and-continuations.conf.toml")).unwrap();
     assert!(
         toml.contains("s7.users admin,billing"),
         "the continued line: {toml}"

@@ -202,13 +202,9 @@ fn tls_file_problems_name_the_key() {
         one_problem(&with_delivery(&lines), &expected);
     }
     // TLS keys for http:// servers have no effect: warnings, not errors.
-    let config = from_toml_str(&with_delivery(&format!(
-        "primary = \"http://a/\"\n{}",
-        pki.key("ca_file", "ca.pem")
-    )))
-    .unwrap();
+    let first_warning = |text: String| from_toml_str(&text).unwrap().warnings[0].to_string();
     assert_eq!(
-        config.warnings[0].to_string(),
+        first_warning(with_delivery(&format!("primary = \"http://a/\"\n{}", pki.key("ca_file", "ca.pem")))),
         "delivery.ca_file: has no effect: only https:// servers use TLS, and no server of [delivery] is https://"
     );
     // The same for a carbon copy, at its own keys.
@@ -216,13 +212,8 @@ fn tls_file_problems_name_the_key() {
         &with_copy(&format!("url = \"https://a/\"\nca_file = {missing:?}\n")),
         "carbon_copy[0].ca_file: cannot read",
     );
-    let config = from_toml_str(&with_copy(&format!(
-        "url = \"http://a/\"\n{}",
-        pki.key("client_cert", "client.pem")
-    )))
-    .unwrap();
     assert_eq!(
-        config.warnings[0].to_string(),
+        first_warning(with_copy(&format!("url = \"http://a/\"\n{}", pki.key("client_cert", "client.pem")))),
         "carbon_copy[0].client_cert: has no effect: only https:// servers use TLS, and the url is http://"
     );
     // One https server of two is enough for the section's TLS keys.

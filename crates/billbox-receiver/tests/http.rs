@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{answer_of, connect, head, Receiver};
+use common::{answer_of, connect, head, send, Receiver};
 
 /// An `ADD_CDR_BATCH` of `count` records from gw/p1, from `first` on.
 fn batch(first: u64, count: u64) -> Vec<u8> {
@@ -81,10 +81,7 @@ fn pipelined_packets_are_all_answered_on_one_connection() {
         assert!(!head.contains("connection: close"), "kept open: {head}");
     }
     // The connection still serves.
-    let body = batch(1 + packets * per_packet, 1);
-    conn.write_all(head(addr, body.len(), "").as_bytes())
-        .unwrap();
-    conn.write_all(&body).unwrap();
+    send(&mut conn, addr, &batch(1 + packets * per_packet, 1));
     assert_eq!(read_answers(&mut conn, 1)[0].0, 200);
     assert_eq!(r.running.counts(), (packets * per_packet + 1, 0));
     r.stop();
@@ -124,10 +121,7 @@ fn a_stop_at_once_closes_open_connections() {
     let out = tempfile::tempdir().unwrap();
     let r = Receiver::start(out.path(), None);
     let mut conn = connect(r.addr());
-    let body = batch(1, 1);
-    conn.write_all(head(r.addr(), body.len(), "").as_bytes())
-        .unwrap();
-    conn.write_all(&body).unwrap();
+    send(&mut conn, r.addr(), &batch(1, 1));
     assert_eq!(read_answers(&mut conn, 1)[0].0, 200);
     r.stop_with(false);
     let mut rest = [0u8; 64];

@@ -55,6 +55,13 @@ pub fn head(addr: SocketAddr, len: usize, extra: &str) -> String {
     )
 }
 
+/// Writes a keep-alive POST of `body` on `conn`.
+pub fn send(conn: &mut TcpStream, addr: SocketAddr, body: &[u8]) {
+    conn.write_all(head(addr, body.len(), "").as_bytes())
+        .unwrap();
+    conn.write_all(body).unwrap();
+}
+
 /// One HTTP/1.1 POST with `Connection: close`: (status, body).
 pub fn post(addr: SocketAddr, body: &[u8], signature: Option<&str>) -> (u16, String) {
     let mut conn = connect(addr);
