@@ -277,6 +277,27 @@ impl FileClosed<'_> {
     }
 }
 
+/// The open `.tmp` of a port was removed from the spool directory before
+/// it was closed (a collector took it): billbox wrote it again, whole,
+/// from the store, so its records are in the `.txt` all the same.
+pub struct OpenFileRewritten<'a> {
+    pub port: &'a str,
+    pub path: &'a std::path::Path,
+    pub records: u64,
+}
+
+impl OpenFileRewritten<'_> {
+    pub fn emit(self) {
+        warn!(
+            port = self.port,
+            path = %self.path.display(),
+            records = self.records,
+            "A billing file was removed before it was closed; billbox wrote it again from the store. Collect only .txt files."
+        );
+        counter!("billbox_files_rewritten_total", "port" => self.port.to_owned()).increment(1);
+    }
+}
+
 /// Records could not be written to files. They are safe in the store; the
 /// files fall behind until the rotator succeeds again.
 pub struct SpoolFailed<'a> {

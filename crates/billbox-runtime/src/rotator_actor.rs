@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use billbox_spool::{Rotator, SpoolError};
 
-use crate::events::{FileClosed, FilesRecovered, SpoolFailed, SpoolRecovered};
+use crate::events::{FileClosed, FilesRecovered, OpenFileRewritten, SpoolFailed, SpoolRecovered};
 use crate::messages::Committed;
 use crate::now_us;
 use crate::supervise::{guard, ActorName, Recovery, Restart, Restarts};
@@ -104,6 +104,14 @@ impl RotatorActor {
         }
         let port = self.rotator.settings().port.clone();
         for f in self.rotator.drain_closed() {
+            if f.rewritten {
+                OpenFileRewritten {
+                    port: &port,
+                    path: &f.path,
+                    records: f.records(),
+                }
+                .emit();
+            }
             FileClosed {
                 port: &port,
                 path: &f.path,

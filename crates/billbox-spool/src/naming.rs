@@ -26,11 +26,16 @@ pub fn stem(prefix: &str, received_us: i64) -> String {
     format!("cyc{prefix}-{}", when.format("%y%m%d.%H%M%S"))
 }
 
-/// A stem for a new file in `dir` that collides with no `.tmp` or `.txt` there.
-pub fn unique_stem(dir: &Path, prefix: &str, received_us: i64) -> String {
+/// A stem for a new file in `dir` that collides with no `.tmp` or `.txt`
+/// there and sorts after `after` (the last name this port used), so a
+/// name is not used again even when its file was collected and deleted
+/// (a collector that keeps files by name would overwrite its copy).
+pub fn unique_stem(dir: &Path, prefix: &str, received_us: i64, after: Option<&str>) -> String {
     let base = stem(prefix, received_us);
     let free = |s: &str| {
-        !dir.join(format!("{s}.{TMP}")).exists() && !dir.join(format!("{s}.{TXT}")).exists()
+        after.is_none_or(|last| s > last)
+            && !dir.join(format!("{s}.{TMP}")).exists()
+            && !dir.join(format!("{s}.{TXT}")).exists()
     };
     if free(&base) {
         return base;
@@ -60,10 +65,32 @@ mod tests {
     fn unique_stem_never_reuses_a_name() {
         let dir = tempfile::tempdir().unwrap();
         let base = stem("gw", 0);
-        assert_eq!(unique_stem(dir.path(), "gw", 0), base);
+        assert_eq!(unique_stem(dir.path(), "gw", 0, None), base);
         std::fs::write(dir.path().join(format!("{base}.txt")), b"x").unwrap();
-        assert_eq!(unique_stem(dir.path(), "gw", 0), format!("{base}_001"));
+        assert_eq!(
+            unique_stem(dir.path(), "gw", 0, None),
+            format!("{base}_001")
+        );
         std::fs::write(dir.path().join(format!("{base}_001.tmp")), b"x").unwrap();
-        assert_eq!(unique_stem(dir.path(), "gw", 0), format!("{base}_002"));
+        assert_eq!(
+            unique_stem(dir.path(), "gw", 0, None),
+            format!("{base}_002")
+        );
+    }
+
+    #[test]
+    fn a_name_whose_file_was_deleted_is_not_used_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = stem("gw", 0);
+        let last = format!("{base}_002");
+        // The directory is empty (collected), the port used _002 last.
+        assert_eq!(
+            unique_stem(dir.path(), "gw", 0, Some(&last)),
+            format!("{base}_003")
+        );
+        // A later second sorts after every suffix of an earlier one.
+        let later = stem("gw", 1_000_000);
+        assert!(later > last);
+        assert_eq!(unique_stem(dir.path(), "gw", 1_000_000, Some(&last)), later);
     }
 }

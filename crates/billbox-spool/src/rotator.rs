@@ -40,6 +40,10 @@ pub struct ClosedFile {
     pub path: PathBuf,
     pub first_seq: u64,
     pub last_seq: u64,
+    /// Its `.tmp` had been removed from the spool directory (by a
+    /// collector, by hand) while it was open: it was written again, whole,
+    /// from the store before it was closed.
+    pub rewritten: bool,
 }
 
 impl ClosedFile {
@@ -98,6 +102,9 @@ pub struct Rotator {
     next_seq: u64,
     recovered: bool,
     closed: Vec<ClosedFile>,
+    /// The name of the last file this port opened (in this run, or open at
+    /// the crash): new names sort after it.
+    last_stem: Option<String>,
 }
 
 impl Rotator {
@@ -113,17 +120,20 @@ impl Rotator {
             next_seq: 1,
             recovered: false,
             closed: Vec::new(),
+            last_stem: None,
         }
     }
 
     /// A rotator of the same port that starts over from the store (after
     /// this one failed: its open file is dropped, its state rebuilt).
     pub fn start_over(&self) -> Rotator {
-        Rotator::new(
+        let mut fresh = Rotator::new(
             self.settings.clone(),
             self.store.clone(),
             self.writer.clone(),
-        )
+        );
+        fresh.last_stem = self.last_stem.clone();
+        fresh
     }
 
     pub fn settings(&self) -> &RotatorSettings {
@@ -247,6 +257,9 @@ impl Rotator {
         if self.state.open.is_none() && floor > self.state.cursor {
             self.state.cursor = floor;
         }
+        if let Some(open) = &self.state.open {
+            self.last_stem = Some(open.stem.clone());
+        }
         if let Some(open) = self.state.open.clone() {
             let tmp = self.path(&open.stem, TMP);
             match open.closing_last {
@@ -355,7 +368,13 @@ impl Rotator {
     }
 
     fn open_new(&mut self, rec: &Record) -> Result<(), SpoolError> {
-        let stem = unique_stem(&self.settings.dir, &self.settings.prefix, rec.received_us);
+        let stem = unique_stem(
+            &self.settings.dir,
+            &self.settings.prefix,
+            rec.received_us,
+            self.last_stem.as_deref(),
+        );
+        self.last_stem = Some(stem.clone());
         self.state.open = Some(OpenState {
             stem: stem.clone(),
             first: rec.seq,
@@ -400,12 +419,23 @@ impl Rotator {
         })?;
         file.sync_all().map_err(|source| SpoolError::Io {
             op: "syncing",
-            path,
+            path: path.clone(),
             source,
         })?;
         drop(file);
+        // Removed under billbox while open (the data went to an unlinked
+        // inode): its records are still in the store, which keeps them
+        // until they are in a closed file.
+        let rewritten = !path.exists();
+        if rewritten {
+            self.write_whole(&w.stem, w.first_seq, w.last_seq)?;
+        }
         self.mark_closing(w.last_seq)?;
-        self.rename_closed(&w.stem, w.first_seq, w.last_seq)
+        self.rename_closed(&w.stem, w.first_seq, w.last_seq)?;
+        if let Some(closed) = self.closed.last_mut() {
+            closed.rewritten = rewritten;
+        }
+        Ok(())
     }
 
     /// Durably notes that the open file is complete up to `last`.
@@ -436,6 +466,7 @@ impl Rotator {
             path: txt,
             first_seq: first,
             last_seq: last,
+            rewritten: false,
         });
         Ok(())
     }

@@ -319,3 +319,29 @@ fn a_failed_write_is_retried_from_the_journal() {
     assert_eq!(txt, expected(3));
     assert_eq!(fx.files(TMP)[0].1, b"rec-4\n");
 }
+
+#[test]
+fn an_open_file_removed_under_billbox_is_written_again_at_close() {
+    let fx = Fixture::new();
+    let mut rot = fx.rotator(10, None);
+    rot.recover(T0).unwrap();
+    rot.take(&fx.feed(4, T0), T0 + 5 * SEC).unwrap();
+    // A collector deletes the .tmp; billbox goes on writing its handle.
+    let tmp = fx.files(TMP);
+    assert_eq!(tmp.len(), 1);
+    std::fs::remove_file(fx.spool.join(&tmp[0].0)).unwrap();
+    rot.take(&fx.feed(6, T0 + 10 * SEC), T0 + 20 * SEC).unwrap();
+    let closed = rot.drain_closed();
+    assert_eq!(closed.len(), 1);
+    assert!(closed[0].rewritten);
+    assert_eq!((closed[0].first_seq, closed[0].last_seq), (1, 10));
+    let (txt, counts) = fx.txt_records();
+    assert_eq!(counts, vec![10]);
+    assert_eq!(txt, expected(10), "every record, once");
+    assert!(fx.files(TMP).is_empty());
+    // The next file is an ordinary one.
+    rot.take(&fx.feed(10, T0 + 30 * SEC), T0 + 50 * SEC)
+        .unwrap();
+    assert!(!rot.drain_closed()[0].rewritten);
+    assert_eq!(fx.txt_records().0, expected(20));
+}
