@@ -4,7 +4,7 @@
 //! after a first pass here that mirrors its key mapping (case-insensitive
 //! `BILLBOX__` prefix, `__` between levels, keys lowercased) to reject
 //! what it would silently misread: malformed names, `[[ports]]` and
-//! `[[carbon_copy]]` overrides (arrays cannot be addressed), and two
+//! `[[carbon_copy]]` and `[[tcp_feed]]` overrides (arrays cannot be addressed), and two
 //! variables that differ only in
 //! case. Values are kept as strings (`try_parsing` is off) so a gateway
 //! name like `007` stays `007`; the readers of numbers, durations and
@@ -19,7 +19,7 @@ use crate::read::EnvKeys;
 const PREFIX: &str = "billbox__";
 
 /// The sections that are arrays of tables, which variables cannot address.
-const ARRAYS: [&str; 2] = ["ports", "carbon_copy"];
+const ARRAYS: [&str; 3] = ["ports", "carbon_copy", "tcp_feed"];
 
 /// The overrides found in an environment.
 #[derive(Debug, Default)]

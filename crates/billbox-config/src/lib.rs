@@ -32,6 +32,8 @@
 //!   the reference, its default and bounds are the one line that reads it
 //!   (`t.num("cache_mb", 8, 1..=4096, "MiB")`); the `Default`s read an
 //!   empty table.
+//! - `feed` (re-exported here): [`TcpFeedConfig`], `[[tcp_feed]]`, with
+//!   [`AllowedNet`] (client networks) and [`FeedStart`].
 //! - `transactions` (re-exported here): [`TransactionsConfig`], the same
 //!   for `[transactions]`.
 //! - `server_url` (re-exported here): [`ServerUrl`], the checked `http://`
@@ -57,6 +59,7 @@
 mod env;
 mod error;
 mod escape;
+mod feed;
 mod model;
 mod read;
 mod security;
@@ -68,6 +71,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrorKind, Problem};
 pub use escape::{decode_escapes, EscapeError};
+pub use feed::{AllowedNet, FeedStart, TcpFeedConfig};
 pub use model::{
     default_file_limits, CarbonCopyConfig, Config, DeliveryConfig, Flow, GatewayConfig, Method,
     MetricsConfig, Parity, PortConfig, PortSource, SerialSettings, StoreConfig, UnknownName,

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::error::Problem;
 use crate::escape::decode_escapes;
+use crate::feed::TcpFeedConfig;
 use crate::read::{check_path, Table, Unit};
 use crate::security::ServerSecurity;
 use crate::server_url::ServerUrl;
@@ -60,6 +61,9 @@ pub struct Config {
     /// `[transactions]`: the submit API and AG relay. `None` when the
     /// section is absent: no transactions are taken in.
     pub transactions: Option<TransactionsConfig>,
+    /// `[[tcp_feed]]`: raw TCP feeds billing software connects to, in file
+    /// order; names and listen addresses unique.
+    pub tcp_feeds: Vec<TcpFeedConfig>,
     /// Settings given where they have no effect (a serial setting on a TCP
     /// port, `failback_after` with round robin, ...), one `key: why` each,
     /// in file order: `billbox validate` prints them and `run` logs each
@@ -108,6 +112,7 @@ impl Config {
         if let Some(x) = &transactions {
             x.check_against(t, &gateway, &ports, &metrics);
         }
+        let tcp_feeds = read_tcp_feeds(t, &ports, &metrics, transactions.as_ref());
         (t.problem_count() == 0).then_some(Config {
             gateway,
             store,
@@ -116,6 +121,7 @@ impl Config {
             carbon_copies,
             metrics,
             transactions,
+            tcp_feeds,
             warnings: Vec::new(),
         })
     }
@@ -182,7 +188,7 @@ pub(crate) fn check_label(name: &str) -> Result<(), String> {
 }
 
 /// The rules of port and carbon copy names.
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     check_length(name)?;
     let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
     if name.bytes().all(allowed) {
@@ -566,6 +572,66 @@ impl CarbonCopyConfig {
         };
         (copy, id)
     }
+}
+
+fn read_tcp_feeds(
+    t: &mut Table,
+    ports: &[PortConfig],
+    metrics: &MetricsConfig,
+    transactions: Option<&TransactionsConfig>,
+) -> Vec<TcpFeedConfig> {
+    let names: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
+    let mut feeds: Vec<(usize, TcpFeedConfig)> = Vec::new();
+    for (index, value) in t
+        .array("tcp_feed", "[[tcp_feed]] tables")
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let at = format!("tcp_feed[{index}]");
+        if let Some(table) = t.child(at, value, "a [[tcp_feed]] table") {
+            if let Some(feed) = t.read(table, |f| TcpFeedConfig::read(f, index, &names)) {
+                feeds.push((index, feed));
+            }
+        }
+    }
+    // Names and addresses must not repeat, nor take another listener's.
+    let mut taken: Vec<(SocketAddr, String)> = ports
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match &p.source {
+            PortSource::Listen { addr } => Some((addr.parse().ok()?, format!("ports[{i}].listen"))),
+            _ => None,
+        })
+        .collect();
+    if metrics.enabled {
+        taken.push((metrics.listen, "metrics.listen".into()));
+    }
+    if let Some(x) = transactions {
+        taken.push((x.listen, "transactions.listen".into()));
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for (index, feed) in &feeds {
+        if seen.contains(&feed.name.as_str()) {
+            let why = format!(
+                "{:?} is also the name of another feed; feed names must be unique",
+                feed.name
+            );
+            t.problem(&format!("tcp_feed[{index}].name"), why);
+        }
+        seen.push(&feed.name);
+        if feed.listen.port() != 0 {
+            if let Some((_, other)) = taken.iter().find(|(a, _)| *a == feed.listen) {
+                let why = format!(
+                    "{} is also {other}; give the feed an address of its own",
+                    feed.listen
+                );
+                t.problem(&format!("tcp_feed[{index}].listen"), why);
+            }
+            taken.push((feed.listen, format!("tcp_feed[{index}].listen")));
+        }
+    }
+    feeds.into_iter().map(|(_, f)| f).collect()
 }
 
 fn read_carbon_copies(t: &mut Table) -> Vec<CarbonCopyConfig> {
@@ -1152,5 +1218,6 @@ pub(crate) fn section_keys() -> Vec<(&'static str, Vec<&'static str>)> {
         ("carbon_copy", keys(|t| CarbonCopyConfig::read(t, 0))),
         ("metrics", keys(|t| MetricsConfig::read(t, &[]))),
         ("transactions", keys(|t| TransactionsConfig::read(t, "gw"))),
+        ("tcp_feed", keys(|t| TcpFeedConfig::read(t, 0, &[]))),
     ]
 }

@@ -385,6 +385,24 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// An array of strings at `key`: `None` when absent; an element that is
+    /// not a string is a problem (the others are kept).
+    pub fn strings(&mut self, key: &'static str) -> Option<Vec<String>> {
+        let values = self.array(key, "an array of strings")?;
+        let mut out = Vec::new();
+        for (i, value) in values.into_iter().enumerate() {
+            match value.kind {
+                ValueKind::String(s) => out.push(s),
+                other => {
+                    let message = format!("expected a string, found {}", kind_name(&other));
+                    self.problems
+                        .push(Problem::new(format!("{}[{i}]", self.key(key)), message));
+                }
+            }
+        }
+        self.accept(key, out)
+    }
+
     /// `value` as the table at `at` (`ports[2]`).
     pub fn child(&mut self, at: String, value: Value, what: &str) -> Option<Table<'a>> {
         match value.kind {

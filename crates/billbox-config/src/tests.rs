@@ -164,6 +164,7 @@ fn full_config_parses_with_defaults_filled() {
         carbon_copies: Vec::new(),
         metrics: MetricsConfig::default(),
         transactions: None,
+        tcp_feeds: Vec::new(),
         warnings: Vec::new(),
     };
     assert_eq!(config, expected);
@@ -675,7 +676,7 @@ fn env_problems() {
         (&[("BILLBOX__STORE__MIN_FREE_MB", "lots")], "store.min_free_mb: expected a whole number, found string \"lots\" (set by environment variable BILLBOX__STORE__MIN_FREE_MB)"),
         (&[("BILLBOX__STORE__MIN_FREE_MBX", "1")], "store.min_free_mbx: unknown key; did you mean `min_free_mb`? (set by environment variable BILLBOX__STORE__MIN_FREE_MBX)"),
         (&[("BILLBOX__STORE__CACHE_MB", "0")], "store.cache_mb: 0 is out of range; use 1 to 4096 (MiB) (set by environment variable BILLBOX__STORE__CACHE_MB)"),
-        (&[("BILLBOX__COLOUR__X", "x")], "colour: unknown key; the keys here are gateway, store, ports, delivery, carbon_copy, metrics, transactions (set by environment variable BILLBOX__COLOUR__X)"),
+        (&[("BILLBOX__COLOUR__X", "x")], "colour: unknown key; the keys here are gateway, store, ports, delivery, carbon_copy, metrics, transactions, tcp_feed (set by environment variable BILLBOX__COLOUR__X)"),
         (&[("BILLBOX__PORTS__0__NAME", "x")], "ports: ports cannot be set from the environment (BILLBOX__PORTS__0__NAME); configure [[ports]] in the file"),
         (&[("BILLBOX__GATEWAY", "x")], "BILLBOX__GATEWAY: not a configuration key; override variables are named BILLBOX__SECTION__KEY"),
         (&[("BILLBOX__GATEWAY__NAME__X", "x")], "BILLBOX__GATEWAY__NAME__X: not a configuration key"),
@@ -767,6 +768,18 @@ fn documentation_matches_the_code() {
                 .lines()
                 .any(|l| l.starts_with("### ") && l.contains(&format!("`{key}`"))),
             "the [transactions] docs lack a section for {key}"
+        );
+    }
+    // Keys that are also other sections' keys: each section needs its own.
+    let feeds = doc
+        .split("\n## `[[tcp_feed]]`\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a ## `[[tcp_feed]]` section");
+    for key in keys("tcp_feed") {
+        assert!(
+            feeds.contains(&format!("### `{key}`")),
+            "the [[tcp_feed]] docs lack a section for {key}"
         );
     }
     // `listen` is also a port key: the [metrics] section needs its own.
@@ -1858,5 +1871,47 @@ fn settings_without_effect_are_warnings_not_errors() {
     ] {
         let config = from_toml_str(&text).unwrap();
         assert!(config.warnings.is_empty(), "{text}: {:?}", config.warnings);
+    }
+}
+
+#[test]
+fn tcp_feeds_are_read_and_checked() {
+    let two_ports = |extra: &str| {
+        format!(
+            "{}\n[[ports]]\nname = \"pbx2\"\nlisten = \"127.0.0.1:5101\"\n{extra}",
+            serial_port("")
+        )
+    };
+    let config = from_toml_str(&two_ports(
+        "[[tcp_feed]]\nlisten = \"0.0.0.0:1752\"\nallow = [\"10.0.0.5\", \"10.1.0.0/16\"]\nports = [\"pbx2\"]\nfrom = \"new\"\n\
+         [[tcp_feed]]\nname = \"audit\"\nlisten = \"127.0.0.1:1753\"\n",
+    ))
+    .unwrap();
+    let (a, b) = (&config.tcp_feeds[0], &config.tcp_feeds[1]);
+    assert_eq!(
+        (a.name.as_str(), a.cursor()),
+        ("feed1", "feed:feed1".to_string())
+    );
+    assert_eq!(a.ports, ["pbx2"]);
+    assert_eq!(a.from, FeedStart::New);
+    assert!(a.allows("10.1.2.3".parse().unwrap()) && !a.allows("10.0.0.6".parse().unwrap()));
+    assert_eq!((b.name.as_str(), b.from), ("audit", FeedStart::Unsent));
+    assert!(b.allow.is_empty() && b.allows("192.0.2.1".parse().unwrap()));
+    #[rustfmt::skip]
+    let cases = [
+        ("[[tcp_feed]]\nname = \"x\"", "tcp_feed[0].listen: missing"),
+        ("[[tcp_feed]]\nlisten = \"anywhere\"", "tcp_feed[0].listen: \"anywhere\" is not an address"),
+        ("[[tcp_feed]]\nlisten = \"0.0.0.0:1\"\nallow = [\"10.0.0.0/40\"]", "tcp_feed[0].allow[0]: \"10.0.0.0/40\": the prefix must be 0 to 32"),
+        ("[[tcp_feed]]\nlisten = \"0.0.0.0:1\"\nallow = [5]", "tcp_feed[0].allow[0]: expected a string"),
+        ("[[tcp_feed]]\nlisten = \"0.0.0.0:1\"\nports = [\"pbx9\"]", "tcp_feed[0].ports[0]: \"pbx9\" is not a port of this config (pbx1, pbx2)"),
+        ("[[tcp_feed]]\nlisten = \"0.0.0.0:1\"\nfrom = \"oldest\"", "tcp_feed[0].from: \"oldest\" is not a feed start"),
+        ("[[tcp_feed]]\nlisten = \"127.0.0.1:5101\"", "tcp_feed[0].listen: 127.0.0.1:5101 is also ports[1].listen"),
+        ("[[tcp_feed]]\nlisten = \"127.0.0.1:9109\"", "tcp_feed[0].listen: 127.0.0.1:9109 is also metrics.listen"),
+        ("[[tcp_feed]]\nlisten = \"0.0.0.0:1\"\n[[tcp_feed]]\nname = \"feed1\"\nlisten = \"0.0.0.0:2\"", "tcp_feed[1].name: \"feed1\" is also the name of another feed"),
+        ("[[tcp_feed]]\nlisten = \"0.0.0.0:1\"\n[[tcp_feed]]\nlisten = \"0.0.0.0:1\"", "tcp_feed[1].listen: 0.0.0.0:1 is also tcp_feed[0].listen"),
+        ("[[tcp_feed]]\nlisten = \"0.0.0.0:1\"\nport = [\"pbx1\"]", "tcp_feed[0].port: unknown key; did you mean `ports`?"),
+    ];
+    for (feeds, expected) in cases {
+        one_problem(&two_ports(feeds), expected);
     }
 }

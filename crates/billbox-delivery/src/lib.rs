@@ -27,6 +27,9 @@
 //!   copies.
 //! - [`mirror`]: [`MirrorDestination`], a fire-once carbon copy fed with each
 //!   new record on arrival and never retransmitting (the AG's behaviour).
+//! - [`feed`]: [`feed::TcpFeed`], a raw TCP feed: billing software
+//!   connects in and reads the records' bytes as the PBX sent them, from a
+//!   durable cursor per port; one client at a time.
 //! - [`events`]: the log-and-count structs of delivery.
 //!
 //! The loops are plain async functions; the runtime wraps each in an actor.
@@ -36,6 +39,7 @@ pub mod acks;
 pub mod cursor;
 pub mod endpoint;
 pub mod events;
+pub mod feed;
 pub mod http;
 pub mod mirror;
 pub mod policy;

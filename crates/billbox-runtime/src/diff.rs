@@ -23,8 +23,8 @@ pub struct ConfigDiff {
     /// Ports read by both whose settings or file settings differ, sorted:
     /// their readers and rotators restart.
     pub changed: Vec<String>,
-    /// The delivery loops restart: servers, carbon copies, the gateway
-    /// name, the store's capacity or the set of ports changed.
+    /// The delivery loops restart: servers, carbon copies, TCP feeds, the
+    /// gateway name, the store's capacity or the set of ports changed.
     pub destinations: bool,
 }
 
@@ -83,6 +83,7 @@ impl ConfigDiff {
         diff.changed.sort();
         diff.destinations = new.delivery != old.delivery
             || new.carbon_copies != old.carbon_copies
+            || new.tcp_feeds != old.tcp_feeds
             || new.gateway.name != old.gateway.name
             || new.store != old.store
             || !diff.added.is_empty()

@@ -24,6 +24,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use billbox_config::Method;
+use billbox_delivery::feed::TcpFeed;
 use billbox_delivery::{CursorDestination, Endpoint, MirrorDestination, Retransmission};
 use billbox_store::{carbon_copy_cursor, DELIVERY_CURSOR, FILES_CURSOR};
 use billbox_transactions::{StreamKind, RELAY_STREAM, SUBMIT_STREAM};
@@ -424,6 +425,36 @@ fn start_destinations(
                 .push((name, actor.clone().recipient::<CopyBatch>()));
             actors.push(actor.recipient());
         }
+    }
+    for feed in &config.tcp_feeds {
+        // The config's ports (not the transaction streams), or those named.
+        let ports: Vec<Arc<str>> = config
+            .ports
+            .iter()
+            .filter(|p| feed.ports.is_empty() || feed.ports.contains(&p.name))
+            .map(|p| Arc::from(p.name.as_str()))
+            .collect();
+        let (feed, store, writer) = (feed.clone(), store.clone(), store_actor.clone());
+        let name: Arc<str> = Arc::from(format!("feed:{}", feed.name).as_str());
+        let make: LoopFactory = Box::new(move |news, stop| {
+            let feed = TcpFeed {
+                config: feed.clone(),
+                ports: ports.clone(),
+                store: store.clone(),
+                acks: Rc::new(StoreActorAcks(writer.clone())),
+                news,
+            };
+            Box::pin(feed.run(stop))
+        });
+        let make = Rc::new(make);
+        let restarts = restarts.clone();
+        let actor = Supervisor::start(move |_| {
+            let make = make.clone();
+            let make: LoopFactory = Box::new(move |news, stop| make(news, stop));
+            DestinationActor::new(name.clone(), make, restarts.clone())
+        });
+        consumers.destinations.push(actor.clone().recipient());
+        actors.push(actor.recipient());
     }
     (consumers, actors)
 }
