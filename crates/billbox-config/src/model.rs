@@ -235,6 +235,13 @@ pub struct StoreConfig {
     /// next start writes the store again; sled's flush can wait forever
     /// once one of its writes failed. Default 30 s.
     pub flush_timeout: Duration,
+    /// How long records are kept after every consumer is done with them
+    /// (filed and delivered), for `billbox replay` and TCP feed clients
+    /// that come back, 0 to 10 years. 0 (the default): removed once done.
+    /// Retained records do not count against `max_records`; when the disk
+    /// reserve (`min_free_mb`) is reached they are removed first, oldest
+    /// first, before billbox stops taking records.
+    pub retain: Duration,
 }
 
 impl StoreConfig {
@@ -255,6 +262,9 @@ impl StoreConfig {
                     Some("0 would fail every flush; use at least 1s"),
                 )
                 .unwrap_or(Self::DEFAULT_FLUSH_TIMEOUT),
+            retain: t
+                .seconds("retain", secs(1), secs(10 * 366 * DAY), None)
+                .unwrap_or(Duration::ZERO),
         }
     }
 }

@@ -120,6 +120,7 @@ fn full_config_parses_with_defaults_filled() {
             when_full: WhenFull::Block,
             min_free_mb: 64,
             flush_timeout: Duration::from_secs(30),
+            retain: Duration::ZERO,
         },
         ports: vec![
             PortConfig {
@@ -826,6 +827,7 @@ max_records = 5000
 when_full = "drop_oldest"
 min_free_mb = 512
 flush_timeout = "90s"
+retain = "30d"
 
 [delivery]
 method = "failover"
@@ -869,6 +871,7 @@ fn full_delivery_config() {
             when_full: WhenFull::DropOldest,
             min_free_mb: 512,
             flush_timeout: Duration::from_secs(90),
+            retain: Duration::from_secs(30 * 86400),
         }
     );
     assert_eq!(

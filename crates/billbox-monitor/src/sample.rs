@@ -9,7 +9,10 @@
 //! - `billbox_done_sequence{destination, port}`: the consumer's cursor, the
 //!   last sequence it is done with (acknowledged, filed, or given up);
 //! - `billbox_store_held_records{port}` and `billbox_store_records`: records
-//!   still in the store; `billbox_store_capacity_records`.
+//!   still in the store; `billbox_store_capacity_records`;
+//! - `billbox_store_retained_records{port}`: of the held records, those
+//!   every consumer is done with, kept for `store.retain` (they do not
+//!   count against the capacity).
 //!
 //! So per port and destination, `committed = done + backlog` at every
 //! scrape, and `done` counts delivered records plus dropped ones
@@ -50,6 +53,16 @@ pub fn take(store: &Store, config: &Config) -> Sample {
             .map_or(0, |first| (committed + 1).saturating_sub(first));
         held_total += held;
         gauge!("billbox_store_held_records", "port" => port.name.clone()).set(held as f64);
+        let all_done = consumers
+            .iter()
+            .map(|(_, c)| store.cursor(name, c).unwrap_or(0))
+            .min()
+            .unwrap_or(0);
+        let retained = store
+            .first_held(name)
+            .map_or(0, |first| (all_done + 1).saturating_sub(first));
+        gauge!("billbox_store_retained_records", "port" => port.name.clone())
+            .set(retained.min(held) as f64);
         for (label, cursor) in &consumers {
             let done = store.cursor(name, cursor).unwrap_or(0);
             if cursor == DELIVERY_CURSOR {

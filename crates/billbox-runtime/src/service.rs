@@ -296,6 +296,7 @@ fn start_destinations(
         removal_cursors: vec![FILES_CURSOR.to_string()],
         flush_timeout: Some(config.store.flush_timeout),
         remember_ids: config.transactions.as_ref().map(|t| t.remember),
+        retain: (!config.store.retain.is_zero()).then_some(config.store.retain),
         min_free: (config.store.min_free_mb > 0).then(|| {
             (
                 config.gateway.data_dir.clone(),

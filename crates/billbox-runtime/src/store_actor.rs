@@ -199,6 +199,13 @@ pub const ACKS_FLUSH_AFTER: Duration = Duration::from_millis(100);
 /// How often a store held by a low disk checks its free space again.
 pub const FULL_RECHECK: Duration = Duration::from_millis(100);
 
+/// How often retained records that have aged past `store.retain` are
+/// looked for (cursors do not move for them): a tenth of `retain`, between
+/// one second and a minute.
+pub fn retain_check(retain: Duration) -> Duration {
+    (retain / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
 /// Who consumes committed records besides the rotators, and the rules the
 /// store actor applies for them. Owned by the store actor; a reload sends a
 /// new one ([`Reconfigure`]).
@@ -223,6 +230,9 @@ pub struct Consumers {
     /// How long the submitters' ids of delivered and filed transactions
     /// are remembered (`transactions.remember`); `None`: no transactions.
     pub remember_ids: Option<Duration>,
+    /// `store.retain`: done records stay this long after they arrived
+    /// (`None`: removed once done). They yield to the disk reserve.
+    pub retain: Option<Duration>,
 }
 
 /// The single writer of the store.
@@ -246,6 +256,8 @@ pub struct StoreActor {
     /// Ports whose cursors moved since the last removal.
     removal_due: std::collections::HashSet<Arc<str>>,
     removal_scheduled: bool,
+    /// The removal pass for records aging past `store.retain`.
+    retain_timer: Option<SpawnHandle>,
     /// When a flush of what is not a record append is scheduled.
     sync_at: Option<std::time::Instant>,
     /// That time has come: the next commit flushes even without records.
@@ -291,6 +303,7 @@ impl StoreActor {
             recheck_scheduled: false,
             removal_due: Default::default(),
             removal_scheduled: false,
+            retain_timer: None,
             sync_at: None,
             sync_due: false,
             last_confirm: std::time::Instant::now(),
@@ -570,6 +583,10 @@ impl StoreActor {
             Change::Same => {}
         }
         if low {
+            // Retained records go first: a removal pass that ignores retain.
+            if consumers.retain.is_some() {
+                self.cursor_moved(None, ctx);
+            }
             self.schedule_recheck(ctx);
         }
         low
@@ -709,6 +726,8 @@ impl StoreActor {
         if consumers.removal_cursors.is_empty() {
             return;
         }
+        // Retained records yield to the disk reserve.
+        let retain = consumers.retain.filter(|_| !self.disk_low.is_on());
         for port in due {
             let done = done_through(
                 consumers
@@ -716,6 +735,10 @@ impl StoreActor {
                     .iter()
                     .map(|c| self.store.cursor(&port, c).unwrap_or(0)),
             );
+            let done = match retain {
+                Some(keep) => self.aged_through(&port, done, keep),
+                None => done,
+            };
             match self.store.remove_through(&port, done) {
                 Ok(0) => {}
                 Ok(n) => RecordsRemoved {
@@ -730,6 +753,37 @@ impl StoreActor {
                 }
             }
         }
+    }
+
+    /// Retained records age out without any cursor moving: a removal pass
+    /// every [`retain_check`] of the consumers' `retain` (none without).
+    fn arm_retain(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.retain_timer.take() {
+            ctx.cancel_future(handle);
+        }
+        if let Some(keep) = self.consumers.retain {
+            self.retain_timer = Some(ctx.run_interval(retain_check(keep), |act, ctx| {
+                act.cursor_moved(None, ctx);
+            }));
+        }
+    }
+
+    /// The last of `port`'s records through `done` that arrived more than
+    /// `keep` ago (records are in arrival order, so the scan stops at the
+    /// first younger one).
+    fn aged_through(&self, port: &str, done: u64, keep: Duration) -> u64 {
+        let Some(first) = self.store.first_held(port) else {
+            return done;
+        };
+        let cutoff = crate::now_us() - i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
+        let mut aged = first.saturating_sub(1);
+        for rec in self.store.records(port, first, done) {
+            match rec {
+                Ok(r) if r.received_us < cutoff => aged = r.seq,
+                _ => break,
+            }
+        }
+        aged
     }
 
     /// Answers a flushed commit (its records are durable) and counts what
@@ -895,6 +949,7 @@ impl Actor for StoreActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(FORGET_EVERY, |act, _| act.forget_ids());
+        self.arm_retain(ctx);
         // What was done before a start (or restart) is removed too.
         self.removal_scheduled = false;
         self.cursor_moved(None, ctx);
@@ -919,6 +974,8 @@ impl Supervised for StoreActor {
         self.flushing = false;
         self.recheck_scheduled = false;
         self.removal_scheduled = false;
+        // A restart clears the timers; started() arms it again.
+        self.retain_timer = None;
         self.sync_at = None;
         // Not applied yet: their readers send them again. (A commit in
         // flight stays: it is applied, and is flushed again in started().)
@@ -1088,6 +1145,7 @@ impl Handler<Reconfigure> for StoreActor {
         }
         self.mirror_overflow.clear();
         self.consumers = Arc::new(msg.0);
+        self.arm_retain(ctx);
         // The removal cursors may be others now.
         self.cursor_moved(None, ctx);
         // The capacity or the reserve may have changed: held appends look again.
