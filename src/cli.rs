@@ -71,6 +71,39 @@ pub enum Command {
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Ask the running billbox to send a range of a port's stored records
+    /// again, as ordinary packets with their original ids, to a server or
+    /// to the [delivery] servers; prints progress. Stopped (Ctrl-C) and run
+    /// again, it resumes where it stopped.
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The port whose records to send.
+        #[arg(long)]
+        port: String,
+        /// The first record: a sequence number, or an RFC 3339 time (the
+        /// first record stored at or after it).
+        #[arg(long)]
+        from: String,
+        /// The last record: a sequence number, or an RFC 3339 time (the
+        /// last record before it). Default: the port's last record.
+        #[arg(long)]
+        to: Option<String>,
+        /// Send to this server.
+        #[arg(
+            long,
+            conflicts_with = "destination",
+            required_unless_present = "destination"
+        )]
+        url: Option<String>,
+        /// Send to a configured destination: `delivery` (primary, then
+        /// secondary).
+        #[arg(long)]
+        destination: Option<String>,
+        /// Start over instead of resuming an earlier run of this replay.
+        #[arg(long)]
+        again: bool,
+    },
     /// Print the billbox config of the billing ports (`protocol billing`) of
     /// a Cyclades ACS `pslave.conf`: serial settings, alias, billing_records,
     /// billing_timeout, billing_eor and the files directory; every other key

@@ -11,6 +11,7 @@ mod demo;
 mod health;
 mod import_acs;
 mod logging;
+mod replay;
 mod salvage;
 
 use std::path::Path;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Command::Inspect { config } => inspect(&config),
         Command::Demo(args) => demo::main(args),
         Command::ImportAcs { file, gateway } => import_acs::main(&file, gateway),
+        cmd @ Command::Replay { .. } => replay::main(cmd),
         cmd @ Command::Receive { .. } => receive(cmd),
         Command::Salvage { config, wait, dir } => salvage::main(&config, &dir, wait),
         Command::Health {

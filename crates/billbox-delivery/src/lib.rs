@@ -30,6 +30,9 @@
 //! - [`feed`]: [`feed::TcpFeed`], a raw TCP feed: billing software
 //!   connects in and reads the records' bytes as the PBX sent them, from a
 //!   durable cursor per port; one client at a time.
+//! - [`replay`]: a range of stored records sent again with their original
+//!   ids ([`replay::resolve`], [`replay::Replay`]), from a cursor of its
+//!   own so it resumes where it stopped.
 //! - [`events`]: the log-and-count structs of delivery.
 //!
 //! The loops are plain async functions; the runtime wraps each in an actor.
@@ -43,6 +46,7 @@ pub mod feed;
 pub mod http;
 pub mod mirror;
 pub mod policy;
+pub mod replay;
 pub mod tls;
 pub mod window;
 

@@ -33,6 +33,9 @@
 //!   submitter's id) and the AG relay (`ADD_REC` packets posted as to an
 //!   AG's server). Thin handlers over `billbox-transactions` and a
 //!   [`messages::Submit`] to the store actor.
+//! - [`admin`]: the admin socket (`data_dir/admin.sock`, billbox's own
+//!   user only): JSON-line requests from `billbox replay`, answered with the
+//!   replay's range, progress and end.
 //! - [`stats`]: in-process figures (record-to-flush latency) for benchmarks.
 //! - [`service`]: [`start`] builds the whole pipeline from a config under
 //!   supervisors and returns a [`Running`] handle that reloads and shuts it
@@ -50,6 +53,7 @@
 //! 60 s stops billbox (exit status 3).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod backoff;
 pub mod capacity;
 pub mod destination_actor;

@@ -80,6 +80,9 @@ pub struct Running {
     transactions: Option<TransactionRun>,
     /// Every actor's restart budget.
     restarts: Restarts,
+    /// The admin socket (`billbox replay`), and the config it reads.
+    admin: Option<crate::admin::Admin>,
+    admin_config: Rc<std::cell::RefCell<Config>>,
 }
 
 /// `[transactions]` running.
@@ -174,6 +177,23 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         destinations: Destinations { actors },
         transactions: None,
         restarts,
+        admin: None,
+        admin_config: Rc::new(std::cell::RefCell::new(config.clone())),
+    };
+    running.admin = match crate::admin::start(crate::admin::AdminContext {
+        config: running.admin_config.clone(),
+        store: running.store.clone(),
+        acks: Rc::new(StoreActorAcks(running.store_actor.clone())),
+    }) {
+        Ok(admin) => Some(admin),
+        Err(e) => {
+            tracing::warn!(
+                path = %crate::admin::socket_path(&config.gateway.data_dir).display(),
+                error = %e,
+                "The admin socket cannot listen; billbox replay will not reach this billbox."
+            );
+            None
+        }
     };
     for port in config.ports.iter().filter(|p| p.enabled()) {
         running.start_port(port);
@@ -651,6 +671,7 @@ impl Running {
         // Readers of removed and changed ports stop and hand over first.
         let stopped = self.stop_readers(&summary.stopping()).await;
         self.config = new.clone();
+        *self.admin_config.borrow_mut() = new.clone();
         for run in stopped {
             if summary.removed.contains(&run.config.name) {
                 // It finishes the port's files with its old settings.
