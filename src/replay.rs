@@ -31,15 +31,9 @@ pub fn main(command: Command) -> ExitCode {
     else {
         unreachable!("replay::main is given the replay command")
     };
-    let cfg = match billbox_config::load(&config) {
+    let cfg = match crate::load(&config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "billbox: the config {} is not valid:\n{e}",
-                config.display()
-            );
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let target = match (url, destination) {
         (Some(u), _) => Target::Url(u),

@@ -19,15 +19,9 @@ use billbox_spool::{Rotator, RotatorSettings};
 use billbox_store::{Store, DELIVERY_CURSOR};
 
 pub fn main(config: &Path, dir: &Path, wait: Duration) -> ExitCode {
-    let config = match billbox_config::load(config) {
+    let config = match crate::load(config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "billbox: the config {} is not valid:\n{e}",
-                config.display()
-            );
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let store = match Store::open(dir, config.store.cache_mb << 20) {
         Ok(s) => s,
