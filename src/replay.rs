@@ -88,12 +88,22 @@ pub fn main(command: Command) -> ExitCode {
                 total,
                 resume_from,
                 gone,
+                gone_exact,
             } => {
-                if let Some((a, b)) = gone {
-                    eprintln!(
+                match gone {
+                    Some((a, b)) if gone_exact => eprintln!(
                         "replay {port}: records {a} to {b} can no longer be replayed: the store removed them \
                          (filed and delivered, or older than store.retain); the ACS files still hold them."
-                    );
+                    ),
+                    Some((_, b)) => eprintln!(
+                        "replay {port}: records up to {b} are no longer in the store (filed and delivered, or \
+                         older than store.retain); those of them stored after --from can no longer be \
+                         replayed; the ACS files still hold them."
+                    ),
+                    None => {}
+                }
+                if first > last {
+                    eprintln!("replay {port}: nothing of the range is in the store any more.");
                 }
                 match resume_from {
                     Some(r) => eprintln!("replay {port}: records {first} to {last}; resuming at {r}, {total} to send."),

@@ -284,3 +284,61 @@ fn from_new_gives_a_client_only_what_is_stored_after_it_connected() {
     assert_eq!(c.read_bytes(want.len()), want);
     assert_eq!(bb.terminate(), Some(0));
 }
+
+/// Refused connections arriving while a batch is on its way to a slow
+/// client do not make the feed write any of it twice (a write interrupted
+/// by the accept used to start the batch over).
+#[test]
+fn refused_connections_during_a_write_duplicate_nothing() {
+    let site = Site::new();
+    let bb = start(&site, &feed("office", "allow = [\"127.0.0.1\"]"));
+    let addr = feed_addr(&bb, "office");
+    let client = {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        TcpStream::from(socket)
+    };
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut reader = Reader { conn: client };
+    let pad = "y".repeat(200);
+    let want: Vec<u8> = (1..=30_000u64)
+        .flat_map(|i| format!("p1 call {i:06} {pad}\n").into_bytes())
+        .collect();
+    let mut p1 = TcpPbx::connect(bb.listen_addr("p1")).unwrap();
+    p1.send(&want).unwrap();
+    // While the client reads slowly, connections from 127.0.0.2 (not
+    // allowed) come and are refused.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut refused = 0;
+    while got.len() < want.len() && Instant::now() < deadline {
+        if refused < 40 {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
+                .unwrap();
+            if s.connect(&addr.into()).is_ok() {
+                refused += 1;
+            }
+        }
+        match reader.conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        refused >= 10,
+        "connections were refused meanwhile ({refused})"
+    );
+    assert_eq!(got.len(), want.len(), "nothing twice, nothing missing");
+    assert!(got == want, "byte for byte");
+    assert!(bb.count_logs("not in its allow list was refused", None) >= 10);
+    assert_eq!(bb.terminate(), Some(0));
+}

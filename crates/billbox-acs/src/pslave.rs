@@ -85,12 +85,10 @@ impl Pslave {
             if trimmed.is_empty() {
                 continue;
             }
-            let entry = parse_line(line, trimmed)?;
-            entries.retain(|e| !(e.scope == entry.scope && e.key == entry.key));
-            entries.push(entry);
+            keep(&mut entries, parse_line(line, trimmed)?);
         }
         if let Some((line, text)) = pending {
-            entries.push(parse_line(line, text.trim())?);
+            keep(&mut entries, parse_line(line, text.trim())?);
         }
         Ok(Pslave { entries })
     }
@@ -127,6 +125,13 @@ impl Pslave {
         ports.dedup();
         ports
     }
+}
+
+/// Adds `entry`; an earlier line of the same scope and key gives way (the
+/// ACS reads the later one).
+fn keep(entries: &mut Vec<Entry>, entry: Entry) {
+    entries.retain(|e| !(e.scope == entry.scope && e.key == entry.key));
+    entries.push(entry);
 }
 
 fn parse_line(line: usize, text: &str) -> Result<Entry, AcsError> {
@@ -216,6 +221,9 @@ mod tests {
         assert_eq!(p.port_value(2, "speed").unwrap().value, "19200");
         assert_eq!(p.port_value(2, "speed").unwrap().line, 9);
         assert_eq!(p.ports(), [1, 2]);
+        // A continued last line replaces an earlier copy of its key too.
+        let p = Pslave::parse("s1.alias A\ns1.alias B\\").unwrap();
+        assert_eq!(p.port_value(1, "alias").unwrap().value, "B");
     }
 
     #[test]

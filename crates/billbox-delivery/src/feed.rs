@@ -74,38 +74,66 @@ impl TcpFeed {
             "The TCP feed is listening."
         );
         let records = counter!("billbox_feed_records_total", "feed" => name.to_owned());
-        let mut sent: Vec<u64> = self
-            .ports
-            .iter()
-            .map(|p| self.store.cursor(p, &self.config.cursor()).unwrap_or(0))
-            .collect();
+        let mut sent = Vec::with_capacity(self.ports.len());
+        for port in &self.ports {
+            match self.store.cursor(port, &self.config.cursor()) {
+                Ok(seq) => sent.push(seq),
+                Err(e) => {
+                    // Not from 0 (that would send everything again): the
+                    // actor starts the loop again after a pause.
+                    warn!(feed = name, port = %port, error = %e, "The TCP feed cannot read its cursor; it starts again shortly.");
+                    return;
+                }
+            }
+        }
         let mut news = self.news.subscribe();
         let mut client: Option<Client> = None;
         let mut next_port = 0;
+        // The batch being written and how much of it the client has: it
+        // survives a select that another branch won (a refused connection,
+        // news), so nothing is written twice to one client.
+        let mut pending: Option<(Batch, usize)> = None;
         loop {
             if *stop.borrow() {
                 return;
             }
-            let batch = match client {
-                Some(_) => self.next_batch(&mut sent, &mut next_port),
-                None => None,
-            };
-            if let (Some(batch), Some(c)) = (batch, client.as_mut()) {
+            if client.is_some() && pending.is_none() {
+                pending = self.next_batch(&mut sent, &mut next_port).map(|b| (b, 0));
+            }
+            if let (Some((batch, written)), Some(c)) = (pending.as_mut(), client.as_mut()) {
                 tokio::select! {
-                    written = c.stream.write_all(&batch.bytes) => match written {
-                        Ok(()) => {
-                            sent[batch.port] = batch.last;
-                            records.increment(batch.last + 1 - batch.first);
-                            self.record(&batch).await;
+                    wrote = c.stream.write(&batch.bytes[*written..]) => match wrote {
+                        Ok(n) if n > 0 => {
+                            *written += n;
+                            if *written == batch.bytes.len() {
+                                let (batch, _) = pending.take().expect("a pending batch");
+                                sent[batch.port] = batch.last;
+                                records.increment(batch.last + 1 - batch.first);
+                                self.record(&batch).await;
+                            }
                         }
-                        Err(e) => {
-                            info!(feed = name, peer = %c.peer, error = %e, "The TCP feed's client went away.");
+                        Ok(_) | Err(_) => {
+                            info!(feed = name, peer = %c.peer, "The TCP feed's client went away.");
                             client = None;
+                            // The next client gets the whole batch.
+                            if let Some((_, written)) = pending.as_mut() {
+                                *written = 0;
+                            }
                         }
                     },
                     accepted = listener.accept() => {
-                        // What was being written goes to the new client.
-                        self.accepted(accepted, &mut client, &mut sent).await;
+                        if self.accepted(accepted, &mut client, &mut sent).await {
+                            // A new client: the whole batch goes to it,
+                            // unless it starts with what is new.
+                            match self.config.from {
+                                FeedStart::New => pending = None,
+                                FeedStart::Unsent => {
+                                    if let Some((_, written)) = pending.as_mut() {
+                                        *written = 0;
+                                    }
+                                }
+                            }
+                        }
                     }
                     _ = stop.changed() => return,
                 }
@@ -115,7 +143,9 @@ impl TcpFeed {
             tokio::select! {
                 _ = news.changed() => {}
                 accepted = listener.accept() => {
-                    self.accepted(accepted, &mut client, &mut sent).await;
+                    if self.accepted(accepted, &mut client, &mut sent).await && self.config.from == FeedStart::New {
+                        pending = None;
+                    }
                 }
                 gone = closed(client.as_mut()) => {
                     if let (Some(c), Err(why)) = (&client, gone) {
@@ -157,26 +187,26 @@ impl TcpFeed {
     }
 
     /// A connection came in: refused when its address is not allowed, else
-    /// it replaces the current client.
+    /// it replaces the current client. Returns whether it did.
     async fn accepted(
         &self,
         accepted: std::io::Result<(TcpStream, SocketAddr)>,
         client: &mut Option<Client>,
         sent: &mut [u64],
-    ) {
+    ) -> bool {
         let name = self.config.name.as_str();
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 warn!(feed = name, error = %e, "The TCP feed could not accept a connection.");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                return;
+                return false;
             }
         };
         if !self.config.allows(peer.ip()) {
             warn!(feed = name, peer = %peer, "A connection to the TCP feed from an address not in its allow list was refused.");
             counter!("billbox_feed_refused_total", "feed" => name.to_owned()).increment(1);
-            return;
+            return false;
         }
         if let Some(old) = client.take() {
             info!(feed = name, peer = %peer, replaced = %old.peer, "A new client replaces the TCP feed's client.");
@@ -200,6 +230,7 @@ impl TcpFeed {
             }
         }
         *client = Some(Client { stream, peer });
+        true
     }
 
     /// The next records to write, one port at a time in turn.
@@ -216,14 +247,27 @@ impl TcpFeed {
             let mut bytes = Vec::new();
             let mut first = None;
             let mut last = sent[i];
+            let mut failed = None;
             for rec in self.store.records(port, from, to) {
-                let Ok(rec) = rec else { break };
+                let rec = match rec {
+                    Ok(r) => r,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
                 first.get_or_insert(rec.seq);
                 bytes.extend_from_slice(&rec.bytes);
                 last = rec.seq;
                 if bytes.len() >= BATCH_BYTES {
                     break;
                 }
+            }
+            if let (Some(e), None) = (&failed, first) {
+                // Not a gap: the records may still be there. Tried again at
+                // the next commit.
+                warn!(feed = %self.config.name, port = %port, error = %e, "The TCP feed could not read records from the store; it tries again.");
+                continue;
             }
             let held_from = first.unwrap_or(to + 1);
             if held_from > from {

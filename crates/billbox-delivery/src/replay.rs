@@ -34,6 +34,10 @@ pub struct Resolved {
     /// Sequences of the range the store no longer holds (removed once filed
     /// and delivered, or past `store.retain`): they are in the ACS files.
     pub gone: Option<(u64, u64)>,
+    /// Whether `gone` is exactly the range's part: a range given by time
+    /// that starts before the oldest record held can only say that the
+    /// removed records up to `gone`'s end may hold some of it.
+    pub gone_exact: bool,
 }
 
 /// Why a range cannot be replayed.
@@ -81,6 +85,19 @@ pub fn resolve(
         Some(RangeEnd::Seq(s)) => s.min(last_committed),
         Some(RangeEnd::TimeUs(us)) => first_at(us)?.saturating_sub(1),
     };
+    // By time, before the oldest record held: the removed records may hold
+    // some of the range (when they arrived is no longer known).
+    let by_time_before_held =
+        matches!(from, RangeEnd::TimeUs(_)) && first == held_from && held_from > 1;
+    let unknown_part = Resolved {
+        first,
+        last,
+        gone: Some((1, held_from.saturating_sub(1))),
+        gone_exact: false,
+    };
+    if by_time_before_held && first > last {
+        return Ok(unknown_part);
+    }
     if first > last_committed {
         return Err(RangeError::AfterLast {
             last: last_committed,
@@ -92,11 +109,15 @@ pub fn resolve(
             to: last,
         });
     }
+    if by_time_before_held {
+        return Ok(unknown_part);
+    }
     let gone = (first < held_from).then(|| (first, last.min(held_from - 1)));
     Ok(Resolved {
         first: first.max(held_from),
         last,
         gone,
+        gone_exact: true,
     })
 }
 
@@ -274,7 +295,8 @@ mod tests {
             Ok(Resolved {
                 first: 3,
                 last: 7,
-                gone: None
+                gone: None,
+                gone_exact: true,
             })
         );
         assert_eq!(r(seq(3), None).unwrap().last, 10, "to the last record");
@@ -286,7 +308,8 @@ mod tests {
             Ok(Resolved {
                 first: 3,
                 last: 5,
-                gone: None
+                gone: None,
+                gone_exact: true,
             })
         );
         assert_eq!(
@@ -315,9 +338,26 @@ mod tests {
             Resolved {
                 first: 5,
                 last: 8,
-                gone: Some((2, 4))
+                gone: Some((2, 4)),
+                gone_exact: true,
             }
         );
+        // By time, from before the oldest held record: what is gone is not
+        // known exactly (records 1 to 4 may hold some of the range).
+        let r = resolve(&s, "p", RangeEnd::TimeUs(T0), Some(RangeEnd::Seq(8))).unwrap();
+        assert_eq!(
+            (r.first, r.last, r.gone, r.gone_exact),
+            (5, 8, Some((1, 4)), false)
+        );
+        let r = resolve(
+            &s,
+            "p",
+            RangeEnd::TimeUs(T0),
+            Some(RangeEnd::TimeUs(T0 + 2_000_000)),
+        )
+        .unwrap();
+        assert_eq!((r.gone, r.gone_exact), (Some((1, 4)), false));
+        assert!(r.first > r.last, "all of it may be gone");
         let all_gone = resolve(&s, "p", RangeEnd::Seq(1), Some(RangeEnd::Seq(3))).unwrap();
         assert_eq!(all_gone.gone, Some((1, 3)));
         assert!(all_gone.first > all_gone.last, "nothing to send");

@@ -189,14 +189,32 @@ async fn accept<P: Packets>(
     drop(listener);
     if how == Control::StopGraceful {
         let all_closed = async { while connections.join_next().await.is_some() {} };
-        if tokio::time::timeout(GRACE, all_closed).await.is_err() {
-            tracing::warn!(
-                open = connections.len(),
-                "The receiver's graceful stop timed out; closing the connections still open."
-            );
+        tokio::select! {
+            done = tokio::time::timeout(GRACE, all_closed) => {
+                if done.is_err() {
+                    tracing::warn!(
+                        open = connections.len(),
+                        "The receiver's graceful stop timed out; closing the connections still open."
+                    );
+                }
+            }
+            // A stop at once cuts the graceful one short.
+            _ = stopped_now(&mut control) => {}
         }
     }
     connections.shutdown().await;
+}
+
+/// Resolves once a stop at once is asked (or the [`Served`] is gone).
+async fn stopped_now(control: &mut watch::Receiver<Control>) {
+    loop {
+        if *control.borrow_and_update() == Control::StopNow {
+            return;
+        }
+        if control.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn connection<P: Packets>(
@@ -259,9 +277,13 @@ async fn serve<P, I>(
             }
         }
     }
-    // Graceful: finish what is in progress, then close.
+    // Graceful: finish what is in progress, then close (unless a stop at
+    // once comes meanwhile).
     conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
+    tokio::select! {
+        _ = conn => {}
+        _ = stopped_now(&mut control) => {}
+    }
 }
 
 async fn respond<P: Packets>(

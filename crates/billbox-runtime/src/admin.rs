@@ -94,6 +94,11 @@ pub enum ReplayEvent {
         total: u64,
         resume_from: Option<u64>,
         gone: Option<(u64, u64)>,
+        /// `false`: the range was given by a time before the oldest record
+        /// held; `gone` are the removed records, some of which may be in
+        /// the range.
+        #[serde(default)]
+        gone_exact: bool,
     },
     Progress {
         done: u64,
@@ -119,11 +124,18 @@ pub enum ReplayEvent {
 pub struct Admin {
     path: PathBuf,
     task: actix_rt::task::JoinHandle<()>,
+    /// The connections being served (a replay among them).
+    connections: Rc<std::cell::RefCell<Vec<actix_rt::task::JoinHandle<()>>>>,
 }
 
 impl Drop for Admin {
+    /// Stops listening and stops a replay that runs (its cursor is where
+    /// its last acknowledged packet left it: run again, it resumes).
     fn drop(&mut self) {
         self.task.abort();
+        for c in self.connections.borrow_mut().drain(..) {
+            c.abort();
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -151,6 +163,8 @@ pub fn start(ctx: AdminContext) -> std::io::Result<Admin> {
     listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(listener)?;
     let busy = Rc::new(std::cell::Cell::new(false));
+    let connections: Rc<std::cell::RefCell<Vec<actix_rt::task::JoinHandle<()>>>> = Rc::default();
+    let served = connections.clone();
     let task = actix_rt::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -158,11 +172,19 @@ pub fn start(ctx: AdminContext) -> std::io::Result<Admin> {
                 continue;
             };
             let (ctx, busy) = (ctx.clone(), busy.clone());
-            actix_rt::spawn(async move { serve(stream, ctx, busy).await });
+            let mut open = served.borrow_mut();
+            open.retain(|c| !c.is_finished());
+            open.push(actix_rt::spawn(
+                async move { serve(stream, ctx, busy).await },
+            ));
         }
     });
     tracing::info!(path = %path.display(), "The admin socket is listening.");
-    Ok(Admin { path, task })
+    Ok(Admin {
+        path,
+        task,
+        connections,
+    })
 }
 
 async fn send(stream: &mut UnixStream, event: &ReplayEvent) -> bool {
@@ -303,15 +325,24 @@ async fn replay(stream: &mut UnixStream, ctx: &AdminContext, req: ReplayRequest)
             return;
         }
     };
-    let cursor = req.cursor();
-    let done_before = if req.again {
-        0
-    } else {
-        ctx.store.cursor(&req.port, &cursor).unwrap_or(0)
+    // `--again`: a cursor of its own (cursors never move back), so the
+    // run sends everything; stopped, it is started over with --again, and
+    // without it the earlier complete run still counts as complete.
+    let cursor = match req.again {
+        false => req.cursor(),
+        true => format!("{}@{}", req.cursor(), crate::now_us()),
+    };
+    let done_before = match ctx.store.cursor(&req.port, &cursor) {
+        Ok(done) => done,
+        Err(e) => {
+            let why = format!("the store failed reading the replay's cursor: {e}");
+            send(stream, &refuse(why)).await;
+            return;
+        }
     };
     let resume =
         (done_before >= range.first && done_before < range.last).then_some(done_before + 1);
-    let start = if done_before >= range.last && done_before > 0 && !req.again {
+    let start = if done_before >= range.last && done_before > 0 {
         range.last + 1
     } else {
         resume.unwrap_or(range.first)
@@ -323,6 +354,7 @@ async fn replay(stream: &mut UnixStream, ctx: &AdminContext, req: ReplayRequest)
         total,
         resume_from: resume,
         gone: range.gone,
+        gone_exact: range.gone_exact,
     };
     if !send(stream, &event).await {
         return;

@@ -702,6 +702,9 @@ impl Running {
     /// POSTs finish (for up to [`POST_GRACE`]), and stops the file arbiter.
     /// Open `.tmp` files are completed at the next start.
     pub async fn shutdown(mut self) {
+        // No more replays: one that runs stops where it is (its cursor is
+        // recorded up to its last acknowledged packet).
+        drop(self.admin.take());
         // No new transactions; those being answered finish first.
         if let Some(t) = &self.transactions {
             t.api.stop().await;

@@ -29,21 +29,51 @@ pub fn stem(prefix: &str, received_us: i64) -> String {
 /// A stem for a new file in `dir` that collides with no `.tmp` or `.txt`
 /// there and sorts after `after` (the last name this port used), so a
 /// name is not used again even when its file was collected and deleted
-/// (a collector that keeps files by name would overwrite its copy).
+/// (a collector that keeps files by name would overwrite its copy). When
+/// the clock went back (a DST change, an NTP step) the time's name sorts
+/// before the last one: the new name then follows the last one
+/// (`..._002` after `..._001`, `..._999_001` after `..._999`).
 pub fn unique_stem(dir: &Path, prefix: &str, received_us: i64, after: Option<&str>) -> String {
     let base = stem(prefix, received_us);
     let free = |s: &str| {
-        after.is_none_or(|last| s > last)
-            && !dir.join(format!("{s}.{TMP}")).exists()
-            && !dir.join(format!("{s}.{TXT}")).exists()
+        !dir.join(format!("{s}.{TMP}")).exists() && !dir.join(format!("{s}.{TXT}")).exists()
     };
-    if free(&base) {
-        return base;
+    let candidates: Box<dyn Iterator<Item = String>> = match after {
+        Some(last) if base.as_str() <= last => Box::new(names_after(last)),
+        _ => {
+            let tail = names_after(&format!("{base}_999"));
+            let suffixed = base.clone();
+            Box::new(
+                std::iter::once(base.clone())
+                    .chain((1..=999).map(move |n| format!("{suffixed}_{n:03}")))
+                    .chain(tail),
+            )
+        }
+    };
+    let mut last_tried = String::new();
+    for s in candidates {
+        if free(&s) {
+            return s;
+        }
+        last_tried = s;
     }
-    (1u32..)
-        .map(|n| format!("{base}_{n:03}"))
-        .find(|s| free(s))
-        .expect("an unused file name exists")
+    // Some 2,000 names of one second are taken: a unique one all the same.
+    format!("{last_tried}_{}", received_us.rem_euclid(1_000_000))
+}
+
+/// Names that sort after `last`, in order: its next suffixes, then
+/// suffixes of `last` itself (at most 1,998).
+fn names_after(last: &str) -> impl Iterator<Item = String> {
+    let (root, n) = match last.rsplit_once('_') {
+        Some((root, n)) if n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (root.to_string(), n.parse::<u32>().unwrap_or(999))
+        }
+        _ => (last.to_string(), 0),
+    };
+    let last = last.to_string();
+    (n + 1..=999)
+        .map(move |k| format!("{root}_{k:03}"))
+        .chain((1..=999).map(move |k| format!("{last}_{k:03}")))
 }
 
 #[cfg(test)]
@@ -88,6 +118,16 @@ mod tests {
             unique_stem(dir.path(), "gw", 0, Some(&last)),
             format!("{base}_003")
         );
+        // The clock went back: the new name follows the last one.
+        let earlier = unique_stem(dir.path(), "gw", -5_000_000, Some(&last));
+        assert_eq!(earlier, format!("{base}_003"));
+        assert!(earlier.as_str() > last.as_str());
+        let full = format!("{base}_999");
+        assert_eq!(
+            unique_stem(dir.path(), "gw", 0, Some(&full)),
+            format!("{base}_999_001")
+        );
+        assert!(format!("{base}_999_001") > full);
         // A later second sorts after every suffix of an earlier one.
         let later = stem("gw", 1_000_000);
         assert!(later > last);

@@ -105,6 +105,9 @@ pub struct Rotator {
     /// The name of the last file this port opened (in this run, or open at
     /// the crash): new names sort after it.
     last_stem: Option<String>,
+    /// The file being closed had to be written again (its `.tmp` was
+    /// removed under billbox).
+    rewrote: bool,
 }
 
 impl Rotator {
@@ -121,6 +124,7 @@ impl Rotator {
             recovered: false,
             closed: Vec::new(),
             last_stem: None,
+            rewrote: false,
         }
     }
 
@@ -426,14 +430,14 @@ impl Rotator {
         // Removed under billbox while open (the data went to an unlinked
         // inode): its records are still in the store, which keeps them
         // until they are in a closed file.
-        let rewritten = !path.exists();
-        if rewritten {
+        self.rewrote = !path.exists();
+        if self.rewrote {
             self.write_whole(&w.stem, w.first_seq, w.last_seq)?;
         }
         self.mark_closing(w.last_seq)?;
         self.rename_closed(&w.stem, w.first_seq, w.last_seq)?;
         if let Some(closed) = self.closed.last_mut() {
-            closed.rewritten = rewritten;
+            closed.rewritten = std::mem::take(&mut self.rewrote);
         }
         Ok(())
     }
@@ -451,7 +455,17 @@ impl Rotator {
     fn rename_closed(&mut self, stem: &str, first: u64, last: u64) -> Result<(), SpoolError> {
         let tmp = self.path(stem, TMP);
         let txt = self.path(stem, TXT);
-        std::fs::rename(&tmp, &txt).map_err(|source| SpoolError::Io {
+        let renamed = match std::fs::rename(&tmp, &txt) {
+            // Removed under billbox since it was checked (a collector): its
+            // records are still in the store; written again, renamed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.write_whole(stem, first, last)?;
+                self.rewrote = true;
+                std::fs::rename(&tmp, &txt)
+            }
+            other => other,
+        };
+        renamed.map_err(|source| SpoolError::Io {
             op: "renaming",
             path: tmp,
             source,
