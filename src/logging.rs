@@ -6,6 +6,26 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
+/// Libraries whose own INFO lines (`starting 1 workers`, `accept thread
+/// stopped`, ...) say nothing an operator acts on: WARN and above only,
+/// unless the filter names them.
+const QUIET_LIBRARIES: [&str; 5] = ["actix_server", "actix_http", "actix_web", "hyper", "sled"];
+
+/// `filter` with each of [`QUIET_LIBRARIES`] it does not name set to warn.
+pub fn with_quiet_libraries(filter: &str) -> String {
+    let mut out = filter.trim().to_string();
+    for lib in QUIET_LIBRARIES {
+        if !filter.contains(lib) {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(lib);
+            out.push_str("=warn");
+        }
+    }
+    out
+}
+
 /// Installs the global subscriber, writing to stderr.
 pub fn init(format: Option<LogFormat>, filter: &str) {
     let format = format.unwrap_or(if std::io::stderr().is_terminal() {
@@ -13,7 +33,9 @@ pub fn init(format: Option<LogFormat>, filter: &str) {
     } else {
         LogFormat::Json
     });
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let directives = with_quiet_libraries(filter);
+    let filter = EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| EnvFilter::new(with_quiet_libraries("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -67,4 +89,20 @@ pub fn install_panic_hook() {
         );
         std::process::exit(70);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_quiet_libraries;
+
+    #[test]
+    fn libraries_are_quiet_unless_named() {
+        assert_eq!(
+            with_quiet_libraries("info"),
+            "info,actix_server=warn,actix_http=warn,actix_web=warn,hyper=warn,sled=warn"
+        );
+        let named = with_quiet_libraries("debug,actix_server=info");
+        assert!(named.starts_with("debug,actix_server=info,actix_http=warn"));
+        assert_eq!(named.matches("actix_server").count(), 1);
+    }
 }

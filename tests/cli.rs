@@ -203,3 +203,31 @@ fn settings_without_effect_are_warned_about_and_billbox_runs() {
     );
     assert_eq!(bb.terminate(), Some(0));
 }
+
+/// Library noise (actix-server's `starting 1 workers` and the like) does
+/// not reach the default log at INFO; billbox's own lines do.
+#[test]
+fn the_default_log_has_no_library_noise() {
+    let site = Site::new();
+    let bb = Billbox::start(
+        &site.config("[[ports]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\nbilling_eor = \"\\n\"\n"),
+    );
+    bb.wait_log("billbox is running", None, Duration::from_secs(20))
+        .expect("billbox starts");
+    let logs = bb.logs.clone();
+    assert_eq!(bb.terminate(), Some(0));
+    let logs = logs.lock().unwrap();
+    let noise: Vec<String> = logs
+        .iter()
+        .filter(|v| {
+            v["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("actix_server") || t.starts_with("actix_http"))
+        })
+        .map(|v| v.to_string())
+        .collect();
+    assert!(noise.is_empty(), "{noise:#?}");
+    assert!(logs.iter().any(
+        |v| v["message"] == "Metrics and health are served at /metrics, /healthz and /readyz."
+    ));
+}
