@@ -117,6 +117,15 @@ impl Reader {
     }
 }
 
+/// A client with a 4 KiB receive buffer: what it does not read stays in
+/// billbox's socket.
+fn slow_client(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    TcpStream::from(socket)
+}
+
 fn send(pbx: &mut TcpPbx, port: &str, range: std::ops::RangeInclusive<u64>) {
     pbx.send(&records(port, range)).unwrap();
 }
@@ -174,13 +183,7 @@ fn a_stalled_client_holds_up_nothing() {
         &site,
         &(feed("stalled", "ports = [\"p1\"]") + &feed("live", "ports = [\"p1\"]")),
     );
-    let stalled = {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        socket.connect(&feed_addr(&bb, "stalled").into()).unwrap();
-        socket
-    };
+    let stalled = slow_client(feed_addr(&bb, "stalled"));
     let mut live = Reader::connect(feed_addr(&bb, "live"));
     let n = 20_000u64;
     // 20,000 records of about 300 bytes: far more than the sockets buffer.
@@ -293,13 +296,7 @@ fn refused_connections_during_a_write_duplicate_nothing() {
     let site = Site::new();
     let bb = start(&site, &feed("office", "allow = [\"127.0.0.1\"]"));
     let addr = feed_addr(&bb, "office");
-    let client = {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        socket.connect(&addr.into()).unwrap();
-        TcpStream::from(socket)
-    };
+    let client = slow_client(addr);
     client
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
