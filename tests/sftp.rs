@@ -284,6 +284,11 @@ fn the_billing_pc_fetches_closed_files_byte_exact_and_cannot_change_them() {
     let mut pbx = TcpPbx::connect(bb.listen_addr("pbx1")).unwrap();
     send(&mut pbx, 1, 35);
     let closed = closed_files(&chroot.spool(), 3);
+    // Records 31 to 35 may still be on their way to the store: wait for
+    // their open file.
+    wait_until(Duration::from_secs(30), || {
+        (!files(&chroot.spool(), "gw-sftp", "tmp").is_empty()).then_some(())
+    });
     assert_eq!(
         files(&chroot.spool(), "gw-sftp", "tmp").len(),
         1,
