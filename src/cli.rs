@@ -71,6 +71,24 @@ pub enum Command {
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Show a running billbox's status page in the terminal: ports, files,
+    /// destinations, the store, and the alarms in words. Exit 0 when
+    /// healthy, 1 when an alarm holds, 2 when billbox cannot be reached.
+    Status {
+        /// The metrics listener to ask (`metrics.listen`). Default: the
+        /// `metrics.listen` of --config, or 127.0.0.1:9109.
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// Take the address from this config's `metrics.listen`.
+        #[arg(long, short, conflicts_with = "addr")]
+        config: Option<PathBuf>,
+        /// Print the status as JSON (what `/status.json` answers).
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Ask the running billbox to send a range of a port's stored records
     /// again, as ordinary packets with their original ids, to a server or
     /// to the [delivery] servers; prints progress. Stopped (Ctrl-C) and run

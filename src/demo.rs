@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use billbox_sim::smdr::Format;
@@ -18,9 +19,16 @@ use billbox_sim::tcp::{feed, TcpPbx};
 use billbox_sim::{http, PtyPbx};
 
 use crate::cli::DemoArgs;
+use crate::story::{Character, Narrator, Teller};
 
 /// Pause between two records of one simulated PBX.
 const RECORD_GAP: Duration = Duration::from_millis(8);
+/// The IP Office's last calls: sent after the primary is back and
+/// `failback_after` has passed, on a new connection, so the story shows
+/// the fail-back.
+const LATE_CALLS: u64 = 5;
+/// `delivery.failback_after` in the demo's config.
+const FAILBACK_AFTER: Duration = Duration::from_secs(2);
 /// How long the demo waits for the last files to close.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 
@@ -31,8 +39,10 @@ struct DemoPort {
     link: String,
 }
 
-pub fn main(args: DemoArgs) -> ExitCode {
-    match run(args) {
+/// Runs the demo; `log_to_file`: the log goes to `billbox.log` in the demo
+/// directory (no `--log-format` was given), with `filter`.
+pub fn main(args: DemoArgs, log_to_file: bool, filter: &str) -> ExitCode {
+    match run(args, log_to_file, filter) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -42,7 +52,11 @@ pub fn main(args: DemoArgs) -> ExitCode {
     }
 }
 
-fn run(args: DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
+fn run(
+    args: DemoArgs,
+    log_to_file: bool,
+    filter: &str,
+) -> Result<bool, Box<dyn std::error::Error>> {
     let dir = match args.dir {
         Some(d) => {
             std::fs::create_dir_all(&d)?;
@@ -55,6 +69,10 @@ fn run(args: DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
     };
     let spool = dir.join("spool");
     let data = dir.join("data");
+    let log = dir.join("billbox.log");
+    if log_to_file {
+        crate::logging::init_demo(&log, filter)?;
+    }
     let mut panasonic = PtyPbx::open()?;
     let mut nec = PtyPbx::open()?;
     let toml = format!(
@@ -134,11 +152,19 @@ billing_timeout = "2s"
             link: String::new(),
         },
     ];
-    let n = args.records;
+    let n = args.records.max(LATE_CALLS + 1);
     println!(
         "billbox demo: 3 simulated PBXes send {n} records each into {}",
         dir.display()
     );
+    if log_to_file {
+        println!(
+            "The full log (JSON lines) is in {}; --log-format json puts it on stderr.",
+            log.display()
+        );
+    }
+    println!();
+    let teller = Arc::new(Teller::new());
 
     let system = actix_rt::System::new();
     let sent = system.block_on(async {
@@ -164,6 +190,18 @@ billing_timeout = "2s"
             .await
             .ok_or("the TCP port did not start listening")?;
         ports[2].link = format!("TCP listen {addr}");
+        let narrator = Narrator::start(
+            teller.clone(),
+            vec![
+                Character { port: "panasonic".into(), pbx: "a Panasonic on a serial line, 9600 7E1".into() },
+                Character { port: "nec".into(), pbx: "an NEC on a serial line, 1200 8N1".into() },
+                Character { port: "ipoffice".into(), pbx: "an Avaya IP Office sending SMDR over TCP".into() },
+                Character { port: billbox_transactions::SUBMIT_STREAM.into(), pbx: "the hotel's hotspot portal".into() },
+                Character { port: billbox_transactions::RELAY_STREAM.into(), pbx: "an AG 5500".into() },
+            ],
+            (format!("http://{primary_addr}/billing"), format!("http://{secondary_addr}/billing")),
+            running.store().clone(),
+        );
         let api = running
             .transactions_addr()
             .ok_or("the submit API did not start")?;
@@ -182,7 +220,7 @@ billing_timeout = "2s"
             }),
             std::thread::spawn(move || {
                 let sent = TcpPbx::connect(addr).and_then(|mut pbx| {
-                    feed(&mut pbx, Format::AvayaIpOffice, 1..=n, start, RECORD_GAP)
+                    feed(&mut pbx, Format::AvayaIpOffice, 1..=n - LATE_CALLS, start, RECORD_GAP)
                 });
                 (sent, None)
             }),
@@ -194,7 +232,9 @@ billing_timeout = "2s"
         let ag = std::thread::spawn(move || ag_relay(api, spread));
         // Halfway through, the primary billing server goes away.
         tokio::time::sleep(RECORD_GAP * (n / 2) as u32).await;
-        println!("  ... stopping the primary billing server {primary_addr} mid-run");
+        teller.say(&format!(
+            "The primary billing server (http://{primary_addr}/billing) stops, mid-run, as planned."
+        ));
         primary.stop(false).await;
         // Join the feeders off the event loop, which must keep reading.
         let mut sent = Vec::new();
@@ -214,8 +254,18 @@ billing_timeout = "2s"
                 .map_err(|_| "the AG panicked")??,
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
-        println!("  ... the primary comes back; after failback_after (2 s) delivery returns to it");
+        teller.say("The primary billing server comes back; after failback_after (2 s) delivery returns to it.");
         let primary = receiver("primary", primary_addr.to_string())?;
+        // After failback_after, the IP Office's last calls, on a new
+        // connection: delivery goes back to the primary with them.
+        tokio::time::sleep(FAILBACK_AFTER + Duration::from_millis(500)).await;
+        let late = tokio::task::spawn_blocking(move || {
+            TcpPbx::connect(addr).and_then(|mut pbx| {
+                feed(&mut pbx, Format::AvayaIpOffice, n - LATE_CALLS + 1..=n, start, RECORD_GAP)
+            })
+        })
+        .await??;
+        sent[2].extend(late);
         // The last files close when their 2 s lifetime ends, and every record
         // reaches a billing server.
         let done = || {
@@ -236,7 +286,13 @@ billing_timeout = "2s"
                 && ag_done.len() as u64 >= AG_PACKETS)
                 .then_some(())
         };
-        wait_for(SETTLE_LIMIT, done).await;
+        let settled = wait_for(SETTLE_LIMIT, done).await;
+        narrator.stop();
+        teller.say(if settled.is_some() {
+            "Every record is in a closed file and at a billing server; billbox stops."
+        } else {
+            "The records did not all settle within 60 s; billbox stops (the summary says what is missing)."
+        });
         running.shutdown().await;
         drop(ptys);
         primary.stop(true).await;

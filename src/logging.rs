@@ -50,6 +50,35 @@ pub fn init(format: Option<LogFormat>, filter: &str) {
     }
 }
 
+/// The demo's log when no `--log-format` is given: every line, as JSON, to
+/// `file`; ERROR lines (data at risk) also as text on stderr, so a person
+/// sees them. The person reads the demo's story on stdout instead.
+pub fn init_demo(file: &std::path::Path, filter: &str) -> std::io::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let log = std::fs::File::create(file)?;
+    let directives = with_quiet_libraries(filter);
+    let filter = EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| EnvFilter::new(with_quiet_libraries("info")));
+    let json = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(std::sync::Mutex::new(log))
+        .with_filter(filter);
+    let errors = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_filter(tracing_subscriber::filter::LevelFilter::ERROR);
+    tracing_subscriber::registry()
+        .with(json)
+        .with(errors)
+        .init();
+    Ok(())
+}
+
 /// A panic in an actor's work is caught and restarts that actor
 /// (`billbox_runtime::supervise`). A panic anywhere else ends the process
 /// with status 70 after logging it at ERROR: a half-dead collector is worse

@@ -13,6 +13,8 @@ mod import_acs;
 mod logging;
 mod replay;
 mod salvage;
+mod status;
+mod story;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -23,7 +25,11 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format, &cli.log_level);
+    // The demo, without --log-format, logs to a file of its own (it tells a
+    // story on stdout instead).
+    if cli.log_format.is_some() || !matches!(cli.command, Command::Demo(_)) {
+        logging::init(cli.log_format, &cli.log_level);
+    }
     logging::install_panic_hook();
     // Billing records are private: everything billbox creates (store, guard,
     // ACS files, directories) is readable by its group at most: files 0640,
@@ -33,7 +39,7 @@ fn main() -> ExitCode {
         Command::Run { config } => run(&config),
         Command::Validate { config } => validate(&config),
         Command::Inspect { config } => inspect(&config),
-        Command::Demo(args) => demo::main(args),
+        Command::Demo(args) => demo::main(args, cli.log_format.is_none(), &cli.log_level),
         Command::ImportAcs { file, gateway } => import_acs::main(&file, gateway),
         cmd @ Command::Replay { .. } => replay::main(cmd),
         cmd @ Command::Receive { .. } => receive(cmd),
@@ -43,6 +49,12 @@ fn main() -> ExitCode {
             ready,
             timeout,
         } => health::main(addr, ready, timeout),
+        Command::Status {
+            addr,
+            config,
+            json,
+            timeout,
+        } => status::main(addr, config.as_deref(), json, timeout),
     }
 }
 

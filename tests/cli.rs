@@ -155,6 +155,91 @@ fn the_demo_runs_the_whole_pipeline_and_checks_itself() {
     assert!(dir.path().join("billbox.toml").exists());
 }
 
+/// The demo reads like a story: text lines for what matters, no JSON and
+/// no library lines on the terminal; the full JSON log is in a file of the
+/// demo directory. `--log-format json` still puts JSON on stderr.
+#[test]
+fn the_demo_tells_a_story_and_logs_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["demo", "--records", "30", "--dir"])
+        .arg(dir.path())
+        .env_remove("BILLBOX_LOG")
+        .output()
+        .unwrap();
+    let stdout = assert_exit(&out, 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.trim().is_empty(), "nothing on stderr: {stderr}");
+    for line in stdout.lines() {
+        assert!(!line.trim_start().starts_with('{'), "a JSON line: {line}");
+        assert!(
+            !line.contains("actix") && !line.contains("workers"),
+            "a library line: {line}"
+        );
+    }
+    for event in [
+        "Port panasonic is up: a Panasonic on a serial line",
+        "Port ipoffice listens on 127.0.0.1:",
+        "File closed: cycPANA-trunk1-",
+        "The primary billing server (http://",
+        "Delivery failed: the primary (http://",
+        "Fail-over: delivery goes to the secondary (http://",
+        "The backlog is drained",
+        "Fail-back: delivery is back on the primary (http://",
+        "Every record is in a closed file and at a billing server",
+    ] {
+        assert!(stdout.contains(event), "{event:?} not told:\n{stdout}");
+    }
+    // Events in the order they happened.
+    let at = |text: &str| stdout.find(text).unwrap();
+    assert!(at("Fail-over:") < at("Fail-back:"), "{stdout}");
+    // The summary.
+    assert_eq!(
+        stdout.matches("every record in exactly one file").count(),
+        3,
+        "{stdout}"
+    );
+    let log = dir.path().join("billbox.log");
+    assert!(
+        stdout.contains(&format!(
+            "The full log (JSON lines) is in {}",
+            log.display()
+        )),
+        "{stdout}"
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .any(|v| v["message"] == "Billing file is closed."));
+    assert!(!lines.iter().any(|v| v["target"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("actix_server"))));
+
+    // --log-format json: the log is JSON on stderr, the story on stdout.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["--log-format", "json", "demo", "--records", "10", "--dir"])
+        .arg(dir.path())
+        .env_remove("BILLBOX_LOG")
+        .output()
+        .unwrap();
+    let stdout = assert_exit(&out, 0);
+    assert!(stdout.contains("every record in exactly one file"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let json: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(json
+        .iter()
+        .any(|v| v["message"] == "Billing file is closed."));
+    assert!(!dir.path().join("billbox.log").exists());
+}
+
 /// A known setting where it has no effect (a serial setting on a TCP port,
 /// `attempts` without a secondary or suspend) used to stop billbox from
 /// starting; it is a warning: `validate` prints it and exits 0, `run`
@@ -228,6 +313,6 @@ fn the_default_log_has_no_library_noise() {
         .collect();
     assert!(noise.is_empty(), "{noise:#?}");
     assert!(logs.iter().any(
-        |v| v["message"] == "Metrics and health are served at /metrics, /healthz and /readyz."
+        |v| v["message"] == "The status page is served at /, metrics and health at /metrics, /healthz and /readyz."
     ));
 }

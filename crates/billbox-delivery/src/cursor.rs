@@ -224,6 +224,8 @@ struct Run {
     /// The packet body, reused.
     body: Vec<u8>,
     policy: Retransmission,
+    /// This destination on the status board.
+    board: Arc<billbox_status::board::DestinationEntry>,
 }
 
 impl CursorDestination {
@@ -263,6 +265,7 @@ impl CursorDestination {
             turn: 0,
             body: Vec::new(),
             policy: self.policy.clone(),
+            board: billbox_status::board().destination(&self.name),
         };
         let mut news = self.news.subscribe();
         loop {
@@ -319,6 +322,7 @@ impl CursorDestination {
             }
         }
         run.flying = Default::default();
+        run.board.in_flight(0);
         run.acks.record().await;
     }
 
@@ -399,6 +403,8 @@ impl CursorDestination {
             Server::Secondary if self.endpoints.len() > 1 => 1,
             _ => 0,
         };
+        run.board
+            .using(server.as_str(), self.endpoints[e].url().as_str());
         let lane = run.ports[i].lane;
         run.load[lane] += 1;
         let sent = InFlight {
@@ -417,6 +423,7 @@ impl CursorDestination {
         };
         run.flying
             .push(Box::pin(async move { (sent, answer.await) }));
+        run.board.in_flight(run.flying.len() as u64);
         Ok(true)
     }
 
@@ -424,6 +431,7 @@ impl CursorDestination {
     fn answered(&self, run: &mut Run, sent: InFlight, result: Result<(), PostError>) {
         let lane = run.ports[sent.port].lane;
         run.load[lane] -= 1;
+        run.board.in_flight(run.flying.len() as u64);
         let port = &run.ports[sent.port];
         match result {
             Ok(()) => {
@@ -542,6 +550,11 @@ impl CursorDestination {
             flushed: self.flushed(),
             until: tokio::time::Instant::now() + interval,
         });
+        run.board.suspended(
+            chrono::TimeDelta::from_std(interval)
+                .ok()
+                .and_then(|d| chrono::Utc::now().checked_add_signed(d)),
+        );
         tracing::info!(destination = %self.name, failed_attempts = attempts, suspend_secs = interval.as_secs_f64(), backlog,
             "Delivery is suspended after a whole round of failed attempts; it resumes with a new record or after the suspend interval, from the primary. The records stay stored.");
     }
@@ -568,6 +581,7 @@ impl CursorDestination {
             };
             if let Some(why) = why {
                 run.suspension = None;
+                run.board.suspended(None);
                 run.policy.resume(Instant::now());
                 let (reason, message) = match why {
                     Resumed::NewRecord => (

@@ -30,10 +30,16 @@ impl Delivered<'_> {
             "port" => self.port.to_owned()
         );
         let last = metrics::gauge!("billbox_last_delivery_timestamp_seconds", "destination" => self.destination.to_owned());
-        self.emit_to(&records, &last);
+        let board = billbox_status::board().destination(self.destination);
+        self.emit_to(&records, &last, &board);
     }
 
-    fn emit_to(self, records: &metrics::Counter, last: &metrics::Gauge) {
+    fn emit_to(
+        self,
+        records: &metrics::Counter,
+        last: &metrics::Gauge,
+        board: &billbox_status::board::DestinationEntry,
+    ) {
         debug!(
             destination = self.destination,
             server = self.server,
@@ -47,6 +53,7 @@ impl Delivered<'_> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         last.set(now);
+        board.acknowledged();
     }
 }
 
@@ -57,6 +64,7 @@ pub struct DeliveredTally {
     /// By (the port's index in the destination, server).
     records: HashMap<(usize, &'static str), metrics::Counter>,
     last: metrics::Gauge,
+    board: Arc<billbox_status::board::DestinationEntry>,
 }
 
 impl DeliveredTally {
@@ -65,6 +73,7 @@ impl DeliveredTally {
             destination: destination.clone(),
             records: HashMap::new(),
             last: metrics::gauge!("billbox_last_delivery_timestamp_seconds", "destination" => destination.to_string()),
+            board: billbox_status::board().destination(destination),
         }
     }
 
@@ -80,7 +89,7 @@ impl DeliveredTally {
                 "port" => port.to_owned()
             )
         });
-        d.emit_to(records, &self.last);
+        d.emit_to(records, &self.last, &self.board);
     }
 }
 
@@ -105,6 +114,9 @@ impl Outage {
     ) {
         let now = Instant::now();
         self.attempts += 1;
+        billbox_status::board()
+            .destination(destination)
+            .failed(error);
         counter!("billbox_delivery_failures_total", "destination" => destination.to_owned(), "server" => server.to_owned())
             .increment(1);
         match self.since {

@@ -31,6 +31,8 @@ pub struct MirrorDestination {
     pub outage: RefCell<Outage>,
     /// The packet buffer, reused between posts.
     pub body: RefCell<Vec<u8>>,
+    /// This carbon copy on the status board.
+    pub board: Arc<billbox_status::board::DestinationEntry>,
 }
 
 /// How a [`MirrorDestination::copy`] ended.
@@ -50,6 +52,7 @@ impl MirrorDestination {
         batch_max: usize,
         acks: std::rc::Rc<dyn AckSink>,
     ) -> MirrorDestination {
+        let board = billbox_status::board().destination(&name);
         MirrorDestination {
             name,
             gateway,
@@ -58,6 +61,7 @@ impl MirrorDestination {
             acks,
             outage: RefCell::new(Outage::default()),
             body: RefCell::new(Vec::new()),
+            board,
         }
     }
 
@@ -74,6 +78,7 @@ impl MirrorDestination {
         } else {
             self.batch_max.max(1)
         };
+        self.board.using("mirror", self.endpoint.url().as_str());
         for chunk in batch.chunks(per_post) {
             // Test builds: an injected panic, or a copy that fails.
             let post: crate::endpoint::PostFuture =
@@ -84,10 +89,15 @@ impl MirrorDestination {
                     crate::encode_packet(&self.gateway, kind, chunk, &mut body);
                     self.endpoint.send(0, &body)
                 };
+            self.board.in_flight(1);
             let result = tokio::select! {
                 r = post => r,
-                _ = stop.wait_for(|s| *s) => return Copied::Stopped,
+                _ = stop.wait_for(|s| *s) => {
+                    self.board.in_flight(0);
+                    return Copied::Stopped;
+                }
             };
+            self.board.in_flight(0);
             let (first, last) = (chunk[0].seq, chunk[chunk.len() - 1].seq);
             match result {
                 Ok(()) => {

@@ -7,7 +7,11 @@
 //!   capacity). No I/O, so unit tests drive it with made-up clocks.
 //! - [`sample`]: reads a [`health::Sample`] from the store and sets the
 //!   gauges that are computed rather than counted (backlogs, held records).
-//! - [`server`]: the HTTP listener: `/metrics` (Prometheus text from the
+//! - [`status`]: builds the status [`billbox_status::Snapshot`] from the
+//!   config, the status board, the last store sample and the alarms; and
+//!   [`page`] renders it as the self-contained HTML status page.
+//! - [`server`]: the HTTP listener: `/` (the status page), `/status.json`,
+//!   `/metrics` (Prometheus text from the
 //!   process-wide `metrics` recorder), `/healthz` (200, or 503 with the
 //!   alarms as JSON), `/readyz` (200 once the store is open and the config
 //!   loaded, 503 before and while stopping).
@@ -18,7 +22,9 @@
 #![forbid(unsafe_code)]
 
 pub mod health;
+pub mod page;
 pub mod sample;
 pub mod server;
+pub mod status;
 
 pub use server::{install_recorder, serve, Monitor, MonitorError};

@@ -1,6 +1,8 @@
 //! Reads a health sample from the store and sets the computed gauges.
 //!
 //! Gauges set here (all from the store, so they hold across restarts):
+//! (Ports here include the transaction streams, `@transactions` and
+//! `@ag-relay`, when `[transactions]` is configured.)
 //! - `billbox_port_committed_sequence{port}`: the port's last committed
 //!   sequence: every record the port ever received, since sequences grow
 //!   by one per record;
@@ -19,7 +21,10 @@
 //! (`billbox_records_dropped_total`).
 
 use billbox_config::Config;
+use std::collections::HashMap;
+
 use billbox_store::{carbon_copy_cursor, Store, DELIVERY_CURSOR, FILES_CURSOR};
+use billbox_transactions::{RELAY_STREAM, SUBMIT_STREAM};
 use metrics::gauge;
 
 use crate::health::Sample;
@@ -36,49 +41,89 @@ pub fn consumers(config: &Config) -> Vec<(String, String)> {
     out
 }
 
-/// Samples the store for the health tracker, setting the gauges on the way.
-pub fn take(store: &Store, config: &Config) -> Sample {
+/// The store's figures at one sample: what the gauges above say, kept for
+/// the status page (which never reads the store itself).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    /// The health tracker's input.
+    pub health: Sample,
+    /// Each port's (and transaction stream's) last committed sequence.
+    pub committed: HashMap<String, u64>,
+    /// Records past each consumer's cursor, by (destination label, port).
+    pub backlog: HashMap<(String, String), u64>,
+    /// Records held, and of them those kept only for `store.retain`.
+    pub held: u64,
+    pub retained: u64,
+    /// Records waiting for the primary/secondary delivery.
+    pub waiting: u64,
+    /// The store's size on disk.
+    pub bytes: Option<u64>,
+}
+
+/// The streams a config's store holds: its ports, and the transaction
+/// streams when `[transactions]` is configured.
+pub fn streams(config: &Config) -> Vec<String> {
+    let mut out: Vec<String> = config.ports.iter().map(|p| p.name.clone()).collect();
+    if config.transactions.is_some() {
+        out.push(SUBMIT_STREAM.to_string());
+        out.push(RELAY_STREAM.to_string());
+    }
+    out
+}
+
+/// Samples the store, setting the gauges on the way.
+pub fn take(store: &Store, config: &Config) -> Figures {
     let consumers = consumers(config);
-    let mut sample = Sample::default();
-    let mut held_total = 0u64;
+    let mut figures = Figures::default();
     let mut delivery_done = 0u64;
-    for port in &config.ports {
-        let name = port.name.as_str();
-        let committed = store.durable_seq(name);
-        sample.ports.push((port.name.clone(), committed));
-        gauge!("billbox_port_committed_sequence", "port" => port.name.clone())
-            .set(committed as f64);
+    for name in streams(config) {
+        let committed = store.durable_seq(&name);
+        figures.committed.insert(name.clone(), committed);
+        if config.ports.iter().any(|p| p.name == name) {
+            figures.health.ports.push((name.clone(), committed));
+        }
+        gauge!("billbox_port_committed_sequence", "port" => name.clone()).set(committed as f64);
         let held = store
-            .first_held(name)
+            .first_held(&name)
             .map_or(0, |first| (committed + 1).saturating_sub(first));
-        held_total += held;
-        gauge!("billbox_store_held_records", "port" => port.name.clone()).set(held as f64);
+        figures.held += held;
+        gauge!("billbox_store_held_records", "port" => name.clone()).set(held as f64);
         let all_done = consumers
             .iter()
-            .map(|(_, c)| store.cursor(name, c).unwrap_or(0))
+            .map(|(_, c)| store.cursor(&name, c).unwrap_or(0))
             .min()
             .unwrap_or(0);
         let retained = store
-            .first_held(name)
-            .map_or(0, |first| (all_done + 1).saturating_sub(first));
-        gauge!("billbox_store_retained_records", "port" => port.name.clone())
-            .set(retained.min(held) as f64);
+            .first_held(&name)
+            .map_or(0, |first| (all_done + 1).saturating_sub(first))
+            .min(held);
+        figures.retained += retained;
+        gauge!("billbox_store_retained_records", "port" => name.clone()).set(retained as f64);
         for (label, cursor) in &consumers {
-            let done = store.cursor(name, cursor).unwrap_or(0);
+            let done = store.cursor(&name, cursor).unwrap_or(0);
             if cursor == DELIVERY_CURSOR {
                 delivery_done += done;
             }
-            gauge!("billbox_done_sequence", "destination" => label.clone(), "port" => port.name.clone())
+            let backlog = committed.saturating_sub(done);
+            figures
+                .backlog
+                .insert((label.clone(), name.clone()), backlog);
+            gauge!("billbox_done_sequence", "destination" => label.clone(), "port" => name.clone())
                 .set(done as f64);
-            gauge!("billbox_backlog_records", "destination" => label.clone(), "port" => port.name.clone())
-                .set(committed.saturating_sub(done) as f64);
+            gauge!("billbox_backlog_records", "destination" => label.clone(), "port" => name.clone())
+                .set(backlog as f64);
         }
     }
-    gauge!("billbox_store_records").set(held_total as f64);
+    gauge!("billbox_store_records").set(figures.held as f64);
     gauge!("billbox_store_capacity_records").set(config.store.max_records as f64);
     if config.delivery.is_some() {
         let waiting = store.total_backlog(DELIVERY_CURSOR).unwrap_or(0);
-        sample.delivery = Some((delivery_done, waiting));
+        figures.waiting = waiting;
+        figures.health.delivery = Some((delivery_done, waiting));
     }
-    sample
+    figures.bytes = store.size_on_disk().ok();
+    if let Some(bytes) = figures.bytes {
+        gauge!("billbox_store_bytes").set(bytes as f64);
+    }
+    figures
 }

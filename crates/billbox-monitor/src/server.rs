@@ -11,6 +11,7 @@ use billbox_store::Store;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::health::{Alarm, Limits, Tracker};
+use crate::sample::Figures;
 
 /// How often the store is sampled for the alarms.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -50,6 +51,10 @@ struct State {
     stopped: AtomicBool,
     tracker: Mutex<Tracker>,
     alarms: Mutex<Vec<Alarm>>,
+    /// The last sample's figures and the data disk's free bytes: what the
+    /// status page shows (it never reads the store itself).
+    figures: Mutex<Option<(Figures, Option<u64>)>>,
+    started: chrono::DateTime<chrono::Utc>,
 }
 
 impl State {
@@ -64,12 +69,14 @@ impl State {
             return;
         };
         let config = self.config.lock().expect("monitor state poisoned").clone();
-        let sample = crate::sample::take(&store, &config);
+        let figures = crate::sample::take(&store, &config);
         let now_alarms = self
             .tracker
             .lock()
             .expect("monitor state poisoned")
-            .observe(Instant::now(), &sample);
+            .observe(Instant::now(), &figures.health);
+        let disk_free = disk_free(&config.gateway.data_dir);
+        *self.figures.lock().expect("monitor state poisoned") = Some((figures, disk_free));
         let mut alarms = self.alarms.lock().expect("monitor state poisoned");
         let same = |a: &Alarm, b: &Alarm| a.kind() == b.kind() && a.subject() == b.subject();
         for a in now_alarms
@@ -86,6 +93,13 @@ impl State {
         }
         *alarms = now_alarms;
     }
+}
+
+/// The free bytes of the file system holding `dir` (`None` when it
+/// reports no size, or cannot be read).
+fn disk_free(dir: &std::path::Path) -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    (st.blocks() > 0).then(|| st.blocks_available() as u64 * st.fragment_size() as u64)
 }
 
 /// An alarm started: logged once, counted, and its gauge set.
@@ -147,6 +161,25 @@ impl Monitor {
     /// The store is open and the pipeline started: `/readyz` answers 200
     /// and the alarms are watched from now on.
     pub fn set_ready(&self, store: Store) {
+        // The status page's "last record" of each port, until one comes in
+        // this run: the newest stored record's time (read once, here).
+        let config = self
+            .state
+            .config
+            .lock()
+            .expect("monitor state poisoned")
+            .clone();
+        for name in crate::sample::streams(&config) {
+            let last = store.durable_seq(&name);
+            if last == 0 {
+                continue;
+            }
+            if let Some(Ok(record)) = store.records(&name, last, last).next() {
+                if let Some(at) = chrono::DateTime::from_timestamp_micros(record.received_us) {
+                    billbox_status::board().port(&name).last_record_before(at);
+                }
+            }
+        }
         *self.state.store.lock().expect("monitor state poisoned") = Some(store);
         self.state.sample();
         self.state.ready.store(true, Ordering::Release);
@@ -192,12 +225,16 @@ pub fn serve(config: &Config, prometheus: PrometheusHandle) -> Result<Monitor, M
         stopped: AtomicBool::new(false),
         tracker: Mutex::new(Tracker::new(Limits::from_config(config))),
         alarms: Mutex::new(Vec::new()),
+        figures: Mutex::new(None),
+        started: chrono::Utc::now(),
     });
     let addr = config.metrics.listen;
     let data = web::Data::from(state.clone());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .route("/", web::get().to(status_page))
+            .route("/status.json", web::get().to(status_json))
             .route("/metrics", web::get().to(metrics_page))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
@@ -219,7 +256,7 @@ pub fn serve(config: &Config, prometheus: PrometheusHandle) -> Result<Monitor, M
             sampler.prometheus.run_upkeep();
         }
     });
-    tracing::info!(listen = %bound, "Metrics and health are served at /metrics, /healthz and /readyz.");
+    tracing::info!(listen = %bound, "The status page is served at /, metrics and health at /metrics, /healthz and /readyz.");
     Ok(Monitor {
         addr: bound,
         handle,
@@ -231,9 +268,6 @@ async fn metrics_page(state: web::Data<State>) -> HttpResponse {
     if let Some(store) = state.store() {
         let config = state.config.lock().expect("monitor state poisoned").clone();
         crate::sample::take(&store, &config);
-        if let Ok(bytes) = store.size_on_disk() {
-            metrics::gauge!("billbox_store_bytes").set(bytes as f64);
-        }
     }
     metrics::gauge!("billbox_ready").set(if state.ready.load(Ordering::Acquire) {
         1.0
@@ -243,6 +277,42 @@ async fn metrics_page(state: web::Data<State>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.prometheus.render())
+}
+
+impl State {
+    /// The status now, from the board and the last sample.
+    fn snapshot(&self) -> billbox_status::Snapshot {
+        let config = self.config.lock().expect("monitor state poisoned").clone();
+        let alarms = self.alarms.lock().expect("monitor state poisoned").clone();
+        let figures = self.figures.lock().expect("monitor state poisoned").clone();
+        crate::status::snapshot(&crate::status::Inputs {
+            config: &config,
+            board: billbox_status::board(),
+            figures: figures.as_ref().map(|(f, _)| f),
+            alarms: &alarms,
+            ready: self.ready.load(Ordering::Acquire),
+            started: self.started,
+            disk_free: figures.as_ref().and_then(|(_, free)| *free),
+            now: chrono::Local::now(),
+        })
+    }
+}
+
+/// `/`: the status page.
+async fn status_page(state: web::Data<State>) -> HttpResponse {
+    let page = crate::page::render(&state.snapshot());
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src 'self'"))
+        .body(page)
+}
+
+/// `/status.json`: the same, as JSON (what `billbox status` reads).
+async fn status_json(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(state.snapshot())
 }
 
 async fn healthz(state: web::Data<State>) -> HttpResponse {

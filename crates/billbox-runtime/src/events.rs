@@ -3,8 +3,19 @@
 //! Log levels: ERROR only when data is at risk, WARN for a link or input
 //! problem billbox works around, INFO for state changes, DEBUG per batch.
 
+use std::sync::atomic::Ordering;
+
+use billbox_status::{board, FileFacts, Link};
 use metrics::counter;
 use tracing::{debug, error, info, warn};
+
+/// A path's file name, for the status board.
+pub(crate) fn file_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
 
 /// A port's link came up: device opened, PBX connected in, or connected out.
 pub struct PortLinkUp<'a> {
@@ -23,6 +34,9 @@ impl PortLinkUp<'_> {
                 "Port link is up; reading records."
             );
         }
+        board().port(self.port).link(Link::Up {
+            peer: self.peer.to_owned(),
+        });
         counter!("billbox_port_link_up_total", "port" => self.port.to_owned()).increment(1);
     }
 }
@@ -44,6 +58,9 @@ impl PortLinkDown<'_> {
                 "Port link went down; reopening with backoff."
             );
         }
+        board().port(self.port).link(Link::Down {
+            reason: self.reason.to_owned(),
+        });
         counter!("billbox_port_link_down_total", "port" => self.port.to_owned()).increment(1);
     }
 }
@@ -64,6 +81,9 @@ impl PortOpenFailed<'_> {
                 "Port cannot be opened; retrying with backoff."
             );
         }
+        board().port(self.port).link(Link::CannotOpen {
+            error: self.error.to_owned(),
+        });
         counter!("billbox_port_open_failures_total", "port" => self.port.to_owned()).increment(1);
     }
 }
@@ -77,6 +97,9 @@ pub struct PortListening<'a> {
 impl PortListening<'_> {
     pub fn emit(self) {
         info!(port = self.port, local_addr = %self.addr, "Port is listening for its PBX.");
+        board().port(self.port).link(Link::Listening {
+            addr: self.addr.to_string(),
+        });
     }
 }
 
@@ -97,6 +120,9 @@ impl PortConnectionReplaced<'_> {
                 "A new PBX connection replaced the current one."
             );
         }
+        board().port(self.port).link(Link::Up {
+            peer: self.peer.to_owned(),
+        });
         counter!("billbox_port_connections_replaced_total", "port" => self.port.to_owned())
             .increment(1);
     }
@@ -121,6 +147,7 @@ impl RecordsReceived<'_> {
             last_seq = self.last_seq,
             "Records are committed to the store."
         );
+        board().port(self.port).received(self.count);
         counter!("billbox_records_received_total", "port" => self.port.to_owned())
             .increment(self.count);
         counter!("billbox_bytes_received_total", "port" => self.port.to_owned())
@@ -273,6 +300,11 @@ impl FileClosed<'_> {
             last_seq = self.last_seq,
             "Billing file is closed."
         );
+        board().port(self.port).file_closed(FileFacts {
+            name: file_name(self.path),
+            records: self.records,
+            at: chrono::Utc::now(),
+        });
         counter!("billbox_files_closed_total", "port" => self.port.to_owned()).increment(1);
     }
 }
@@ -363,6 +395,7 @@ impl StoreFull {
             max_records = self.max_records,
             "The store is full of records waiting for delivery; ports are not read until servers acknowledge some."
         );
+        board().store_full.store(true, Ordering::Relaxed);
         counter!("billbox_store_full_total").increment(1);
         metrics::gauge!("billbox_store_full").set(1.0);
     }
@@ -381,6 +414,7 @@ impl StoreHasSpace {
             max_records = self.max_records,
             "The store has space again; reading the ports."
         );
+        board().store_full.store(false, Ordering::Relaxed);
         metrics::gauge!("billbox_store_full").set(0.0);
     }
 }
@@ -480,6 +514,7 @@ impl DataDiskLow<'_> {
             min_free_bytes = self.min_free_bytes,
             "The data directory's disk is nearly full; ports are not read until space is freed (stored records are safe)."
         );
+        board().disk_low.store(true, Ordering::Relaxed);
         metrics::gauge!("billbox_data_disk_low").set(1.0);
         counter!("billbox_data_disk_low_total").increment(1);
     }
@@ -494,6 +529,7 @@ pub struct DataDiskOk<'a> {
 impl DataDiskOk<'_> {
     pub fn emit(self) {
         info!(path = %self.path.display(), free_bytes = self.free_bytes, "The data directory has space again; reading the ports.");
+        board().disk_low.store(false, Ordering::Relaxed);
         metrics::gauge!("billbox_data_disk_low").set(0.0);
     }
 }
@@ -532,6 +568,7 @@ impl TransactionRefused<'_> {
             reason = self.why,
             "A submitted transaction was refused; nothing was stored."
         );
+        board().port(billbox_transactions::SUBMIT_STREAM).refused(1);
         counter!("billbox_transactions_refused_total", "status" => self.status.to_string())
             .increment(1);
     }
@@ -551,6 +588,7 @@ impl RelayRefused<'_> {
             reason = self.why,
             "A relayed AG packet was refused with an ERROR ack; nothing was stored."
         );
+        board().port(billbox_transactions::RELAY_STREAM).refused(1);
         counter!("billbox_relay_refused_total").increment(1);
     }
 }
@@ -600,4 +638,58 @@ impl RestartBudgetExceeded<'_> {
             "An actor keeps failing; billbox stops cleanly and exits with status 3 so it is started afresh. Committed records are safe in the store."
         );
     }
+}
+
+/// Puts the counters and gauges that count trouble on `/metrics` at zero
+/// from the start, so an alert rule on `increase(...)` or `== 1` sees a
+/// series before the first failure (Prometheus has nothing to compare an
+/// absent series with). Per port for the port counters, per server for
+/// the delivery failures.
+pub fn series_at_zero(config: &billbox_config::Config) {
+    for port in &config.ports {
+        for name in [
+            "billbox_records_received_total",
+            "billbox_bytes_received_total",
+            "billbox_records_truncated_total",
+            "billbox_records_unterminated_total",
+            "billbox_records_dropped_total",
+            "billbox_port_link_up_total",
+            "billbox_port_link_down_total",
+            "billbox_port_open_failures_total",
+            "billbox_port_connections_replaced_total",
+            "billbox_files_closed_total",
+            "billbox_spool_failures_total",
+        ] {
+            counter!(name, "port" => port.name.clone()).increment(0);
+        }
+    }
+    if let Some(d) = &config.delivery {
+        let servers: &[&'static str] = if d.secondary.is_some() {
+            &["primary", "secondary"]
+        } else {
+            &["primary"]
+        };
+        for server in servers {
+            counter!("billbox_delivery_failures_total", "destination" => "delivery", "server" => *server)
+                .increment(0);
+        }
+    }
+    for cc in &config.carbon_copies {
+        let destination = format!("cc:{}", cc.name);
+        counter!("billbox_delivery_failures_total", "destination" => destination.clone(), "server" => "mirror")
+            .increment(0);
+        if !cc.reliable {
+            counter!("billbox_carbon_copy_missed_records_total", "destination" => destination)
+                .increment(0);
+        }
+    }
+    if config.transactions.is_some() {
+        counter!("billbox_relay_refused_total").increment(0);
+    }
+    counter!("billbox_actor_restarts_total", "actor" => "store").increment(0);
+    counter!("billbox_store_full_total").increment(0);
+    counter!("billbox_data_disk_low_total").increment(0);
+    counter!("billbox_store_flush_failures_total").increment(0);
+    metrics::gauge!("billbox_store_full").set(0.0);
+    metrics::gauge!("billbox_data_disk_low").set(0.0);
 }

@@ -121,6 +121,15 @@ impl RotatorActor {
             }
             .emit();
         }
+        billbox_status::board()
+            .port(&port)
+            .open_file(self.rotator.open_file().map(|(name, records, first_us)| {
+                billbox_status::FileFacts {
+                    name,
+                    records,
+                    at: chrono::DateTime::from_timestamp_micros(first_us).unwrap_or_default(),
+                }
+            }));
         match result {
             Ok(()) if self.failing => {
                 self.failing = false;

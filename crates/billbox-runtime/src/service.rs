@@ -148,6 +148,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         ports = config.ports.len(),
         "The store is open."
     );
+    crate::events::series_at_zero(config);
     let restarts = Restarts::new();
     // The store actor first (destinations record their acknowledgements
     // through it), then the destinations and what it must feed them.

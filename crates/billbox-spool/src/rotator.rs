@@ -154,6 +154,17 @@ impl Rotator {
         self.writing.is_some()
     }
 
+    /// The `.tmp` file being written: its file name, its records, and when
+    /// its first record was received (microseconds since the epoch).
+    pub fn open_file(&self) -> Option<(String, u64, i64)> {
+        let w = self.writing.as_ref()?;
+        Some((
+            format!("{}.{TMP}", w.stem),
+            (w.last_seq + 1).saturating_sub(w.first_seq),
+            w.first_received_us,
+        ))
+    }
+
     /// The last sequence written into a closed file.
     pub fn cursor(&self) -> u64 {
         self.state.cursor

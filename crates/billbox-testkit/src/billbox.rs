@@ -175,7 +175,7 @@ impl Billbox {
     pub fn metrics_addr(&self) -> SocketAddr {
         let v = self
             .wait_log(
-                "Metrics and health are served",
+                "The status page is served at",
                 None,
                 Duration::from_secs(20),
             )
