@@ -1607,15 +1607,7 @@ fn join_or_kill(peer: &mut Peer, h: JoinHandle<Sent>) -> Sent {
 // The tables.
 
 fn fmt_n(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    billbox_status::snapshot::number(n)
 }
 
 fn rate(n: u64, secs: f64) -> Option<f64> {

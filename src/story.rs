@@ -5,14 +5,13 @@
 //! The log itself goes to a file (JSON lines) unless `--log-format` asks
 //! for it on stderr; see `logging::init_demo`.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use billbox_status::board::{Board, DestinationFacts, PortFacts};
+use billbox_status::board::{Board, Change, Link};
 use billbox_status::snapshot::number;
 use billbox_store::{Store, DELIVERY_CURSOR, FILES_CURSOR};
 
@@ -84,13 +83,14 @@ pub struct Character {
     pub pbx: String,
 }
 
-/// What the narrator remembers of the board.
+/// What the narrator remembers.
 #[derive(Default)]
 struct Seen {
-    ports: HashMap<String, PortFacts>,
-    delivery: DestinationFacts,
-    /// The backlog when an outage ended, until it is drained.
+    /// The last change of the board's journal told.
+    last: u64,
+    /// An outage began: once it ends and nothing waits, say so.
     draining: bool,
+    resumed: bool,
 }
 
 /// Watches the board and tells what changes, until stopped.
@@ -168,74 +168,83 @@ fn look(
     store: &Store,
     seen: &mut Seen,
 ) {
-    for c in characters {
-        let Some(now) = board.port_facts(&c.port) else {
-            continue;
-        };
-        let before = seen.ports.remove(&c.port).unwrap_or_default();
-        if now.link.word() != before.link.word() {
-            let detail = now.link.detail().unwrap_or("");
-            match now.link.word() {
-                "up" => teller.say(&format!("Port {} is up: {} ({detail}).", c.port, c.pbx)),
-                "listening" => teller.say(&format!(
-                    "Port {} listens on {detail} for {}.",
-                    c.port, c.pbx
-                )),
-                "down" => teller.say(&format!("Port {} went down: {detail}.", c.port)),
-                "cannot open" => teller.say(&format!("Port {} cannot open: {detail}.", c.port)),
-                _ => {}
-            }
-        }
-        if let Some(f) = &now.last_closed {
-            if before.last_closed.as_ref() != Some(f) {
-                teller.say(&format!(
-                    "File closed: {} ({} records, port {}).",
-                    f.name,
-                    number(f.records),
-                    c.port
-                ));
-            }
-        }
-        seen.ports.insert(c.port.clone(), now);
-    }
-
-    let Some(now) = board.destination_facts("delivery") else {
-        return;
+    let pbx = |port: &str| {
+        characters
+            .iter()
+            .find(|c| c.port == port)
+            .map(|c| c.pbx.as_str())
     };
-    let before = std::mem::replace(&mut seen.delivery, now.clone());
     let url = |server: Option<&str>| match server {
         Some("secondary") => secondary.as_str(),
         _ => primary.as_str(),
     };
-    if now.outage_since.is_some() && before.outage_since.is_none() {
-        teller.say(&format!(
-            "Delivery failed: the {} ({}) does not answer ({}); records wait in the store.",
-            now.server.unwrap_or("primary"),
-            url(now.server),
-            now.last_error.as_deref().unwrap_or("no answer")
-        ));
-    }
-    if before.server.is_some() && now.server != before.server {
-        match now.server {
-            Some("secondary") => teller.say(&format!(
-                "Fail-over: delivery goes to the secondary ({secondary})."
-            )),
-            Some("primary") if before.server == Some("secondary") => teller.say(&format!(
-                "Fail-back: delivery is back on the primary ({primary})."
-            )),
+    let waiting = || store.total_backlog(DELIVERY_CURSOR).unwrap_or(0);
+    for (n, change) in board.changes_since(seen.last) {
+        seen.last = n;
+        match change {
+            Change::Link { port, link } => {
+                let Some(who) = pbx(&port) else { continue };
+                let detail = link.detail().unwrap_or("");
+                match link {
+                    Link::Up { .. } => teller.say(&format!("Port {port} is up: {who} ({detail}).")),
+                    Link::Listening { .. } => {
+                        teller.say(&format!("Port {port} listens on {detail} for {who}."))
+                    }
+                    Link::Down { .. } => teller.say(&format!("Port {port} went down: {detail}.")),
+                    Link::CannotOpen { .. } => {
+                        teller.say(&format!("Port {port} cannot open: {detail}."))
+                    }
+                    Link::Starting => {}
+                }
+            }
+            Change::FileClosed { port, file } if pbx(&port).is_some() => {
+                teller.say(&format!(
+                    "File closed: {} ({} records, port {port}).",
+                    file.name,
+                    number(file.records)
+                ));
+            }
+            Change::OutageBegan {
+                destination,
+                server,
+                error,
+            } if destination == "delivery" => {
+                seen.draining = true;
+                seen.resumed = false;
+                teller.say(&format!(
+                    "Delivery failed: the {} ({}) does not answer ({error}); records wait in the store.",
+                    server.unwrap_or("primary"),
+                    url(server)
+                ));
+            }
+            Change::Server {
+                destination,
+                from,
+                to,
+            } if destination == "delivery" => match (from, to) {
+                (Some(_), "secondary") => teller.say(&format!(
+                    "Fail-over: delivery goes to the secondary ({secondary})."
+                )),
+                (Some("secondary"), "primary") => teller.say(&format!(
+                    "Fail-back: delivery is back on the primary ({primary})."
+                )),
+                _ => {}
+            },
+            Change::OutageEnded {
+                destination,
+                server,
+            } if destination == "delivery" => {
+                seen.resumed = true;
+                teller.say(&format!(
+                    "Delivery resumed on the {}: {} records wait and drain.",
+                    server.unwrap_or("primary"),
+                    number(waiting())
+                ));
+            }
             _ => {}
         }
     }
-    let waiting = store.total_backlog(DELIVERY_CURSOR).unwrap_or(0);
-    if before.outage_since.is_some() && now.outage_since.is_none() {
-        seen.draining = waiting > 0;
-        teller.say(&format!(
-            "Delivery resumed on the {}: {} records waiting drain.",
-            now.server.unwrap_or("primary"),
-            number(waiting)
-        ));
-    }
-    if seen.draining && waiting == 0 {
+    if seen.draining && seen.resumed && waiting() == 0 {
         seen.draining = false;
         teller.say("The backlog is drained: every stored record so far is acknowledged.");
     }

@@ -155,6 +155,13 @@ fn the_demo_runs_the_whole_pipeline_and_checks_itself() {
     assert!(dir.path().join("billbox.toml").exists());
 }
 
+/// Every line of `text` as JSON (a line that is not is a failure).
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 /// The demo reads like a story: text lines for what matters, no JSON and
 /// no library lines on the terminal; the full JSON log is in a file of the
 /// demo directory. `--log-format json` still puts JSON on stderr.
@@ -207,11 +214,7 @@ fn the_demo_tells_a_story_and_logs_to_a_file() {
         )),
         "{stdout}"
     );
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let lines = json_lines(&std::fs::read_to_string(&log).unwrap());
     assert!(lines
         .iter()
         .any(|v| v["message"] == "Billing file is closed."));
@@ -229,11 +232,7 @@ fn the_demo_tells_a_story_and_logs_to_a_file() {
         .unwrap();
     let stdout = assert_exit(&out, 0);
     assert!(stdout.contains("every record in exactly one file"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let json: Vec<serde_json::Value> = stderr
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let json = json_lines(&String::from_utf8_lossy(&out.stderr));
     assert!(json
         .iter()
         .any(|v| v["message"] == "Billing file is closed."));

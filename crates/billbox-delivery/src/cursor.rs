@@ -228,6 +228,13 @@ struct Run {
     board: Arc<billbox_status::board::DestinationEntry>,
 }
 
+impl Drop for Run {
+    /// However the loop ends (a panic too), nothing is in flight any more.
+    fn drop(&mut self) {
+        self.board.in_flight(0);
+    }
+}
+
 impl CursorDestination {
     /// Runs until `stop` turns true. Answers to packets in flight then are
     /// waited for a little ([`STOP_GRACE`]); packets still unanswered are

@@ -35,6 +35,22 @@ pub struct MirrorDestination {
     pub board: Arc<billbox_status::board::DestinationEntry>,
 }
 
+/// One post in flight on the status board, while it lives.
+struct InFlight<'a>(&'a billbox_status::board::DestinationEntry);
+
+impl<'a> InFlight<'a> {
+    fn one(board: &'a billbox_status::board::DestinationEntry) -> InFlight<'a> {
+        board.in_flight(1);
+        InFlight(board)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight(0);
+    }
+}
+
 /// How a [`MirrorDestination::copy`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Copied {
@@ -89,15 +105,14 @@ impl MirrorDestination {
                     crate::encode_packet(&self.gateway, kind, chunk, &mut body);
                     self.endpoint.send(0, &body)
                 };
-            self.board.in_flight(1);
-            let result = tokio::select! {
-                r = post => r,
-                _ = stop.wait_for(|s| *s) => {
-                    self.board.in_flight(0);
-                    return Copied::Stopped;
+            let result = {
+                // Back to 0 however the post ends (a stop, a panic).
+                let _flying = InFlight::one(&self.board);
+                tokio::select! {
+                    r = post => r,
+                    _ = stop.wait_for(|s| *s) => return Copied::Stopped,
                 }
             };
-            self.board.in_flight(0);
             let (first, last) = (chunk[0].seq, chunk[chunk.len() - 1].seq);
             match result {
                 Ok(()) => {

@@ -168,7 +168,12 @@ pub fn render(s: &Snapshot) -> String {
         };
         cell(&mut out, "Today", "n today", &today);
         cell(&mut out, "Total", "n total", &number(p.records_total));
-        let mut last = age(p.last_record_ms, now);
+        // Before the first record of this run, a port that has records
+        // says so rather than "never" (the newest may be removed already).
+        let mut last = match (p.last_record_ms, p.records_total) {
+            (None, 1..) => "<span class=\"muted\">none since start</span>".to_string(),
+            (at, _) => age(at, now),
+        };
         if let Some(q) = p.quiet_alarm_s {
             let _ = write!(
                 last,
@@ -284,10 +289,21 @@ pub fn render(s: &Snapshot) -> String {
         item("Submit API", escape(&t.listen));
         item("Submitted", number(t.submitted));
         item("Relayed from an AG", number(t.relayed));
-        item("Today", number(t.submitted_today));
+        item("Today", number(t.today));
         item("Refused", number(t.refused));
         item("Last", age(t.last_ms, now));
-        item("Open journal", file(&t.open_file, now, true));
+        item(
+            "Open journals",
+            if t.open_files.is_empty() {
+                file(&None, now, true)
+            } else {
+                t.open_files
+                    .iter()
+                    .map(|f| file(&Some(f.clone()), now, true))
+                    .collect::<Vec<_>>()
+                    .join("<br>")
+            },
+        );
         item("Last closed journal", file(&t.last_closed, now, false));
         out.push_str("</dl></section>");
     }

@@ -55,15 +55,26 @@ pub fn snapshot(i: &Inputs<'_>) -> Snapshot {
         .iter()
         .map(|p| {
             let facts = i.board.port_facts(&p.name).unwrap_or_default();
+            // A listening port whose PBX hung up listens again.
+            let listens_again = matches!(p.source, PortSource::Listen { .. })
+                && matches!(facts.link, billbox_status::Link::Down { .. });
             PortView {
                 name: p.name.clone(),
                 link: link_words(p),
-                state: if p.enabled() {
-                    facts.link.word().to_string()
-                } else {
+                state: if !p.enabled() {
                     "off".to_string()
+                } else if listens_again {
+                    "listening".to_string()
+                } else {
+                    facts.link.word().to_string()
                 },
-                detail: facts.link.detail().map(str::to_owned),
+                detail: facts.link.detail().map(|d| {
+                    if listens_again {
+                        format!("{d}; waiting for the PBX to connect again")
+                    } else {
+                        d.to_owned()
+                    }
+                }),
                 state_since_ms: facts.link_since.map(|t| t.timestamp_millis()),
                 records_today: facts.records_on(today),
                 today_since_ms,
@@ -95,7 +106,7 @@ pub fn snapshot(i: &Inputs<'_>) -> Snapshot {
                 Method::RoundRobin => "round robin",
             },
             &facts,
-            d.primary.as_str(),
+            &without_query(d.primary.as_str()),
             Some(waiting_for("delivery")),
             (d.window * lanes(d.connections)) as u64,
         ));
@@ -111,7 +122,7 @@ pub fn snapshot(i: &Inputs<'_>) -> Snapshot {
                 "carbon copy"
             },
             &facts,
-            cc.url.as_str(),
+            &without_query(cc.url.as_str()),
             cc.reliable.then(|| waiting_for(&cc.name)),
             if cc.reliable {
                 i.config
@@ -134,12 +145,16 @@ pub fn snapshot(i: &Inputs<'_>) -> Snapshot {
             submitted: committed(SUBMIT_STREAM),
             relayed: committed(RELAY_STREAM),
             refused: submitted.refused + relayed.refused,
-            submitted_today: submitted.records_on(today) + relayed.records_on(today),
+            today: submitted.records_on(today) + relayed.records_on(today),
             last_ms: submitted
                 .last_record
                 .max(relayed.last_record)
                 .map(|t| t.timestamp_millis()),
-            open_file: submitted.open_file.as_ref().map(file_view),
+            open_files: [&submitted.open_file, &relayed.open_file]
+                .into_iter()
+                .flatten()
+                .map(file_view)
+                .collect(),
             last_closed: newest_closed(&submitted, &relayed).map(file_view),
         }
     });
@@ -229,7 +244,10 @@ fn destination_view(
         name: name.to_string(),
         kind: kind.to_string(),
         server: facts.server.map(str::to_owned),
-        url: facts.url.clone().unwrap_or_else(|| primary_url.to_owned()),
+        url: facts
+            .url
+            .as_deref()
+            .map_or_else(|| primary_url.to_owned(), without_query),
         backlog,
         last_success_ms: facts.last_success.map(|t| t.timestamp_millis()),
         outage_since_ms: facts.outage_since.map(|t| t.timestamp_millis()),
@@ -238,6 +256,15 @@ fn destination_view(
         suspended_until_ms: facts.suspended_until.map(|t| t.timestamp_millis()),
         in_flight: facts.in_flight,
         window,
+    }
+}
+
+/// A URL without its query (`?key=...` may hold a secret; the page is
+/// for anyone who reaches the metrics listener).
+fn without_query(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_owned(),
     }
 }
 
@@ -388,6 +415,7 @@ url = "http://127.0.0.1:3/cc"
         );
         assert_eq!(s.ports[0].records_total, 40);
         assert_eq!(s.ports[1].state, "starting");
+        assert_eq!(without_query("http://h/b?key=s3cret"), "http://h/b?…");
         assert!(s.ports[1].quiet && !s.ports[0].quiet);
         assert_eq!(s.destinations[0].server.as_deref(), Some("secondary"));
         assert_eq!(s.destinations[0].backlog, Some(7));

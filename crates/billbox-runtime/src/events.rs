@@ -676,7 +676,9 @@ pub fn series_at_zero(config: &billbox_config::Config) {
     }
     for cc in &config.carbon_copies {
         let destination = format!("cc:{}", cc.name);
-        counter!("billbox_delivery_failures_total", "destination" => destination.clone(), "server" => "mirror")
+        // A reliable copy is a destination with one server, its primary.
+        let server = if cc.reliable { "primary" } else { "mirror" };
+        counter!("billbox_delivery_failures_total", "destination" => destination.clone(), "server" => server)
             .increment(0);
         if !cc.reliable {
             counter!("billbox_carbon_copy_missed_records_total", "destination" => destination)

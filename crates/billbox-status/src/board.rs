@@ -7,7 +7,7 @@
 //! backlogs, held records) are not kept here: the monitoring listener
 //! samples them once a second.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -24,6 +24,7 @@ pub fn board() -> &'static Board {
 pub struct Board {
     ports: Mutex<BTreeMap<String, Arc<PortEntry>>>,
     destinations: Mutex<BTreeMap<String, Arc<DestinationEntry>>>,
+    journal: Arc<Journal>,
     /// `store.when_full = "block"` holds the ports: the store is full.
     pub store_full: AtomicBool,
     /// The data disk is below `store.min_free_mb`: the ports are held.
@@ -35,27 +36,89 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The entry called `name` of `map`, made on first use.
+fn entry<T>(map: &Mutex<BTreeMap<String, Arc<T>>>, name: &str, make: impl FnOnce() -> T) -> Arc<T> {
+    let mut map = lock(map);
+    if let Some(e) = map.get(name) {
+        return e.clone();
+    }
+    let e = Arc::new(make());
+    map.insert(name.to_owned(), e.clone());
+    e
+}
+
+/// How many changes the journal keeps.
+pub const JOURNAL_KEEPS: usize = 4096;
+
+/// A change of state worth telling (the demo's story reads them in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A port's link changed state.
+    Link { port: String, link: Link },
+    /// A port's file was closed.
+    FileClosed { port: String, file: FileFacts },
+    /// A destination's attempts go to another server now.
+    Server {
+        destination: String,
+        from: Option<&'static str>,
+        to: &'static str,
+    },
+    /// A destination's attempt failed after it had none failing.
+    OutageBegan {
+        destination: String,
+        server: Option<&'static str>,
+        error: String,
+    },
+    /// A destination's server acknowledged again.
+    OutageEnded {
+        destination: String,
+        server: Option<&'static str>,
+    },
+}
+
+/// The newest [`Change`]s, numbered from 1.
+#[derive(Debug, Default)]
+struct Journal {
+    changes: Mutex<(u64, VecDeque<(u64, Change)>)>,
+}
+
+impl Journal {
+    fn note(&self, change: Change) {
+        let mut j = lock(&self.changes);
+        j.0 += 1;
+        let n = j.0;
+        if j.1.len() == JOURNAL_KEEPS {
+            j.1.pop_front();
+        }
+        j.1.push_back((n, change));
+    }
+}
+
 impl Board {
     /// The entry of a port or transaction stream (made on first use).
     pub fn port(&self, name: &str) -> Arc<PortEntry> {
-        let mut ports = lock(&self.ports);
-        if let Some(e) = ports.get(name) {
-            return e.clone();
-        }
-        let e = Arc::new(PortEntry::default());
-        ports.insert(name.to_owned(), e.clone());
-        e
+        entry(&self.ports, name, || PortEntry {
+            name: name.to_owned(),
+            facts: Mutex::default(),
+            journal: self.journal.clone(),
+        })
     }
 
     /// The entry of a destination: `delivery`, or `cc:NAME`.
     pub fn destination(&self, name: &str) -> Arc<DestinationEntry> {
-        let mut destinations = lock(&self.destinations);
-        if let Some(e) = destinations.get(name) {
-            return e.clone();
-        }
-        let e = Arc::new(DestinationEntry::default());
-        destinations.insert(name.to_owned(), e.clone());
-        e
+        entry(&self.destinations, name, || DestinationEntry {
+            name: name.to_owned(),
+            facts: Mutex::default(),
+            in_flight: AtomicU64::new(0),
+            journal: self.journal.clone(),
+        })
+    }
+
+    /// The changes numbered above `after`, oldest first (at most the
+    /// newest [`JOURNAL_KEEPS`]).
+    pub fn changes_since(&self, after: u64) -> Vec<(u64, Change)> {
+        let j = lock(&self.journal.changes);
+        j.1.iter().filter(|(n, _)| *n > after).cloned().collect()
     }
 
     /// A copy of a port's facts, if anything was written for it.
@@ -153,9 +216,11 @@ impl PortFacts {
 }
 
 /// One port's entry on the board.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PortEntry {
+    name: String,
     facts: Mutex<PortFacts>,
+    journal: Arc<Journal>,
 }
 
 impl PortEntry {
@@ -164,6 +229,10 @@ impl PortEntry {
         let mut f = lock(&self.facts);
         if f.link.word() != link.word() || f.link_since.is_none() {
             f.link_since = Some(Utc::now());
+            self.journal.note(Change::Link {
+                port: self.name.clone(),
+                link: link.clone(),
+            });
         }
         f.link = link;
     }
@@ -200,6 +269,10 @@ impl PortEntry {
 
     /// A file was closed.
     pub fn file_closed(&self, file: FileFacts) {
+        self.journal.note(Change::FileClosed {
+            port: self.name.clone(),
+            file: file.clone(),
+        });
         lock(&self.facts).last_closed = Some(file);
     }
 
@@ -234,18 +307,27 @@ pub struct DestinationFacts {
 }
 
 /// One destination's entry on the board.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DestinationEntry {
+    name: String,
     facts: Mutex<DestinationFacts>,
     in_flight: AtomicU64,
+    journal: Arc<Journal>,
 }
 
 impl DestinationEntry {
     /// Attempts go to `server` at `url` now.
     pub fn using(&self, server: &'static str, url: &str) {
         let mut f = lock(&self.facts);
-        if f.server != Some(server) || f.url.as_deref() != Some(url) {
+        if f.server != Some(server) {
+            self.journal.note(Change::Server {
+                destination: self.name.clone(),
+                from: f.server,
+                to: server,
+            });
             f.server = Some(server);
+        }
+        if f.url.as_deref() != Some(url) {
             f.url = Some(url.to_owned());
         }
     }
@@ -258,6 +340,12 @@ impl DestinationEntry {
     /// A server acknowledged a packet.
     pub fn acknowledged(&self) {
         let mut f = lock(&self.facts);
+        if f.outage_since.is_some() {
+            self.journal.note(Change::OutageEnded {
+                destination: self.name.clone(),
+                server: f.server,
+            });
+        }
         f.last_success = Some(Utc::now());
         f.outage_since = None;
         f.failed_attempts = 0;
@@ -270,6 +358,11 @@ impl DestinationEntry {
         let mut f = lock(&self.facts);
         if f.outage_since.is_none() {
             f.outage_since = Some(Utc::now());
+            self.journal.note(Change::OutageBegan {
+                destination: self.name.clone(),
+                server: f.server,
+                error: error.to_owned(),
+            });
         }
         f.failed_attempts = f.failed_attempts.saturating_add(1);
         f.last_error = Some(error.to_owned());
@@ -287,8 +380,47 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
+    fn the_journal_keeps_changes_in_order() {
+        let b = Board::default();
+        let p = b.port("pbx");
+        p.link(Link::Listening { addr: "a".into() });
+        p.link(Link::Listening { addr: "a".into() });
+        p.link(Link::Up { peer: "b".into() });
+        let d = b.destination("delivery");
+        d.using("primary", "u");
+        d.failed("refused");
+        d.failed("refused");
+        d.using("secondary", "v");
+        d.acknowledged();
+        let words: Vec<String> = b
+            .changes_since(0)
+            .into_iter()
+            .map(|(_, c)| match c {
+                Change::Link { link, .. } => link.word().to_string(),
+                Change::Server { from, to, .. } => format!("{from:?}->{to}"),
+                Change::OutageBegan { server, .. } => format!("outage {server:?}"),
+                Change::OutageEnded { server, .. } => format!("resumed {server:?}"),
+                Change::FileClosed { .. } => "file".into(),
+            })
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "listening",
+                "up",
+                "None->primary",
+                "outage Some(\"primary\")",
+                "Some(\"primary\")->secondary",
+                "resumed Some(\"secondary\")"
+            ]
+        );
+        let (n, _) = b.changes_since(0)[3].clone();
+        assert_eq!(b.changes_since(n).len(), 2);
+    }
+
+    #[test]
     fn records_today_start_again_on_a_new_local_day() {
-        let e = PortEntry::default();
+        let e = Board::default().port("p");
         let day = |d, h| Local.with_ymd_and_hms(2026, 12, d, h, 0, 0).unwrap();
         e.received_at(5, day(1, 22));
         e.received_at(2, day(1, 23));
@@ -303,12 +435,12 @@ mod tests {
 
     #[test]
     fn a_record_of_this_run_beats_the_stored_one() {
-        let e = PortEntry::default();
+        let e = Board::default().port("p");
         let old = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         e.received(1);
         e.last_record_before(old);
         assert_ne!(lock(&e.facts).last_record, Some(old));
-        let fresh = PortEntry::default();
+        let fresh = Board::default().port("q");
         fresh.last_record_before(old);
         assert_eq!(lock(&fresh.facts).last_record, Some(old));
     }

@@ -21,5 +21,5 @@
 pub mod board;
 pub mod snapshot;
 
-pub use board::{board, Board, DestinationFacts, FileFacts, Link, PortFacts};
+pub use board::{board, Board, Change, DestinationFacts, FileFacts, Link, PortFacts};
 pub use snapshot::Snapshot;

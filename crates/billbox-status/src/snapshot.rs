@@ -88,7 +88,8 @@ pub struct DestinationView {
     /// `fail-over`, `round robin`, `carbon copy` or `carbon copy (reliable)`.
     pub kind: String,
     /// The server the last attempt went to: `primary`, `secondary`,
-    /// `mirror`; `None` before the first attempt.
+    /// `mirror` (a fire-once carbon copy; a reliable one's server is its
+    /// `primary`); `None` before the first attempt.
     pub server: Option<String>,
     /// The URL in use (the primary's before the first attempt).
     pub url: String,
@@ -139,11 +140,14 @@ pub struct TransactionsView {
     pub submitted: u64,
     /// AG packets stored from the relay, ever.
     pub relayed: u64,
-    /// Submissions refused by this process (bad input, no token).
+    /// Submissions and relayed packets refused by this process (bad
+    /// input, no token).
     pub refused: u64,
-    pub submitted_today: u64,
+    /// Transactions stored today, from both (counted by this process).
+    pub today: u64,
     pub last_ms: Option<i64>,
-    pub open_file: Option<FileView>,
+    /// The open journal files: the submit API's, the relay's.
+    pub open_files: Vec<FileView>,
     pub last_closed: Option<FileView>,
 }
 
@@ -267,18 +271,24 @@ impl Snapshot {
                     "RELAYED",
                     "REFUSED",
                     "LAST",
-                    "OPEN FILE",
+                    "OPEN FILES",
                 ],
                 &[vec![
                     t.listen.clone(),
                     number(t.submitted),
-                    number(t.submitted_today),
+                    number(t.today),
                     number(t.relayed),
                     number(t.refused),
                     ago(t.last_ms, now),
-                    t.open_file.as_ref().map_or("-".into(), |f| {
-                        format!("{} ({})", f.name, number(f.records))
-                    }),
+                    if t.open_files.is_empty() {
+                        "-".into()
+                    } else {
+                        t.open_files
+                            .iter()
+                            .map(|f| format!("{} ({})", f.name, number(f.records)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
                 ]],
                 &[1, 2, 3, 4],
             ));

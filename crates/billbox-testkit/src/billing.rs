@@ -63,6 +63,42 @@ pub type Log = Arc<Mutex<Vec<Request>>>;
 pub const ACK_OK: &str = "<USG COMMAND=\"RMTLOG_ACK\"><ACK_VALUE>OK</ACK_VALUE><IP_ADDR>127.0.0.1</IP_ADDR><ERROR_CODE>1</ERROR_CODE></USG>";
 pub const ACK_ERROR: &str = "<USG COMMAND=\"RMTLOG_ACK\"><ACK_VALUE>ERROR</ACK_VALUE><IP_ADDR>127.0.0.1</IP_ADDR><ERROR_CODE>4</ERROR_CODE></USG>";
 
+/// A site in the middle of an outage: a primary that is down, a secondary
+/// that answers, and a carbon-copy server that is down.
+pub struct Outage {
+    pub primary: BillingServer,
+    pub secondary: BillingServer,
+    pub mirror: BillingServer,
+}
+
+impl Outage {
+    pub fn start(log: &Log) -> Outage {
+        let mut primary = BillingServer::start("a", log);
+        let secondary = BillingServer::start("b", log);
+        let mut mirror = BillingServer::start("m", log);
+        primary.down();
+        mirror.down();
+        Outage {
+            primary,
+            secondary,
+            mirror,
+        }
+    }
+
+    /// The `[delivery]` (fail-over, one attempt per server, no fail-back)
+    /// and `[[carbon_copy]]` (`audit`) sections for these servers.
+    pub fn toml(&self) -> String {
+        format!(
+            "[delivery]\nprimary = \"{}\"\nsecondary = \"{}\"\nattempts = 1\nretry_delay = \"100ms\"\n\
+             failback_after = \"1h\"\n\
+             [[carbon_copy]]\nname = \"audit\"\nurl = \"{}\"\n",
+            self.primary.url(),
+            self.secondary.url(),
+            self.mirror.url()
+        )
+    }
+}
+
 /// A billing server in one of the [`Mode`]s, logging every request it
 /// answers into a [`Log`] shared with other servers.
 pub struct BillingServer {
