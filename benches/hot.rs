@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the hot functions: framing, XML encoding, ack
-//! parsing, and the store's append + flush (group commit).
+//! parsing, the store's append + flush (group commit), and the status
+//! board and page (what a commit batch adds, what a page costs).
 //!
-//! `cargo bench --bench hot`; a single function: `cargo bench --bench hot -- framing`.
+//! `cargo bench --bench hot`; one group: `cargo bench --bench hot -- framing` (or `-- status`).
 
 use std::sync::Arc;
 
@@ -113,5 +114,75 @@ fn store(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, framing, xml, store);
+/// A config of 64 TCP ports, delivery and a carbon copy.
+fn status_config() -> billbox_config::Config {
+    let mut toml =
+        String::from("[gateway]\nname = \"gw\"\ndata_dir = \"/tmp/d\"\nspool_dir = \"/tmp/s\"\n");
+    for i in 0..64 {
+        toml.push_str(&format!(
+            "[[ports]]\nname = \"pbx{i}\"\nlisten = \"127.0.0.1:{}\"\nquiet_alarm = \"1h\"\n",
+            20000 + i
+        ));
+    }
+    toml.push_str(
+        "[delivery]\nprimary = \"http://127.0.0.1:1/b\"\nsecondary = \"http://127.0.0.1:2/b\"\n",
+    );
+    toml.push_str("[[carbon_copy]]\nname = \"audit\"\nurl = \"http://127.0.0.1:3/cc\"\n");
+    billbox_config::from_toml_str(&toml).expect("a valid config")
+}
+
+fn status(c: &mut Criterion) {
+    let config = status_config();
+    let board = billbox_status::board();
+    let mut figures = billbox_monitor::sample::Figures::default();
+    for p in &config.ports {
+        let e = board.port(&p.name);
+        e.link(billbox_status::Link::Up {
+            peer: "10.0.0.9:40000".into(),
+        });
+        e.received(10);
+        e.file_closed(billbox_status::FileFacts {
+            name: format!("cyc{}-261202.101500.txt", p.name),
+            records: 50,
+            at: chrono::Utc::now(),
+        });
+        figures.committed.insert(p.name.clone(), 123_456);
+        figures
+            .backlog
+            .insert(("delivery".into(), p.name.clone()), 12);
+    }
+    let mut g = c.benchmark_group("status");
+    let entry = board.port("pbx0");
+    g.bench_function("board: note a commit batch", |b| {
+        b.iter(|| entry.received(1))
+    });
+    g.bench_function("board: note a commit batch, looked up by name", |b| {
+        b.iter(|| board.port("pbx63").received(1))
+    });
+    let inputs = || billbox_monitor::status::Inputs {
+        config: &config,
+        board,
+        figures: Some(&figures),
+        alarms: &[],
+        ready: true,
+        started: chrono::Utc::now(),
+        disk_free: Some(1 << 30),
+        now: chrono::Local::now(),
+    };
+    g.bench_function("page of 64 ports: snapshot + HTML", |b| {
+        b.iter(|| {
+            billbox_monitor::page::render(&billbox_monitor::status::snapshot(&inputs())).len()
+        })
+    });
+    g.bench_function("page of 64 ports: snapshot + JSON", |b| {
+        b.iter(|| {
+            serde_json::to_vec(&billbox_monitor::status::snapshot(&inputs()))
+                .unwrap()
+                .len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, framing, xml, store, status);
 criterion_main!(benches);
