@@ -260,6 +260,56 @@ fn a_sigterm_the_moment_billbox_says_it_runs_stops_it_cleanly() {
     }
 }
 
+/// Regression: a store held full stayed "full" (its alarm on the status
+/// page, `billbox_store_full` 1) after a reload took the capacity away.
+#[test]
+fn a_reload_without_delivery_releases_a_full_store() {
+    let log = Log::default();
+    let mut server = BillingServer::start("a", &log);
+    server.down();
+    let site = Site::new();
+    let full = format!(
+        "[store]\nmax_records = 10\nwhen_full = \"block\"\n[delivery]\nprimary = \"{}\"\nretry_delay = \"1s\"\n",
+        server.url()
+    );
+    let config = site.config(&format!("{}{full}", port("a", "A")));
+    let bb = Billbox::start(&config);
+    let mut conn = TcpPbx::connect(bb.listen_addr("a")).unwrap();
+    for i in 1..=30u64 {
+        conn.send(format!("a call {i:05}\n").as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bb.wait_log("The store is full", None, WAIT)
+        .expect("the store holds input at max_records");
+    wait_until(WAIT, || {
+        bb.get("/status.json")
+            .1
+            .contains("\"kind\":\"store_full\"")
+            .then_some(())
+    })
+    .expect("the status page shows the full store");
+    // The same config without [delivery]: nothing counts against the
+    // capacity any more.
+    site.config(&port("a", "A"));
+    signal(&bb, nix::sys::signal::Signal::SIGHUP);
+    bb.wait_log("The store has space again", None, Duration::from_secs(15))
+        .unwrap_or_else(|| {
+            let said: Vec<String> = bb.dump().iter().map(|v| v["message"].to_string()).collect();
+            panic!("the full store is not released by the reload: {said:#?}")
+        });
+    let page = wait_until(Duration::from_secs(20), || {
+        let (_, page) = bb.get("/metrics");
+        (metric(&page, "billbox_records_received_total{port=\"a\"}") == Some(30.0)).then_some(page)
+    })
+    .expect("every record is taken in after the reload");
+    assert_eq!(metric(&page, "billbox_store_full"), Some(0.0));
+    wait_until(WAIT, || {
+        (!bb.get("/status.json").1.contains("\"kind\":\"store_full\"")).then_some(())
+    })
+    .expect("the status page no longer shows the full store");
+    assert_eq!(bb.terminate(), Some(0));
+}
+
 /// Regression: a reload that stopped readers left the store "draining"
 /// for good, so `max_records` with `when_full = "block"` no longer held
 /// anything back after the first SIGHUP.

@@ -602,10 +602,25 @@ impl StoreActor {
         }
     }
 
+    /// A reload took the capacity away (no `[delivery]` any more): a store
+    /// held full is not held any longer.
+    fn release_uncapped(&mut self) {
+        if self.consumers().capacity.is_none() {
+            if let Change::Ended = self.full.set(false) {
+                StoreHasSpace {
+                    backlog: self.store.total_backlog(DELIVERY_CURSOR).unwrap_or(0),
+                    max_records: 0,
+                }
+                .emit();
+            }
+        }
+    }
+
     /// With `when_full = "block"`: holds the pending appends (and so the port
     /// readers) while the records waiting for delivery fill the capacity.
     fn blocked_by_capacity(&mut self) -> bool {
         let Some(capacity) = self.consumers().capacity else {
+            self.release_uncapped();
             return false;
         };
         let backlog = self.store.total_backlog(DELIVERY_CURSOR).unwrap_or(0);
@@ -1145,6 +1160,7 @@ impl Handler<Reconfigure> for StoreActor {
         }
         self.mirror_overflow.clear();
         self.consumers = Arc::new(msg.0);
+        self.release_uncapped();
         self.arm_retain(ctx);
         // The removal cursors may be others now.
         self.cursor_moved(None, ctx);
