@@ -260,25 +260,39 @@ fn a_sigterm_the_moment_billbox_says_it_runs_stops_it_cleanly() {
     }
 }
 
-/// Regression: a store held full stayed "full" (its alarm on the status
-/// page, `billbox_store_full` 1) after a reload took the capacity away.
-#[test]
-fn a_reload_without_delivery_releases_a_full_store() {
+/// A billing server that is down and a site whose `[store]` holds input
+/// at 10 records waiting for it (`when_full = "block"`): the server, the
+/// site, and the `[store]` and `[delivery]` sections.
+fn held_store() -> (BillingServer, Site, String) {
     let log = Log::default();
     let mut server = BillingServer::start("a", &log);
     server.down();
-    let site = Site::new();
-    let full = format!(
+    let sections = format!(
         "[store]\nmax_records = 10\nwhen_full = \"block\"\n[delivery]\nprimary = \"{}\"\nretry_delay = \"1s\"\n",
         server.url()
     );
-    let config = site.config(&format!("{}{full}", port("a", "A")));
-    let bb = Billbox::start(&config);
+    (server, Site::new(), sections)
+}
+
+/// Sends 30 calls to port `a`, one by one: each append is small, so a
+/// store that holds at 10 does.
+fn send_30_calls(bb: &Billbox) -> TcpPbx {
     let mut conn = TcpPbx::connect(bb.listen_addr("a")).unwrap();
     for i in 1..=30u64 {
         conn.send(format!("a call {i:05}\n").as_bytes()).unwrap();
         std::thread::sleep(Duration::from_millis(10));
     }
+    conn
+}
+
+/// Regression: a store held full stayed "full" (its alarm on the status
+/// page, `billbox_store_full` 1) after a reload took the capacity away.
+#[test]
+fn a_reload_without_delivery_releases_a_full_store() {
+    let (_server, site, full) = held_store();
+    let config = site.config(&format!("{}{full}", port("a", "A")));
+    let bb = Billbox::start(&config);
+    let _conn = send_30_calls(&bb);
     bb.wait_log("The store is full", None, WAIT)
         .expect("the store holds input at max_records");
     wait_until(WAIT, || {
@@ -315,14 +329,7 @@ fn a_reload_without_delivery_releases_a_full_store() {
 /// anything back after the first SIGHUP.
 #[test]
 fn a_full_store_still_holds_input_after_a_reload() {
-    let log = Log::default();
-    let mut server = BillingServer::start("a", &log);
-    server.down();
-    let site = Site::new();
-    let store = format!(
-        "[store]\nmax_records = 10\nwhen_full = \"block\"\n[delivery]\nprimary = \"{}\"\nretry_delay = \"1s\"\n",
-        server.url()
-    );
+    let (_server, site, store) = held_store();
     let config = site.config(&format!("{}{store}", port("a", "A")));
     let bb = Billbox::start(&config);
     bb.wait_log("billbox is running", None, WAIT).unwrap();
@@ -337,12 +344,7 @@ fn a_full_store_still_holds_input_after_a_reload() {
         (bb.count_logs("The config is reloaded", None) >= 2).then_some(())
     })
     .expect("reloaded again");
-    let mut conn = TcpPbx::connect(bb.listen_addr("a")).unwrap();
-    // Sent one by one: each append is small, so the store holds at 10.
-    for i in 1..=30u64 {
-        conn.send(format!("a call {i:05}\n").as_bytes()).unwrap();
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let _conn = send_30_calls(&bb);
     bb.wait_log("The store is full", None, WAIT)
         .expect("the capacity holds input after the reloads");
     std::thread::sleep(Duration::from_millis(500));
