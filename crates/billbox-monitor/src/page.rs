@@ -158,7 +158,7 @@ pub fn render(s: &Snapshot) -> String {
         }
         cell(&mut out, "State", "", &state);
         // Counted by this process: after a start later than midnight, say so.
-        let today = if p.today_since_ms > midnight_ms(now) {
+        let today = if p.today_since_ms > crate::status::midnight_ms(now) {
             format!(
                 "{}<br><span class=\"muted\">since start</span>",
                 number(p.records_today)
@@ -370,16 +370,6 @@ pub fn render(s: &Snapshot) -> String {
     );
     let _ = writeln!(out, "<script>{}</script></body></html>", script());
     out
-}
-
-fn midnight_ms(now_ms: i64) -> i64 {
-    use chrono::TimeZone;
-    chrono::Local
-        .timestamp_millis_opt(now_ms)
-        .single()
-        .and_then(|t| t.date_naive().and_hms_opt(0, 0, 0))
-        .and_then(|t| t.and_local_timezone(chrono::Local).earliest())
-        .map_or(now_ms, |t| t.timestamp_millis())
 }
 
 const STYLE: &str = "\

@@ -31,12 +31,7 @@ pub struct Inputs<'a> {
 /// The status now.
 pub fn snapshot(i: &Inputs<'_>) -> Snapshot {
     let now_ms = i.now.timestamp_millis();
-    let midnight = i
-        .now
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .and_then(|t| t.and_local_timezone(Local).earliest())
-        .map_or(now_ms, |t| t.timestamp_millis());
+    let midnight = midnight_ms(now_ms);
     let today_since_ms = midnight.max(i.started.timestamp_millis());
     let today = i.now.date_naive();
     let committed = |name: &str| {
@@ -230,6 +225,18 @@ pub fn snapshot(i: &Inputs<'_>) -> Snapshot {
         store,
         transactions,
     }
+}
+
+/// Local midnight of the day `now_ms` (milliseconds since the epoch) falls
+/// on, in milliseconds since the epoch.
+pub fn midnight_ms(now_ms: i64) -> i64 {
+    use chrono::TimeZone;
+    Local
+        .timestamp_millis_opt(now_ms)
+        .single()
+        .and_then(|t| t.date_naive().and_hms_opt(0, 0, 0))
+        .and_then(|t| t.and_local_timezone(Local).earliest())
+        .map_or(now_ms, |t| t.timestamp_millis())
 }
 
 fn destination_view(
